@@ -71,8 +71,13 @@ pub struct Verdict {
 static WORDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{3,}").unwrap());
 
+static ENVIRONMENTS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\s*\{[a-zA-Z*]*\}(?:\s*\{[lcr| ]*\})?").unwrap());
+
+/// Whether a normalised answer is words (`Evelyn`, `east`) rather than mathematics: it
+/// has a run of three or more letters that is not a command or an environment name.
 fn is_text(normalized: &str) -> bool {
-    WORDS.is_match(normalized)
+    WORDS.is_match(&ENVIRONMENTS.replace_all(normalized, " "))
 }
 
 /// Compares an already extracted answer with an already extracted gold answer.

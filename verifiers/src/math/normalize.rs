@@ -42,6 +42,8 @@ static DEGREES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|°").unwrap());
 static UNIT_EXPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\^\s*(?:\{[^{}]*\}|[0-9])").unwrap());
+static PERCENT_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s*\bper\s?cent\b").unwrap());
 static AND_OR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\s+(?:and|or)\s+").unwrap());
 
@@ -142,6 +144,9 @@ fn replace_text_groups(s: &str) -> String {
 pub fn normalize(raw: &str) -> String {
     let s = replace_unicode(raw);
     let s = strip_delimiters(&s);
+    // Row breaks first, so that `\\ ` is not read as the spacing command `\ `.
+    let s = s.replace("\\\\", " \\cr ");
+    let s = s.replace("\\boxed", "").replace("\\fbox", "");
     let s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac");
     let s = s.replace("\\dbinom", "\\binom").replace("\\tbinom", "\\binom");
     let s = s.replace("\\$", "").replace("\\%", "%").replace("\\{", "\\lbrace ").replace("\\}", "\\rbrace ");
@@ -153,6 +158,7 @@ pub fn normalize(raw: &str) -> String {
         .replace("\\lbrack", "[")
         .replace("\\rbrack", "]");
     let s = DEGREES.replace_all(&s, " ");
+    let s = PERCENT_WORD.replace_all(&s, "%");
     let s = THOUSANDS_LATEX.replace_all(&s, "$1$2");
     let s = THOUSANDS_LATEX.replace_all(&s, "$1$2");
     let s = replace_text_groups(&s);
@@ -162,7 +168,7 @@ pub fn normalize(raw: &str) -> String {
     // Trailing punctuation and units, repeatedly ("5 cm.").
     loop {
         let t = s.trim_end().trim_end_matches(['.', ',', ';', ':']).trim_end();
-        let t = t.strip_suffix("\\\\").unwrap_or(t).trim_end();
+        let t = t.strip_suffix("\\cr").unwrap_or(t).trim_end();
         let t = match TRAILING_UNIT.captures(t) {
             Some(c) if c.get(0).unwrap().start() > 0 => {
                 let keep = c.get(0).unwrap().start() + c[1].len();

@@ -620,7 +620,7 @@ impl Parser {
                 }
                 break;
             }
-            if self.eat_cmd("\\") {
+            if self.eat_cmd("cr") {
                 rows.push(vec![]);
                 continue;
             }
@@ -629,7 +629,7 @@ impl Parser {
             if self.eat_sym('&') {
                 continue;
             }
-            if !matches!(self.peek(), Some(Tok::Cmd(n)) if n == "\\" || n == "end") {
+            if !matches!(self.peek(), Some(Tok::Cmd(n)) if n == "cr" || n == "end") {
                 return Err(ParseError("bad matrix cell"));
             }
         }
@@ -890,7 +890,7 @@ mod tests {
         assert!(matches!(parse("(x+1)").unwrap(), Node::Add(_)));
         assert!(matches!(parse("1, 2").unwrap(), Node::List(_)));
         assert!(matches!(parse(r"(-\infty, 2) \cup (3, \infty)").unwrap(), Node::Union(_)));
-        assert!(matches!(parse(r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}").unwrap(), Node::Matrix(_)));
+        assert!(matches!(parse(r"\begin{pmatrix} 1 & 2 \cr 3 & 4 \end{pmatrix}").unwrap(), Node::Matrix(_)));
         assert!(matches!(parse("x = 5").unwrap(), Node::Rel(_, RelOp::Eq, _)));
         assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
         assert!(parse("(((").is_err());
