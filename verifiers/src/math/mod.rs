@@ -83,6 +83,9 @@ fn is_text(normalized: &str) -> bool {
 /// Compares an already extracted answer with an already extracted gold answer.
 /// Returns whether they are equal and how that was decided.
 fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static str) {
+    if answer.len() > normalize::MAX_ANSWER_CHARS {
+        return (false, "answer too long");
+    }
     let ans_norm = normalize::normalize(answer);
     if ans_norm == gold_norm {
         return (true, "identical after normalisation");
@@ -140,7 +143,11 @@ fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static
 /// `\boxed{}` or `#### N`, or a number such as `27.0`. `response` is a full model output.
 pub fn verify(gold: &str, response: &str, opts: &MathOptions) -> Verdict {
     let (gold_ans, _) = extract::extract_gold(gold);
-    let gold_norm = normalize::normalize(&gold_ans);
+    let gold_norm = if gold_ans.len() > normalize::MAX_ANSWER_CHARS {
+        gold_ans.clone()
+    } else {
+        normalize::normalize(&gold_ans)
+    };
     if let Some(letter) = extract::gold_choice(&gold_ans).or_else(|| extract::gold_choice(&gold_norm)) {
         return verify_choice(letter, response, gold_norm, opts);
     }

@@ -21,7 +21,7 @@ pub const MAX_BITS: u64 = 4096;
 /// Largest square-free radicand kept exactly.
 pub const MAX_RADICAND: i64 = 1_000_000_000;
 /// Largest number of terms in an exact sum.
-pub const MAX_TERMS: usize = 64;
+pub const MAX_TERMS: usize = 16;
 /// Largest integer exponent applied exactly; larger powers go to floating point.
 pub const MAX_EXPONENT: u64 = 4096;
 
@@ -84,12 +84,12 @@ fn check(r: BigRational) -> Result<BigRational, EvalError> {
     }
 }
 
-/// Splits `n` (non-zero, |n| ≤ about 1e18) into `(s, f)` with `n = s² · f` and `f`
-/// square-free, by trial division; `None` when `|n|` is too large to factor cheaply.
+/// Splits `n` (non-zero) into `(s, f)` with `n = s² · f` and `f` square-free, by trial
+/// division; `None` when `|n| > 10^10` (more than 10^5 divisions).
 fn square_free_split(n: i128) -> Option<(i128, i128)> {
     let sign = if n < 0 { -1 } else { 1 };
     let mut m = n.abs();
-    if m > 1_000_000_000_000 {
+    if m > 10_000_000_000 {
         return None;
     }
     let mut s: i128 = 1;
@@ -232,7 +232,7 @@ impl Exact {
 
     /// Product.
     pub fn mul(&self, other: &Exact) -> Result<Exact, EvalError> {
-        if self.0.len() * other.0.len() > MAX_TERMS * MAX_TERMS {
+        if self.0.len() * other.0.len() > 4 * MAX_TERMS * MAX_TERMS {
             return Err(EvalError::Inexact);
         }
         let mut out: BTreeMap<Mono, BigRational> = BTreeMap::new();
