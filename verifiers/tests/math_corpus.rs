@@ -31,6 +31,14 @@ fn corpus_cases_all_pass() {
         }
     }
     assert!(total >= 300, "corpus has {total} cases, want at least 300");
-    assert!(must_fail >= 50, "corpus has {must_fail} close-but-wrong cases, want at least 50");
-    assert!(failures.is_empty(), "{} of {total} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        must_fail >= 50,
+        "corpus has {must_fail} close-but-wrong cases, want at least 50"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -109,7 +109,10 @@ fn competition_answers_match_themselves_in_other_shapes() {
         for r in read_jsonl(&dir.join(format!("datasets/{set}/test.jsonl"))) {
             let gold = field(&r, "answer");
             let n: f64 = gold.parse().unwrap_or(f64::NAN);
-            pairs.push((gold, format!("The final answer is $\\boxed{{{}}}$.", n as i64)));
+            pairs.push((
+                gold,
+                format!("The final answer is $\\boxed{{{}}}$.", n as i64),
+            ));
         }
     }
     let bad = disagreements("AMC23/AIME24/AIME25 integer responses", &pairs);

@@ -59,7 +59,9 @@ struct Env<'a> {
 }
 
 fn rational_int(v: &Value) -> Option<BigInt> {
-    v.as_rational().filter(|r| r.is_integer()).map(|r| r.to_integer())
+    v.as_rational()
+        .filter(|r| r.is_integer())
+        .map(|r| r.to_integer())
 }
 
 fn factorial(n: &Value) -> Result<Value, EvalError> {
@@ -73,7 +75,9 @@ fn factorial(n: &Value) -> Result<Value, EvalError> {
     for i in 2..=k {
         acc *= i;
     }
-    Ok(Value::Exact(Exact::rational(BigRational::from_integer(acc))))
+    Ok(Value::Exact(Exact::rational(BigRational::from_integer(
+        acc,
+    ))))
 }
 
 fn binomial(n: &Value, k: &Value) -> Result<Value, EvalError> {
@@ -103,12 +107,12 @@ fn log(base: &Value, x: &Value) -> Result<Value, EvalError> {
     let r = v.re.ln() / b.re.ln();
     // log_2 8 = 3 exactly when the power checks out.
     let k = r.round();
-    if (r - k).abs() < 1e-9 && k.abs() <= 4096.0 {
-        if let Ok(p) = base.pow(&Value::int(k as i64)) {
-            if matches!((&p, x), (Value::Exact(a), Value::Exact(b)) if a == b) {
-                return Ok(Value::int(k as i64));
-            }
-        }
+    if (r - k).abs() < 1e-9
+        && k.abs() <= 4096.0
+        && let Ok(p) = base.pow(&Value::int(k as i64))
+        && matches!((&p, x), (Value::Exact(a), Value::Exact(b)) if a == b)
+    {
+        return Ok(Value::int(k as i64));
     }
     x.apply_real(|t| t.ln() / b.re.ln())
 }
@@ -171,7 +175,10 @@ fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
                 Func::Cosh => a.apply_real(f64::cosh)?,
                 Func::Tanh => a.apply_real(f64::tanh)?,
                 Func::Exp => a.apply_real(f64::exp)?,
-                Func::Ln => log(&Value::Float(super::value::C64::real(std::f64::consts::E)), &a)?,
+                Func::Ln => log(
+                    &Value::Float(super::value::C64::real(std::f64::consts::E)),
+                    &a,
+                )?,
                 Func::Log => {
                     let x = eval(args.get(1).ok_or(EvalError::NotNumeric)?, env)?;
                     log(&a, &x)?
@@ -187,7 +194,11 @@ fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
                     } else {
                         r.ceil()
                     })),
-                    None => a.apply_real(if *f == Func::Floor { f64::floor } else { f64::ceil })?,
+                    None => a.apply_real(if *f == Func::Floor {
+                        f64::floor
+                    } else {
+                        f64::ceil
+                    })?,
                 },
             }
         }
@@ -207,10 +218,10 @@ fn variables(nodes: &[&Node]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for n in nodes {
         visit(n, &mut |m| {
-            if let Node::Var(v) = m {
-                if !out.contains(v) {
-                    out.push(v.clone());
-                }
+            if let Node::Var(v) = m
+                && !out.contains(v)
+            {
+                out.push(v.clone());
             }
         });
     }
@@ -236,7 +247,11 @@ fn sample_pairs(
     if vars.len() > MAX_VARS {
         return None;
     }
-    let npoints = if vars.is_empty() { 1 } else { opts.points.clamp(1, POINTS.len()) };
+    let npoints = if vars.is_empty() {
+        1
+    } else {
+        opts.points.clamp(1, POINTS.len())
+    };
     let mut modes = vec![PercentMode::Strip];
     if opts.percent_as_fraction && (has_percent(a) || has_percent(g)) {
         modes.push(PercentMode::Fraction);
@@ -349,7 +364,10 @@ fn expand_pm(n: &Node) -> Vec<Node> {
                 }
                 out
             }
-            Node::Neg(a) => go(a, budget).into_iter().map(|x| Node::Neg(Box::new(x))).collect(),
+            Node::Neg(a) => go(a, budget)
+                .into_iter()
+                .map(|x| Node::Neg(Box::new(x)))
+                .collect(),
             Node::Add(v) | Node::Mul(v) => {
                 let mut acc: Vec<Vec<Node>> = vec![vec![]];
                 for t in v {
@@ -366,14 +384,23 @@ fn expand_pm(n: &Node) -> Vec<Node> {
                         .collect();
                 }
                 acc.into_iter()
-                    .map(|t| if matches!(n, Node::Add(_)) { Node::Add(t) } else { Node::Mul(t) })
+                    .map(|t| {
+                        if matches!(n, Node::Add(_)) {
+                            Node::Add(t)
+                        } else {
+                            Node::Mul(t)
+                        }
+                    })
                     .collect()
             }
             Node::Div(a, b) => {
                 let bs = go(b, budget);
                 go(a, budget)
                     .into_iter()
-                    .flat_map(|x| bs.iter().map(move |y| Node::Div(Box::new(x.clone()), Box::new(y.clone()))))
+                    .flat_map(|x| {
+                        bs.iter()
+                            .map(move |y| Node::Div(Box::new(x.clone()), Box::new(y.clone())))
+                    })
                     .collect()
             }
             other => vec![other.clone()],
@@ -424,11 +451,17 @@ fn canonical_relation(l: &Node, op: RelOp, r: &Node) -> (RelOp, Node) {
     }
 }
 
-fn relation_equal(a: (&Node, RelOp, &Node), g: (&Node, RelOp, &Node), opts: &CompareOptions) -> bool {
-    if let ((Node::Var(x), RelOp::Eq, ra), (Node::Var(y), RelOp::Eq, rg)) = (a, g) {
-        if x == y && !mentions(ra, x) && !mentions(rg, y) {
-            return equal(ra, rg, opts);
-        }
+fn relation_equal(
+    a: (&Node, RelOp, &Node),
+    g: (&Node, RelOp, &Node),
+    opts: &CompareOptions,
+) -> bool {
+    if let ((Node::Var(x), RelOp::Eq, ra), (Node::Var(y), RelOp::Eq, rg)) = (a, g)
+        && x == y
+        && !mentions(ra, x)
+        && !mentions(rg, y)
+    {
+        return equal(ra, rg, opts);
     }
     let (ka, fa) = canonical_relation(a.0, a.1, a.2);
     let (kg, fg) = canonical_relation(g.0, g.1, g.2);
@@ -441,15 +474,26 @@ fn relation_equal(a: (&Node, RelOp, &Node), g: (&Node, RelOp, &Node), opts: &Com
 fn is_structure(n: &Node) -> bool {
     matches!(
         n,
-        Node::Tuple { .. } | Node::Set(_) | Node::List(_) | Node::Union(_) | Node::Matrix(_) | Node::Rel(..)
+        Node::Tuple { .. }
+            | Node::Set(_)
+            | Node::List(_)
+            | Node::Union(_)
+            | Node::Matrix(_)
+            | Node::Rel(..)
     )
 }
 
 fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
     match n {
         Node::Matrix(rows) if rows.len() == 1 => Some(rows[0].iter().collect()),
-        Node::Matrix(rows) if rows.iter().all(|r| r.len() == 1) => Some(rows.iter().map(|r| &r[0]).collect()),
-        Node::Tuple { open: '(', close: ')', items } => Some(items.iter().collect()),
+        Node::Matrix(rows) if rows.iter().all(|r| r.len() == 1) => {
+            Some(rows.iter().map(|r| &r[0]).collect())
+        }
+        Node::Tuple {
+            open: '(',
+            close: ')',
+            items,
+        } => Some(items.iter().collect()),
         _ => None,
     }
 }
@@ -498,7 +542,12 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
                 close: c2,
                 items: y,
             },
-        ) => o1 == o2 && c1 == c2 && x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q, opts)),
+        ) => {
+            o1 == o2
+                && c1 == c2
+                && x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| equal(p, q, opts))
+        }
         (Node::Matrix(x), Node::Matrix(y)) => {
             x.len() == y.len()
                 && x.iter().zip(y).all(|(r, s)| {
@@ -507,12 +556,18 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
         }
         (Node::Matrix(_), Node::Tuple { .. }) | (Node::Tuple { .. }, Node::Matrix(_)) => {
             match (vector_entries(a), vector_entries(g)) {
-                (Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| equal(p, q, opts)),
+                (Some(x), Some(y)) => {
+                    x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| equal(p, q, opts))
+                }
                 _ => false,
             }
         }
-        (Node::Rel(l1, o1, r1), Node::Rel(l2, o2, r2)) => relation_equal((l1, *o1, r1), (l2, *o2, r2), opts),
-        (Node::Rel(l, RelOp::Eq, r), other) | (other, Node::Rel(l, RelOp::Eq, r)) if !is_structure(other) => {
+        (Node::Rel(l1, o1, r1), Node::Rel(l2, o2, r2)) => {
+            relation_equal((l1, *o1, r1), (l2, *o2, r2), opts)
+        }
+        (Node::Rel(l, RelOp::Eq, r), other) | (other, Node::Rel(l, RelOp::Eq, r))
+            if !is_structure(other) =>
+        {
             match &**l {
                 Node::Var(v) if !mentions(r, v) && !mentions(other, v) => {
                     if std::ptr::eq(a, other) {

@@ -122,8 +122,9 @@ static HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]*)")
 static ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*([^\n]*)").unwrap()
 });
-static DOLLARS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$").unwrap());
+static DOLLARS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$").unwrap()
+});
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+").unwrap()
 });
@@ -134,7 +135,10 @@ static WORD3: LazyLock<Regex> =
 /// otherwise the text up to a full stop that is not a decimal point.
 fn anchor_clause(s: &str) -> &str {
     let s = s.trim();
-    if let Some(m) = DOLLARS.captures(s).filter(|c| c.get(0).is_some_and(|m| m.start() == 0)) {
+    if let Some(m) = DOLLARS
+        .captures(s)
+        .filter(|c| c.get(0).is_some_and(|m| m.start() == 0))
+    {
         return (1..=4).find_map(|k| m.get(k)).map_or("", |g| g.as_str());
     }
     let b = s.as_bytes();
@@ -186,10 +190,8 @@ pub fn extract_answer(
     if !whole.is_empty() && whole.len() <= 200 && !whole.contains('\n') && !WORD3.is_match(whole) {
         return Some((whole.to_string(), Source::Whole));
     }
-    if last_number {
-        if let Some(m) = NUMBER.find_iter(response).last() {
-            return Some((m.as_str().to_string(), Source::LastNumber));
-        }
+    if last_number && let Some(m) = NUMBER.find_iter(response).last() {
+        return Some((m.as_str().to_string(), Source::LastNumber));
     }
     None
 }
@@ -208,19 +210,22 @@ pub fn extract_gold(gold: &str) -> (String, Source) {
 }
 
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.:)}]|$)").unwrap()
+    Regex::new(
+        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.:)}]|$)",
+    )
+    .unwrap()
 });
 static CHOICE_GOLD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*$").unwrap()
+    Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*$")
+        .unwrap()
 });
-static CHOICE_IN_TEXT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap());
+static CHOICE_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap()
+});
 
 /// The letter of a multiple-choice gold answer (`B`, `(B)`, `\text{(B)}`).
 pub fn gold_choice(gold: &str) -> Option<char> {
-    CHOICE_GOLD
-        .captures(gold)
-        .and_then(|c| c[1].chars().next())
+    CHOICE_GOLD.captures(gold).and_then(|c| c[1].chars().next())
 }
 
 /// The letter a candidate answer starts with (`C`, `(C) 12`, `\text{(C)}`).
@@ -258,8 +263,14 @@ mod tests {
             Some(("\\frac12".into(), "anchor"))
         );
         assert_eq!(ex("Answer: 3.5."), Some(("3.5".into(), "anchor")));
-        assert_eq!(ex("we get $x = 4$ so"), Some(("x = 4".into(), "math segment")));
-        assert_eq!(ex("costs 12 then 15 apples"), Some(("15".into(), "last number")));
+        assert_eq!(
+            ex("we get $x = 4$ so"),
+            Some(("x = 4".into(), "math segment"))
+        );
+        assert_eq!(
+            ex("costs 12 then 15 apples"),
+            Some(("15".into(), "last number"))
+        );
         assert_eq!(extract_answer("no numbers", BoxedMode::Last, true), None);
     }
 

@@ -72,7 +72,10 @@ pub enum LineError {
     },
 }
 
-fn parse_line(line_no: usize, text: &str) -> Result<(Map<String, Value>, String, String), LineError> {
+fn parse_line(
+    line_no: usize,
+    text: &str,
+) -> Result<(Map<String, Value>, String, String), LineError> {
     let v: Value = serde_json::from_str(text).map_err(|e| LineError::Json {
         line: line_no,
         msg: e.to_string(),
@@ -160,7 +163,10 @@ pub fn verify_jsonl(
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|source| JsonlError::Read { line: i + 1, source })?;
+        let line = line.map_err(|source| JsonlError::Read {
+            line: i + 1,
+            source,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -204,7 +210,12 @@ mod tests {
         assert_eq!(lines[0]["correct"], Value::Bool(true));
         assert_eq!(lines[0]["id"], Value::from(7));
         assert_eq!(lines[1]["line"], Value::from(2));
-        assert!(lines[2]["error"].as_str().unwrap().contains("line 4: field `response`"));
+        assert!(
+            lines[2]["error"]
+                .as_str()
+                .unwrap()
+                .contains("line 4: field `response`")
+        );
         assert_eq!(lines[3]["correct"], Value::Bool(false));
         assert_eq!(lines[3]["gold_normalized"], Value::from("27.0"));
     }

@@ -148,10 +148,14 @@ pub fn verify(gold: &str, response: &str, opts: &MathOptions) -> Verdict {
     } else {
         normalize::normalize(&gold_ans)
     };
-    if let Some(letter) = extract::gold_choice(&gold_ans).or_else(|| extract::gold_choice(&gold_norm)) {
+    if let Some(letter) =
+        extract::gold_choice(&gold_ans).or_else(|| extract::gold_choice(&gold_norm))
+    {
         return verify_choice(letter, response, gold_norm, opts);
     }
-    let Some((answer, source)) = extract::extract_answer(response, opts.boxed, opts.last_number_fallback) else {
+    let Some((answer, source)) =
+        extract::extract_answer(response, opts.boxed, opts.last_number_fallback)
+    else {
         return Verdict {
             correct: false,
             extracted: None,
@@ -256,7 +260,11 @@ mod tests {
 
     #[test]
     fn batch_keeps_order() {
-        let items = vec![("1", "\\boxed{1}"), ("2", "\\boxed{3}"), ("3", "\\boxed{3}")];
+        let items = vec![
+            ("1", "\\boxed{1}"),
+            ("2", "\\boxed{3}"),
+            ("3", "\\boxed{3}"),
+        ];
         let got: Vec<bool> = verify_batch(&items, &MathOptions::default())
             .iter()
             .map(|v| v.correct)

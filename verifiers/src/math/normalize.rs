@@ -42,10 +42,8 @@ static DEGREES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|°").unwrap());
 static UNIT_EXPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\^\s*(?:\{[^{}]*\}|[0-9])").unwrap());
-static PERCENT_WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\s*\bper\s?cent\b").unwrap());
-static AND_OR: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\s+(?:and|or)\s+").unwrap());
+static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s*\bper\s?cent\b").unwrap());
+static AND_OR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+(?:and|or)\s+").unwrap());
 
 fn replace_unicode(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
@@ -147,9 +145,18 @@ pub fn normalize(raw: &str) -> String {
     // Row breaks first, so that `\\ ` is not read as the spacing command `\ `.
     let s = s.replace("\\\\", " \\cr ");
     let s = s.replace("\\boxed", "").replace("\\fbox", "");
-    let s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac");
-    let s = s.replace("\\dbinom", "\\binom").replace("\\tbinom", "\\binom");
-    let s = s.replace("\\$", "").replace("\\%", "%").replace("\\{", "\\lbrace ").replace("\\}", "\\rbrace ");
+    let s = s
+        .replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac")
+        .replace("\\cfrac", "\\frac");
+    let s = s
+        .replace("\\dbinom", "\\binom")
+        .replace("\\tbinom", "\\binom");
+    let s = s
+        .replace("\\$", "")
+        .replace("\\%", "%")
+        .replace("\\{", "\\lbrace ")
+        .replace("\\}", "\\rbrace ");
     let s = s
         .replace("\\lvert", "|")
         .replace("\\rvert", "|")
@@ -167,7 +174,10 @@ pub fn normalize(raw: &str) -> String {
     s = s.replace('$', " ");
     // Trailing punctuation and units, repeatedly ("5 cm.").
     loop {
-        let t = s.trim_end().trim_end_matches(['.', ',', ';', ':']).trim_end();
+        let t = s
+            .trim_end()
+            .trim_end_matches(['.', ',', ';', ':'])
+            .trim_end();
         let t = t.strip_suffix("\\cr").unwrap_or(t).trim_end();
         let t = match TRAILING_UNIT.captures(t) {
             Some(c) if c.get(0).unwrap().start() > 0 => {
@@ -235,7 +245,10 @@ mod tests {
         assert_eq!(normalize(r"5.4 \text{ cents}"), "5.4");
         assert_eq!(normalize(r"\text{Evelyn}"), "Evelyn");
         assert_eq!(normalize("12 inches"), "12");
-        assert_eq!(normalize(r"\left( 3, \frac{\pi}{2} \right)"), r"( 3, \frac{\pi}{2} )");
+        assert_eq!(
+            normalize(r"\left( 3, \frac{\pi}{2} \right)"),
+            r"( 3, \frac{\pi}{2} )"
+        );
         assert_eq!(normalize("−5"), "-5");
         assert_eq!(normalize(r"\{1,2\}"), r"\{ 1,2\}");
     }

@@ -170,7 +170,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ParseError> {
         let ch = c[i];
         if ch.is_whitespace() {
             i += 1;
-        } else if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             while i < c.len() && c[i].is_ascii_digit() {
                 i += 1;
@@ -180,7 +182,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, ParseError> {
                 while i < c.len() && c[i].is_ascii_digit() {
                     i += 1;
                 }
-            } else if i < c.len() && c[i] == '.' && !c.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()) {
+            } else if i < c.len()
+                && c[i] == '.'
+                && !c.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
+            {
                 // "5." is 5
                 i += 1;
             }
@@ -234,7 +239,9 @@ fn parse_number(lit: &str) -> Result<(BigRational, bool), ParseError> {
     let (mantissa, exp) = match lit.find(['e', 'E']) {
         Some(k) => (
             &lit[..k],
-            lit[k + 1..].parse::<i64>().map_err(|_| ParseError("bad exponent"))?,
+            lit[k + 1..]
+                .parse::<i64>()
+                .map_err(|_| ParseError("bad exponent"))?,
         ),
         None => (lit, 0),
     };
@@ -286,10 +293,39 @@ fn func_named(name: &str) -> Option<Func> {
 }
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
-    "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda",
-    "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 struct Parser {
@@ -470,7 +506,11 @@ impl Parser {
     fn term(&mut self) -> Result<Node, ParseError> {
         let mut acc = self.power()?;
         loop {
-            if self.eat_sym('*') || self.eat_cmd("cdot") || self.eat_cmd("times") || self.eat_cmd("ast") {
+            if self.eat_sym('*')
+                || self.eat_cmd("cdot")
+                || self.eat_cmd("times")
+                || self.eat_cmd("ast")
+            {
                 let f = self.unary()?;
                 acc = mul(acc, f);
             } else if self.eat_sym('/') || self.eat_cmd("div") {
@@ -591,10 +631,11 @@ impl Parser {
         };
         self.depth -= 1;
         let mut items = items;
-        if items.len() == 1 && ((open == '(' && close == ')') || (open == '[' && close == ']')) {
-            if let Some(only) = items.pop() {
-                return Ok(only);
-            }
+        if items.len() == 1
+            && ((open == '(' && close == ')') || (open == '[' && close == ']'))
+            && let Some(only) = items.pop()
+        {
+            return Ok(only);
         }
         Ok(Node::Tuple { open, close, items })
     }
@@ -708,10 +749,11 @@ impl Parser {
                     let save = self.pos;
                     self.pos += 1;
                     let f = self.frac()?;
-                    if let Node::Div(a, b) = &f {
-                        if is_integer_literal(a) && is_integer_literal(b) {
-                            return Ok(Node::Add(vec![n, f]));
-                        }
+                    if let Node::Div(a, b) = &f
+                        && is_integer_literal(a)
+                        && is_integer_literal(b)
+                    {
+                        return Ok(Node::Add(vec![n, f]));
                     }
                     self.pos = save;
                 }
@@ -757,11 +799,17 @@ impl Parser {
                         let idx = self.expr()?;
                         self.expect_sym(']')?;
                         k = match idx {
-                            Node::Num { value, decimal: false }
-                                if value.is_integer() && value >= BigRational::from_integer(2.into())
-                                    && value <= BigRational::from_integer(64.into()) =>
+                            Node::Num {
+                                value,
+                                decimal: false,
+                            } if value.is_integer()
+                                && value >= BigRational::from_integer(2.into())
+                                && value <= BigRational::from_integer(64.into()) =>
                             {
-                                value.to_integer().try_into().map_err(|_| ParseError("root index"))?
+                                value
+                                    .to_integer()
+                                    .try_into()
+                                    .map_err(|_| ParseError("root index"))?
                             }
                             _ => return Err(ParseError("unsupported root index")),
                         };
@@ -779,7 +827,11 @@ impl Parser {
                 }
                 "lfloor" | "lceil" => {
                     let inner = self.expr()?;
-                    let f = if name == "lfloor" { Func::Floor } else { Func::Ceil };
+                    let f = if name == "lfloor" {
+                        Func::Floor
+                    } else {
+                        Func::Ceil
+                    };
                     if !(self.eat_cmd("rfloor") || self.eat_cmd("rceil")) {
                         return Err(ParseError("unclosed floor"));
                     }
@@ -869,12 +921,21 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
             visit(a, f);
             visit(b, f);
         }
-        Node::Add(v) | Node::Mul(v) | Node::Func(_, v) | Node::Set(v) | Node::List(v) | Node::Union(v) => {
-            v.iter().for_each(|x| visit(x, f))
-        }
+        Node::Add(v)
+        | Node::Mul(v)
+        | Node::Func(_, v)
+        | Node::Set(v)
+        | Node::List(v)
+        | Node::Union(v) => v.iter().for_each(|x| visit(x, f)),
         Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
         Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
-        Node::Num { .. } | Node::Based(..) | Node::Var(_) | Node::Pi | Node::E | Node::I | Node::Inf => {}
+        Node::Num { .. }
+        | Node::Based(..)
+        | Node::Var(_)
+        | Node::Pi
+        | Node::E
+        | Node::I
+        | Node::Inf => {}
     }
 }
 
@@ -886,12 +947,28 @@ mod tests {
     fn parses_shapes() {
         assert!(matches!(parse(r"\frac34").unwrap(), Node::Div(..)));
         assert!(matches!(parse(r"1\frac{4}{5}").unwrap(), Node::Add(_)));
-        assert!(matches!(parse("(1,2]").unwrap(), Node::Tuple { open: '(', close: ']', .. }));
+        assert!(matches!(
+            parse("(1,2]").unwrap(),
+            Node::Tuple {
+                open: '(',
+                close: ']',
+                ..
+            }
+        ));
         assert!(matches!(parse("(x+1)").unwrap(), Node::Add(_)));
         assert!(matches!(parse("1, 2").unwrap(), Node::List(_)));
-        assert!(matches!(parse(r"(-\infty, 2) \cup (3, \infty)").unwrap(), Node::Union(_)));
-        assert!(matches!(parse(r"\begin{pmatrix} 1 & 2 \cr 3 & 4 \end{pmatrix}").unwrap(), Node::Matrix(_)));
-        assert!(matches!(parse("x = 5").unwrap(), Node::Rel(_, RelOp::Eq, _)));
+        assert!(matches!(
+            parse(r"(-\infty, 2) \cup (3, \infty)").unwrap(),
+            Node::Union(_)
+        ));
+        assert!(matches!(
+            parse(r"\begin{pmatrix} 1 & 2 \cr 3 & 4 \end{pmatrix}").unwrap(),
+            Node::Matrix(_)
+        ));
+        assert!(matches!(
+            parse("x = 5").unwrap(),
+            Node::Rel(_, RelOp::Eq, _)
+        ));
         assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
         assert!(parse("(((").is_err());
         assert!(parse(&"(".repeat(500)).is_err());
@@ -902,7 +979,10 @@ mod tests {
         let (v, d) = parse_number("1.5e-7").unwrap();
         assert!(d);
         assert_eq!(v, BigRational::new(15.into(), 100_000_000.into()));
-        assert_eq!(parse_number("27").unwrap().1, false);
-        assert_eq!(parse_number(".35625").unwrap().0, BigRational::new(35625.into(), 100_000.into()));
+        assert!(!parse_number("27").unwrap().1);
+        assert_eq!(
+            parse_number(".35625").unwrap().0,
+            BigRational::new(35625.into(), 100_000.into())
+        );
     }
 }

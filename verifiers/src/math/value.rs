@@ -121,9 +121,9 @@ fn prime_factors(n: i64) -> Vec<i64> {
     let mut m = n.unsigned_abs();
     let mut p = 2u64;
     while p * p <= m {
-        if m % p == 0 {
+        if m.is_multiple_of(p) {
             out.push(p as i64);
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
@@ -252,7 +252,10 @@ impl Exact {
                 if pi.abs() > 64 {
                     return Err(EvalError::Inexact);
                 }
-                let m = Mono { pi, rad: rad as i64 };
+                let m = Mono {
+                    pi,
+                    rad: rad as i64,
+                };
                 let c = check(ca * cb * BigRational::from_integer(BigInt::from(factor)))?;
                 let e = out.entry(m).or_insert_with(BigRational::zero);
                 *e += c;
@@ -273,11 +276,7 @@ impl Exact {
             self.0
                 .iter()
                 .map(|(m, c)| {
-                    let flips = if p == -1 {
-                        m.rad < 0
-                    } else {
-                        m.rad % p == 0
-                    };
+                    let flips = if p == -1 { m.rad < 0 } else { m.rad % p == 0 };
                     (*m, if flips { -c } else { c.clone() })
                 })
                 .collect(),
@@ -384,7 +383,7 @@ impl Exact {
         let (rp, rq) = (p.nth_root(k), q.nth_root(k));
         let negative = c.is_negative();
         if num_traits::pow::Pow::pow(&rp, k) == p && num_traits::pow::Pow::pow(&rq, k) == q {
-            let r = BigRational::new(BigInt::from(rp), BigInt::from(rq));
+            let r = BigRational::new(rp, rq);
             let base = Exact::rational(r);
             return if negative {
                 if k % 2 == 1 {
@@ -408,7 +407,7 @@ impl Exact {
         if f.abs() > MAX_RADICAND as i128 {
             return Err(EvalError::Inexact);
         }
-        let coef = BigRational::new(BigInt::from(s), BigInt::from(q));
+        let coef = BigRational::new(BigInt::from(s), q);
         let mut map = BTreeMap::new();
         map.insert(
             Mono {
@@ -648,11 +647,7 @@ impl Value {
             }
             let c = e.to_c64();
             if c.im == 0.0 && e.0.keys().all(|m| m.rad > 0) && c.re != 0.0 {
-                return Ok(if c.re < 0.0 {
-                    self.neg()
-                } else {
-                    self.clone()
-                });
+                return Ok(if c.re < 0.0 { self.neg() } else { self.clone() });
             }
         }
         Value::float(C64::real(self.to_c64().abs()))
@@ -723,10 +718,7 @@ mod tests {
         let big = Value::Exact(q(10, 9)).pow(&Value::int(2100)).unwrap();
         assert!(matches!(big, Value::Float(_)));
         assert_eq!(two.pow(&Value::int(100_000)), Err(EvalError::Overflow));
-        assert_eq!(
-            two.pow(&Value::int(10)).unwrap(),
-            Value::Exact(q(1024, 1))
-        );
+        assert_eq!(two.pow(&Value::int(10)).unwrap(), Value::Exact(q(1024, 1)));
         assert_eq!(
             Value::Exact(q(8, 27)).pow(&Value::Exact(q(2, 3))).unwrap(),
             Value::Exact(q(4, 9))
