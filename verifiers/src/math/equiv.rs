@@ -483,6 +483,36 @@ fn is_structure(n: &Node) -> bool {
     )
 }
 
+/// `x > a` as `(a, ∞)`, `x ≤ a` as `(-∞, a]` (and `a < x` likewise), for comparing a
+/// one-sided inequality with an interval.
+fn ray(n: &Node) -> Option<Node> {
+    let Node::Rel(l, op, r) = n else { return None };
+    let (op, bound) = match (&**l, &**r) {
+        (Node::Var(_), b) => (*op, b),
+        (b, Node::Var(_)) => (
+            match op {
+                RelOp::Lt => RelOp::Gt,
+                RelOp::Gt => RelOp::Lt,
+                RelOp::Le => RelOp::Ge,
+                RelOp::Ge => RelOp::Le,
+                other => *other,
+            },
+            b,
+        ),
+        _ => return None,
+    };
+    let inf = Node::Inf;
+    let minus_inf = Node::Neg(Box::new(Node::Inf));
+    let (open, close, items) = match op {
+        RelOp::Gt => ('(', ')', vec![bound.clone(), inf]),
+        RelOp::Ge => ('[', ')', vec![bound.clone(), inf]),
+        RelOp::Lt => ('(', ')', vec![minus_inf, bound.clone()]),
+        RelOp::Le => ('(', ']', vec![minus_inf, bound.clone()]),
+        _ => return None,
+    };
+    Some(Node::Tuple { open, close, items })
+}
+
 fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
     match n {
         Node::Matrix(rows) if rows.len() == 1 => Some(rows[0].iter().collect()),
@@ -562,6 +592,12 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
                 _ => false,
             }
         }
+        (Node::Rel(..), Node::Tuple { .. } | Node::Union(_)) => {
+            ray(a).is_some_and(|r| equal(&r, g, opts))
+        }
+        (Node::Tuple { .. } | Node::Union(_), Node::Rel(..)) => {
+            ray(g).is_some_and(|r| equal(a, &r, opts))
+        }
         (Node::Rel(l1, o1, r1), Node::Rel(l2, o2, r2)) => {
             relation_equal((l1, *o1, r1), (l2, *o2, r2), opts)
         }
@@ -623,5 +659,11 @@ mod tests {
         assert!(eq(r"\log_2 8", "3"));
         assert!(eq(r"(-\infty, 0]", r"(-\infty,0]"));
         assert!(!eq(r"(-\infty, 0]", r"(-\infty,0)"));
+        assert!(eq(r"-2 \le x < 7", "[-2,7)"));
+        assert!(eq(r"7 > x \ge -2", "[-2,7)"));
+        assert!(!eq(r"-2 < x < 7", "[-2,7)"));
+        assert!(eq(r"x > 2", r"(2,\infty)"));
+        assert!(eq(r"x \le 2", r"(-\infty,2]"));
+        assert!(!eq(r"x < 2", r"(-\infty,2]"));
     }
 }

@@ -120,7 +120,8 @@ pub fn boxed_contents(text: &str) -> Vec<&str> {
 
 static HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]*)").unwrap());
 static ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*([^\n]*)").unwrap()
+    Regex::new(r"(?i)(?:final\s+answer|the\s+answer|answer)[*\s]*(?:is|:|=)[*\s]*:?[*\s]*([^\n]*)")
+        .unwrap()
 });
 static DOLLARS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$").unwrap()
@@ -128,26 +129,38 @@ static DOLLARS: LazyLock<Regex> = LazyLock::new(|| {
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+").unwrap()
 });
+static WORD2: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])([a-zA-Z]{2,})").unwrap());
 static WORD3: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{4,}").unwrap());
 
-/// Cuts an anchor's text at the end of its sentence: a math segment is taken whole,
-/// otherwise the text up to a full stop that is not a decimal point.
+/// Cuts an anchor's text down to the answer: a math segment is taken whole; otherwise
+/// the text up to a full stop that is not a decimal point, and, when words follow the
+/// answer ("12 because …", "\\frac34 of the pie"), the part before the first word.
 fn anchor_clause(s: &str) -> &str {
-    let s = s.trim();
-    if let Some(m) = DOLLARS
-        .captures(s)
-        .filter(|c| c.get(0).is_some_and(|m| m.start() == 0))
-    {
+    let s = s.trim().trim_matches('*').trim();
+    if let Some(m) = DOLLARS.captures(s) {
         return (1..=4).find_map(|k| m.get(k)).map_or("", |g| g.as_str());
     }
     let b = s.as_bytes();
+    let mut s = s;
     for (i, &c) in b.iter().enumerate() {
         if c == b'.' && !b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-            return &s[..i];
+            s = &s[..i];
+            break;
         }
     }
-    s
+    let first_word = WORD2
+        .captures_iter(s)
+        .filter_map(|c| c.get(1))
+        .find(|w| !matches!(w.as_str().to_ascii_lowercase().as_str(), "and" | "or"));
+    if let Some(w) = first_word {
+        let prefix = s[..w.start()].trim();
+        if prefix.contains(|c: char| c.is_ascii_digit() || c == '\\') {
+            return prefix;
+        }
+    }
+    s.trim_end_matches('*').trim()
 }
 
 /// The answer text of a response, with where it came from; `None` when nothing in the
@@ -263,6 +276,23 @@ mod tests {
             Some(("\\frac12".into(), "anchor"))
         );
         assert_eq!(ex("Answer: 3.5."), Some(("3.5".into(), "anchor")));
+        assert_eq!(ex("**Final Answer:** 1/2"), Some(("1/2".into(), "anchor")));
+        assert_eq!(
+            ex("The answer is 12 because 3*4"),
+            Some(("12".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is \\frac34 of the pie."),
+            Some(("\\frac34".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is 3 or 5."),
+            Some(("3 or 5".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is Evelyn."),
+            Some(("Evelyn".into(), "anchor"))
+        );
         assert_eq!(
             ex("we get $x = 4$ so"),
             Some(("x = 4".into(), "math segment"))

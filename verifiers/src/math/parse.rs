@@ -445,10 +445,13 @@ impl Parser {
                 } else {
                     self.expr()?
                 };
-                if self.rel_op().is_some() {
-                    return Err(ParseError("chained relation"));
+                match self.rel_op() {
+                    None => Ok(Node::Rel(Box::new(lhs), op, Box::new(rhs))),
+                    Some(op2) => {
+                        let far = self.expr()?;
+                        chain_to_interval(lhs, op, rhs, op2, far)
+                    }
                 }
-                Ok(Node::Rel(Box::new(lhs), op, Box::new(rhs)))
             }
         }
     }
@@ -862,6 +865,46 @@ impl Parser {
         let a = self.arg()?;
         let b = self.arg()?;
         Ok(Node::Div(Box::new(a), Box::new(b)))
+    }
+}
+
+/// `a < x ≤ b` (or `b ≥ x > a`) as the interval `(a, b]`; other chains are errors.
+fn chain_to_interval(
+    a: Node,
+    op1: RelOp,
+    x: Node,
+    op2: RelOp,
+    b: Node,
+) -> Result<Node, ParseError> {
+    if !matches!(x, Node::Var(_)) {
+        return Err(ParseError("chained relation"));
+    }
+    let open_of = |op| {
+        if op == RelOp::Lt || op == RelOp::Gt {
+            '('
+        } else {
+            '['
+        }
+    };
+    let close_of = |op| {
+        if op == RelOp::Lt || op == RelOp::Gt {
+            ')'
+        } else {
+            ']'
+        }
+    };
+    match (op1, op2) {
+        (RelOp::Lt | RelOp::Le, RelOp::Lt | RelOp::Le) => Ok(Node::Tuple {
+            open: open_of(op1),
+            close: close_of(op2),
+            items: vec![a, b],
+        }),
+        (RelOp::Gt | RelOp::Ge, RelOp::Gt | RelOp::Ge) => Ok(Node::Tuple {
+            open: open_of(op2),
+            close: close_of(op1),
+            items: vec![b, a],
+        }),
+        _ => Err(ParseError("chained relation")),
     }
 }
 
