@@ -85,12 +85,12 @@ pub enum RelOp {
 /// A parsed answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    /// A number; `decimal` marks a decimal point or scientific notation as written, which
-    /// makes comparisons use the relative tolerance.
+    /// A number; `decimal` marks a non-integer written with a decimal point or in
+    /// scientific notation, which makes comparisons use the relative tolerance.
     Num {
         /// Exact value of the literal.
         value: BigRational,
-        /// Whether the literal was written with a decimal point or exponent.
+        /// Whether the literal is a non-integer written as a decimal (`0.35`, `1.5e-7`).
         decimal: bool,
     },
     /// A number written in another base, `digits_base`.
@@ -267,7 +267,9 @@ fn parse_number(lit: &str) -> Result<(BigRational, bool), ParseError> {
     } else {
         BigRational::new(n, p)
     };
-    let decimal = lit.contains(['e', 'E']) || !frac.is_empty();
+    // `27.0` and `1e3` are whole numbers and compare exactly; `0.35` and `1.5e-7` use
+    // the relative tolerance.
+    let decimal = (lit.contains(['e', 'E']) || !frac.is_empty()) && !v.is_integer();
     Ok((v, decimal))
 }
 
