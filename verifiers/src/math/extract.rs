@@ -1,9 +1,11 @@
 //! Finding the answer inside a full model response (or a gold solution text).
 //!
 //! Priority, first that yields wins: `\boxed{…}` / `\fbox{…}` (nested braces; the last
-//! box by default), GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:"),
-//! the last `$…$` / `\(…\)` / `\[…\]` math segment that reads as an answer, and (when
-//! enabled) the last bare number in the text.
+//! box by default), GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:",
+//! markdown bold allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without
+//! words in it, the whole response when it is one short line without words, and (when
+//! enabled) the last bare number in the text. Multiple-choice golds use the letter of
+//! the extracted answer, or the last `(C)` in the text.
 
 use regex::Regex;
 use std::sync::LazyLock;

@@ -25,9 +25,12 @@ static UNIT_ONLY: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .unwrap()
 });
+/// Units that are also common variable names; stripped only after a space (`5 m`,
+/// not `5m`).
+static SHORT_UNITS: &[&str] = &["m", "s", "g", "l", "in", "mi"];
 static TRAILING_UNIT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r"(\d|\}}|\)|\s)\s*(?:(?:{UNIT_WORDS})\b\.?\s*)+(?:\^\{{?[23]\}}?)?\s*$"
+        r"(\d|\}}|\))(\s*)((?:{UNIT_WORDS})\b)\.?\s*(?:(?:{UNIT_WORDS})\b\.?\s*)*(?:\^\{{?[23]\}}?)?\s*$"
     ))
     .unwrap()
 });
@@ -180,7 +183,8 @@ pub fn normalize(raw: &str) -> String {
             .trim_end();
         let t = t.strip_suffix("\\cr").unwrap_or(t).trim_end();
         let t = match TRAILING_UNIT.captures(t) {
-            Some(c) if c.get(0).unwrap().start() > 0 => {
+            Some(c) if c[2].is_empty() && SHORT_UNITS.contains(&&c[3]) => t,
+            Some(c) => {
                 let keep = c.get(0).unwrap().start() + c[1].len();
                 t[..keep].trim_end()
             }
@@ -245,6 +249,10 @@ mod tests {
         assert_eq!(normalize(r"5.4 \text{ cents}"), "5.4");
         assert_eq!(normalize(r"\text{Evelyn}"), "Evelyn");
         assert_eq!(normalize("12 inches"), "12");
+        assert_eq!(normalize("12cm"), "12");
+        assert_eq!(normalize("5 m"), "5");
+        assert_eq!(normalize("2m"), "2m");
+        assert_eq!(normalize("3s"), "3s");
         assert_eq!(
             normalize(r"\left( 3, \frac{\pi}{2} \right)"),
             r"( 3, \frac{\pi}{2} )"
