@@ -259,6 +259,41 @@ mod tests {
     }
 
     #[test]
+    fn boxed_modes() {
+        let r = "roots: \\boxed{2} and \\boxed{1}";
+        let with = |boxed| MathOptions {
+            boxed,
+            ..MathOptions::default()
+        };
+        assert!(verify("1", r, &with(BoxedMode::Last)).correct);
+        assert!(verify("2", r, &with(BoxedMode::First)).correct);
+        assert!(verify("1, 2", r, &with(BoxedMode::All)).correct);
+        assert!(!verify("1, 2", r, &with(BoxedMode::Last)).correct);
+    }
+
+    #[test]
+    fn last_number_fallback_is_switchable() {
+        let r = "so she has 15 apples";
+        assert!(verify("15", r, &MathOptions::default()).correct);
+        let off = MathOptions {
+            last_number_fallback: false,
+            ..MathOptions::default()
+        };
+        assert!(!verify("15", r, &off).correct);
+    }
+
+    #[test]
+    fn percent_switch() {
+        let off = MathOptions {
+            percent_as_fraction: false,
+            ..MathOptions::default()
+        };
+        assert!(verify("50\\%", "\\boxed{0.5}", &MathOptions::default()).correct);
+        assert!(!verify("50\\%", "\\boxed{0.5}", &off).correct);
+        assert!(verify("50\\%", "\\boxed{50}", &off).correct);
+    }
+
+    #[test]
     fn batch_keeps_order() {
         let items = vec![
             ("1", "\\boxed{1}"),
