@@ -564,11 +564,6 @@ impl Value {
         )
     }
 
-    /// Difference.
-    pub fn sub(&self, o: &Value) -> Result<Value, EvalError> {
-        self.add(&o.neg())
-    }
-
     /// Negation.
     pub fn neg(&self) -> Value {
         match self {
