@@ -126,7 +126,7 @@ static ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap()
 });
 static DOLLARS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$").unwrap()
+    Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$((?:[^$\\]|\\.)+?)\$").unwrap()
 });
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+").unwrap()
@@ -141,8 +141,13 @@ static WORD3: LazyLock<Regex> =
 /// answer ("12 because …", "\\frac34 of the pie"), the part before the first word.
 fn anchor_clause(s: &str) -> &str {
     let s = s.trim().trim_matches('*').trim();
-    if let Some(m) = DOLLARS.captures(s) {
-        return (1..=4).find_map(|k| m.get(k)).map_or("", |g| g.as_str());
+    let formula = DOLLARS
+        .captures_iter(s)
+        .filter_map(|c| (1..=4).find_map(|k| c.get(k)))
+        .map(|g| g.as_str())
+        .find(|g| is_formula(g));
+    if let Some(f) = formula {
+        return f;
     }
     let b = s.as_bytes();
     let mut s = s;
@@ -163,6 +168,17 @@ fn anchor_clause(s: &str) -> &str {
         }
     }
     s.trim_end_matches('*').trim()
+}
+
+/// Whether a `$…$` segment reads as a formula rather than prose or currency
+/// (`$5 and $`): no words of two or more letters other than environment names.
+fn is_formula(s: &str) -> bool {
+    WORD2.captures_iter(s).all(|c| {
+        matches!(
+            &c[1],
+            "pmatrix" | "bmatrix" | "vmatrix" | "Bmatrix" | "matrix" | "array" | "cases"
+        )
+    })
 }
 
 /// The answer text of a response, with where it came from; `None` when nothing in the
@@ -196,7 +212,7 @@ pub fn extract_answer(
     let segment = DOLLARS
         .captures_iter(response)
         .filter_map(|c| (1..=4).find_map(|k| c.get(k)).map(|g| g.as_str().trim()))
-        .filter(|s| !s.is_empty() && !WORD3.is_match(s))
+        .filter(|s| !s.is_empty() && is_formula(s))
         .last();
     if let Some(s) = segment {
         return Some((s.to_string(), Source::MathSegment));
@@ -278,6 +294,14 @@ mod tests {
             Some(("\\frac12".into(), "anchor"))
         );
         assert_eq!(ex("Answer: 3.5."), Some(("3.5".into(), "anchor")));
+        assert_eq!(
+            ex("The answer is $\\$36$."),
+            Some(("\\$36".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is $18 per hour."),
+            Some(("$18".into(), "anchor"))
+        );
         assert_eq!(ex("**Final Answer:** 1/2"), Some(("1/2".into(), "anchor")));
         assert_eq!(
             ex("The answer is 12 because 3*4"),
