@@ -4,9 +4,11 @@
 //! be used on its own (for example to score a dataset of responses offline).
 //!
 //! - [`reward`]: the [`Reward`] trait every verifier implements.
+//! - [`code`]: the WASM-sandboxed Python code verifier.
 //! - [`runtime`]: locating the sandbox's Python WebAssembly runtime and checking it
 //!   against a pinned SHA-256 before it is ever executed.
 
+pub mod code;
 pub mod reward;
 pub mod runtime;
 
