@@ -12,6 +12,7 @@ prelude fixes two WASI pitfalls before the program runs:
 """
 
 import builtins
+import linecache
 import os
 import random
 import sys
@@ -53,6 +54,11 @@ def _install_prelude(stdin_len, deadline_ms):
     random.seed()
 
 
+def register_source(filename, source):
+    """Lets tracebacks show the lines of code that was compiled from a string."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
 def _exit_status(code):
     if code is None:
         return 0
@@ -68,6 +74,7 @@ def run(code, stdin_len, deadline_ms):
     """Runs ``code`` as ``__main__``; returns the exit status (see sandbox.wit)."""
     _install_prelude(stdin_len, deadline_ms)
     sys.argv = ["solution.py"]
+    register_source("solution.py", code)
     try:
         compiled = compile(code, "solution.py", "exec")
     except (SyntaxError, ValueError) as err:

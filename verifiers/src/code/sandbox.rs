@@ -211,6 +211,8 @@ fn engine_config() -> (Config, String) {
     config
         .epoch_interruption(true)
         .max_wasm_stack(WASM_STACK)
+        // Only checked against max_wasm_stack (wasmtime's async feature is on); runs are sync.
+        .async_stack_size(WASM_STACK + (1 << 20))
         .cranelift_opt_level(OptLevel::Speed)
         .wasm_component_model(true)
         .memory_init_cow(true);
@@ -294,7 +296,8 @@ impl Sandbox {
             }
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), stop_ticker.clone());
+        spawn_epoch_ticker(engine.clone(), stop_ticker.clone())
+            .map_err(|e| CodeError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Self {
             engine,
             prepared,
@@ -350,14 +353,8 @@ impl Sandbox {
             RuntimeKind::Component => GuestWasi::Component(builder.build()),
             RuntimeKind::Preview1 => {
                 let driver = format!("{GUEST_DRIVER}\nmain()\n");
-                builder.args(&[
-                    "python",
-                    "-c",
-                    &driver,
-                    code,
-                    &stdin.len().to_string(),
-                    &deadline_ms.to_string(),
-                ]);
+                let (len, deadline) = (stdin.len().to_string(), deadline_ms.to_string());
+                builder.args(&["python", "-c", driver.as_str(), code, len.as_str(), deadline.as_str()]);
                 GuestWasi::Preview1(builder.build_p1())
             }
         };
@@ -499,7 +496,7 @@ fn load_cached<T>(
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until `stop` is set.
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("cove-epoch".into())
         .spawn(move || {
@@ -508,5 +505,5 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
                 engine.increment_epoch();
             }
         })
-        .expect("spawning the epoch ticker thread");
+        .map(drop)
 }

@@ -268,7 +268,10 @@ fn py_str(s: &str) -> String {
 /// as `__main__` in `__cove_ns`, reporting a syntax error with `marker`.
 fn harness_head(program: &str, marker: &str) -> String {
     format!(
-        r#"import sys as __cove_sys, json as __cove_json, traceback as __cove_tb
+        r#"import sys as __cove_sys, json as __cove_json, traceback as __cove_tb, linecache as __cove_lc
+def __cove_register(name, src):
+    __cove_lc.cache[name] = (len(src), None, src.splitlines(True), name)
+__cove_register("solution.py", {program})
 __cove_ns = {{"__name__": "__main__", "__builtins__": __builtins__}}
 try:
     __cove_code = compile({program}, "solution.py", "exec")
@@ -314,7 +317,8 @@ __cove_sys.stdout.flush()
 fn assert_harness(program: &str, tests: &str, entry_point: Option<&str>, nonce: &str) -> String {
     let mut src = harness_head(program, &format!("__cove_syntax_{nonce}"));
     src.push_str(&format!(
-        r#"try:
+        r#"__cove_register("tests.py", {tests})
+try:
     exec(compile({tests}, "tests.py", "exec"), __cove_ns)
     __cove_entry = {entry}
     if __cove_entry is not None and "check" in __cove_ns:
