@@ -465,8 +465,8 @@ fn verify_component(path: &Path) -> Result<String, CodeError> {
 }
 
 /// Loads compiled code from `cache_dir/key`, or compiles `source` and writes the cache
-/// (atomically, through a temporary file). A stale or unreadable cache entry is
-/// recompiled, never trusted.
+/// (atomically, through a temporary file), removing older entries of the same runtime.
+/// A stale or unreadable cache entry is recompiled, never trusted.
 fn load_cached<T>(
     cache_dir: &Path,
     key: &str,
@@ -485,7 +485,16 @@ fn load_cached<T>(
         source: e,
     })?;
     let (value, bytes) = compile(&wasm).map_err(|e| CodeError::Engine(format!("compiling {}: {e:#}", source.display())))?;
-    // The cache is an optimisation: failing to write it is not an error.
+    // The cache is an optimisation: failing to write or prune it is not an error.
+    let stem = key.split("-wasmtime").next().unwrap_or(key);
+    if let Ok(entries) = std::fs::read_dir(cache_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{stem}-wasmtime")) && name.ends_with(".cwasm") && name != key {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     if std::fs::create_dir_all(cache_dir).is_ok() {
         let tmp = cache_dir.join(format!("{key}.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, &bytes).is_ok() {

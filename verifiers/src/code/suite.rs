@@ -324,7 +324,7 @@ try:
     if __cove_entry is not None and "check" in __cove_ns:
         __cove_ns["check"](__cove_ns[__cove_entry])
 except AssertionError:
-    __cove_tb.print_exc()
+    __cove_tb.print_exc(limit=-20)
     print({failed}, file=__cove_sys.stderr)
     __cove_sys.exit(1)
 __cove_sys.stdout.write("\n" + {nonce} + "\n")
