@@ -204,7 +204,7 @@ assert_("he-below-zero", "def below_zero(operations): whether a running balance 
          ("def below_zero(operations):\n    return operations[0] < 0\n", "RuntimeError")], entry_point="below_zero")
 assert_("he-strlen", "def strlen(string): the length of a string.",
         "def strlen(string):\n    return len(string)\n",
-        check("candidate('') == 0", "candidate('x') == 1", "candidate('asdasnakj') == 9"),
+        check("candidate('') == 0", "candidate('x') == 1", "candidate('asdasnakj') == 9", "candidate(' a ') == 3"),
         [("def strlen(string):\n    return len(string.strip())\n", "WrongAnswer"),
          ("def strlen(string):\n    import os\n    os._exit(0)\n", "WrongAnswer")], entry_point="strlen")
 assert_("he-fizz-buzz-count", "def fizz_buzz(n): how many times 7 appears in integers < n divisible by 11 or 13.",
@@ -231,7 +231,8 @@ assert_("mbpp-heap-queue-largest", "Write heap_queue_largest(nums, n) returning 
          ("def heap_queue_largest(nums, n):\n    while True:\n        pass\n", "TimeLimit")])
 assert_("mbpp-remove-occ", "Write remove_occ(s, ch) removing the first and last occurrence of ch from s.",
         "def remove_occ(s, ch):\n    i = s.find(ch)\n    if i != -1:\n        s = s[:i] + s[i + 1:]\n    j = s.rfind(ch)\n    if j != -1:\n        s = s[:j] + s[j + 1:]\n    return s\n",
-        "assert remove_occ('hello', 'l') == 'heo'\nassert remove_occ('abcda', 'a') == 'bcd'\nassert remove_occ('PHP', 'P') == 'H'\n",
+        "assert remove_occ('hello', 'l') == 'heo'\nassert remove_occ('abcda', 'a') == 'bcd'\nassert remove_occ('PHP', 'P') == 'H'\n"
+        "assert remove_occ('abcabca', 'a') == 'bcabc'\n",
         [("def remove_occ(s, ch):\n    return s.replace(ch, '')\n", "WrongAnswer")])
 assert_("mbpp-sort-matrix", "Write sort_matrix(m) sorting the rows of m by their sums ascending.",
         "def sort_matrix(m):\n    return sorted(m, key=sum)\n",
