@@ -7,7 +7,10 @@ use std::time::Duration;
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| Sandbox::new(RuntimeKind::Component).expect("run scripts/setup.sh to build the sandbox component"))
+    SANDBOX.get_or_init(|| {
+        Sandbox::new(RuntimeKind::Component)
+            .expect("run scripts/setup.sh to build the sandbox component")
+    })
 }
 
 fn limits() -> Limits {
@@ -37,8 +40,18 @@ fn run(code: &str) -> Run {
 /// Runs `code` and expects an uncaught exception whose traceback names `error`.
 fn expect_exception(code: &str, error: &str) -> Run {
     let r = run(code);
-    assert_eq!(r.termination, Termination::Exited(1), "{code}\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
-    assert!(r.stderr.contains(error), "{code}: expected {error} in stderr:\n{}", r.stderr);
+    assert_eq!(
+        r.termination,
+        Termination::Exited(1),
+        "{code}\nstdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(error),
+        "{code}: expected {error} in stderr:\n{}",
+        r.stderr
+    );
     r
 }
 
@@ -62,8 +75,14 @@ fn cannot_write_or_list_files() {
 
 #[test]
 fn has_no_network() {
-    expect_exception("import socket\nsocket.create_connection(('127.0.0.1', 22))", "Error");
-    expect_exception("import urllib.request\nurllib.request.urlopen('http://example.com')", "Error");
+    expect_exception(
+        "import socket\nsocket.create_connection(('127.0.0.1', 22))",
+        "Error",
+    );
+    expect_exception(
+        "import urllib.request\nurllib.request.urlopen('http://example.com')",
+        "Error",
+    );
 }
 
 #[test]
@@ -85,8 +104,14 @@ fn sees_no_host_environment_variables() {
 
 #[test]
 fn infinite_loops_hit_the_deadline() {
-    assert_eq!(run("while True:\n    pass").termination, Termination::TimeLimit);
-    assert_eq!(run("x = 0\nwhile True:\n    x += 1").termination, Termination::TimeLimit);
+    assert_eq!(
+        run("while True:\n    pass").termination,
+        Termination::TimeLimit
+    );
+    assert_eq!(
+        run("x = 0\nwhile True:\n    x += 1").termination,
+        Termination::TimeLimit
+    );
 }
 
 #[test]
@@ -97,20 +122,38 @@ fn sleeping_past_the_deadline_is_cut() {
     // Not a speed claim: a 30 s sleep under a 1 s deadline must not block for 30 s.
     assert!(e.elapsed < Duration::from_secs(10), "{:?}", e.elapsed);
     let ok = run("import time\ntime.sleep(0.01)\nprint('woke')");
-    assert_eq!((ok.termination, ok.stdout.trim()), (Termination::Exited(0), "woke"));
+    assert_eq!(
+        (ok.termination, ok.stdout.trim()),
+        (Termination::Exited(0), "woke")
+    );
 }
 
 #[test]
 fn memory_bombs_hit_the_memory_cap() {
-    assert_eq!(run("x = []\nwhile True:\n    x.append(bytearray(10**7))").termination, Termination::MemoryLimit);
-    assert_eq!(run("x = bytearray(1 << 30)").termination, Termination::MemoryLimit);
-    assert_eq!(run("s = 'a' * (400 * 2**20)").termination, Termination::MemoryLimit);
+    assert_eq!(
+        run("x = []\nwhile True:\n    x.append(bytearray(10**7))").termination,
+        Termination::MemoryLimit
+    );
+    assert_eq!(
+        run("x = bytearray(1 << 30)").termination,
+        Termination::MemoryLimit
+    );
+    assert_eq!(
+        run("s = 'a' * (400 * 2**20)").termination,
+        Termination::MemoryLimit
+    );
 }
 
 #[test]
 fn output_floods_hit_the_output_cap() {
-    assert_eq!(run("while True:\n    print('x' * 1000)").termination, Termination::OutputLimit);
-    assert_eq!(run("import sys\nsys.stdout.write('y' * (2 << 20))").termination, Termination::OutputLimit);
+    assert_eq!(
+        run("while True:\n    print('x' * 1000)").termination,
+        Termination::OutputLimit
+    );
+    assert_eq!(
+        run("import sys\nsys.stdout.write('y' * (2 << 20))").termination,
+        Termination::OutputLimit
+    );
 }
 
 #[test]
@@ -118,14 +161,28 @@ fn deep_recursion_is_contained() {
     expect_exception("def f(n):\n    return f(n + 1) + 1\nf(0)", "RecursionError");
     // Recursion through C code (lru_cache) with the limit lifted: a clean RecursionError
     // or a wasm stack-overflow trap, never a host crash.
-    let r = run("import sys, functools\nsys.setrecursionlimit(10**7)\n@functools.lru_cache(None)\n\
-                 def f(n):\n    return 0 if n == 0 else f(n - 1) + 1\nprint(f(10**6))");
-    assert!(matches!(&r.termination, Termination::Trap(_) | Termination::Exited(1)), "{:?} {}", r.termination, r.stderr);
+    let r = run(
+        "import sys, functools\nsys.setrecursionlimit(10**7)\n@functools.lru_cache(None)\n\
+                 def f(n):\n    return 0 if n == 0 else f(n - 1) + 1\nprint(f(10**6))",
+    );
+    assert!(
+        matches!(
+            &r.termination,
+            Termination::Trap(_) | Termination::Exited(1)
+        ),
+        "{:?} {}",
+        r.termination,
+        r.stderr
+    );
     // Pure-Python frames live on the heap (CPython 3.11+): unbounded recursion ends at
     // the deadline or the memory cap.
-    let r = run("import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)");
+    let r =
+        run("import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)");
     assert!(
-        matches!(&r.termination, Termination::TimeLimit | Termination::MemoryLimit | Termination::Exited(1)),
+        matches!(
+            &r.termination,
+            Termination::TimeLimit | Termination::MemoryLimit | Termination::Exited(1)
+        ),
         "{:?} {}",
         r.termination,
         r.stderr
@@ -137,7 +194,10 @@ fn huge_integers_are_contained() {
     expect_exception("print(10 ** 100000)", "ValueError");
     let r = run("import sys\nsys.set_int_max_str_digits(0)\nprint(7 ** 5_000_000)");
     assert!(
-        matches!(r.termination, Termination::TimeLimit | Termination::OutputLimit),
+        matches!(
+            r.termination,
+            Termination::TimeLimit | Termination::OutputLimit
+        ),
         "{:?}",
         r.termination
     );
@@ -145,22 +205,46 @@ fn huge_integers_are_contained() {
 
 #[test]
 fn odd_exit_codes_are_reported() {
-    assert_eq!(run("import sys\nsys.exit(3)").termination, Termination::Exited(3));
-    assert_eq!(run("import sys\nsys.exit(-1)").termination, Termination::Exited(255));
-    assert_eq!(run("import sys\nsys.exit(256)").termination, Termination::Exited(0));
+    assert_eq!(
+        run("import sys\nsys.exit(3)").termination,
+        Termination::Exited(3)
+    );
+    assert_eq!(
+        run("import sys\nsys.exit(-1)").termination,
+        Termination::Exited(255)
+    );
+    assert_eq!(
+        run("import sys\nsys.exit(256)").termination,
+        Termination::Exited(0)
+    );
     let r = run("import sys\nsys.exit('bye')");
     assert_eq!(r.termination, Termination::Exited(1));
     assert!(r.stderr.contains("bye"));
     // WASI preview2's `exit` carries only success or failure: `os._exit(7)` reads as 1.
-    assert_eq!(run("import os\nos._exit(7)").termination, Termination::Exited(1));
-    assert_eq!(run("import os\nos._exit(0)").termination, Termination::Exited(0));
-    assert_eq!(run("raise SystemExit(0)").termination, Termination::Exited(0));
-    assert_eq!(run("raise KeyboardInterrupt").termination, Termination::Exited(1));
+    assert_eq!(
+        run("import os\nos._exit(7)").termination,
+        Termination::Exited(1)
+    );
+    assert_eq!(
+        run("import os\nos._exit(0)").termination,
+        Termination::Exited(0)
+    );
+    assert_eq!(
+        run("raise SystemExit(0)").termination,
+        Termination::Exited(0)
+    );
+    assert_eq!(
+        run("raise KeyboardInterrupt").termination,
+        Termination::Exited(1)
+    );
 }
 
 #[test]
 fn threads_and_signals_fail_cleanly() {
-    expect_exception("import threading\nthreading.Thread(target=print).start()", "Error");
+    expect_exception(
+        "import threading\nthreading.Thread(target=print).start()",
+        "Error",
+    );
     expect_exception("import signal\nsignal.alarm(1)", "Error");
 }
 
@@ -216,15 +300,29 @@ fn a_thousand_hostile_runs_leave_the_host_healthy() {
             rss_after_warmup = rss_kib();
         }
         let e = sandbox().run(programs[i % programs.len()], b"", &limits);
-        assert_ne!(e.termination, Termination::Exited(0), "{}", programs[i % programs.len()]);
+        assert_ne!(
+            e.termination,
+            Termination::Exited(0),
+            "{}",
+            programs[i % programs.len()]
+        );
     }
     let rss_end = rss_kib();
     let ok = sandbox().run("print(sum(range(10)))", b"", &limits);
-    assert_eq!((ok.termination, String::from_utf8_lossy(&ok.stdout).trim().to_string()), (Termination::Exited(0), "45".into()));
+    assert_eq!(
+        (
+            ok.termination,
+            String::from_utf8_lossy(&ok.stdout).trim().to_string()
+        ),
+        (Termination::Exited(0), "45".into())
+    );
     println!(
         "{total} hostile runs in {:.1} s; VmRSS after {warmup} runs: {rss_after_warmup} KiB, after {total}: {rss_end} KiB (growth {} KiB)",
         start.elapsed().as_secs_f64(),
         rss_end as i64 - rss_after_warmup as i64
     );
-    assert!(rss_end < rss_after_warmup + 64 * 1024, "RSS grew from {rss_after_warmup} KiB to {rss_end} KiB");
+    assert!(
+        rss_end < rss_after_warmup + 64 * 1024,
+        "RSS grew from {rss_after_warmup} KiB to {rss_end} KiB"
+    );
 }

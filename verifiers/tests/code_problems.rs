@@ -19,7 +19,10 @@ struct Problem {
 }
 
 fn problems() -> Vec<Problem> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/code/problems.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../datasets/code/problems.jsonl"
+    );
     std::fs::read_to_string(path)
         .expect("datasets/code/problems.jsonl")
         .lines()
@@ -30,7 +33,11 @@ fn problems() -> Vec<Problem> {
 
 fn verifier() -> CodeVerifier {
     let config = CodeConfig {
-        limits: Limits { time: Duration::from_secs(2), memory_bytes: 256 << 20, ..Limits::default() },
+        limits: Limits {
+            time: Duration::from_secs(2),
+            memory_bytes: 256 << 20,
+            ..Limits::default()
+        },
         stop_at_first_failure: true,
         ..CodeConfig::default()
     };
@@ -50,7 +57,9 @@ fn the_problem_set_covers_all_three_formats() {
     }
     for p in &problems {
         assert!(!p.wrong.is_empty(), "{} has no wrong solution", p.id);
-        p.tests.validate().unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        p.tests
+            .validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
     }
 }
 
@@ -74,11 +83,24 @@ fn reference_solutions_pass_and_wrong_ones_fail_with_their_verdict() {
         let got = if report.all_passed() {
             Verdict::Accepted
         } else {
-            report.verdicts.iter().find(|v| v.verdict != Verdict::Accepted).unwrap().verdict
+            report
+                .verdicts
+                .iter()
+                .find(|v| v.verdict != Verdict::Accepted)
+                .unwrap()
+                .verdict
         };
         if got != *want {
-            failures.push(format!("{name}: expected {want:?}, got {got:?} ({:?})", report.verdicts));
+            failures.push(format!(
+                "{name}: expected {want:?}, got {got:?} ({:?})",
+                report.verdicts
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -61,7 +61,12 @@ pub fn extract_program(response: &str, mode: Extract) -> String {
         return response.to_string();
     }
     let blocks = fenced_blocks(response);
-    let is_python = |lang: &str| matches!(lang.to_ascii_lowercase().as_str(), "python" | "py" | "python3");
+    let is_python = |lang: &str| {
+        matches!(
+            lang.to_ascii_lowercase().as_str(),
+            "python" | "py" | "python3"
+        )
+    };
     if let Some(block) = blocks.iter().rev().find(|b| is_python(b.lang)) {
         return block.body.clone();
     }
@@ -92,14 +97,26 @@ mod tests {
 
     #[test]
     fn falls_back_to_an_untagged_block_then_raw_code() {
-        assert_eq!(extract_program("```\nprint(3)\n```", Extract::LastPythonBlock), "print(3)");
-        assert_eq!(extract_program("print(4)\n", Extract::LastPythonBlock), "print(4)\n");
-        assert_eq!(extract_program("```rust\nfn main(){}\n```", Extract::LastPythonBlock), "");
+        assert_eq!(
+            extract_program("```\nprint(3)\n```", Extract::LastPythonBlock),
+            "print(3)"
+        );
+        assert_eq!(
+            extract_program("print(4)\n", Extract::LastPythonBlock),
+            "print(4)\n"
+        );
+        assert_eq!(
+            extract_program("```rust\nfn main(){}\n```", Extract::LastPythonBlock),
+            ""
+        );
     }
 
     #[test]
     fn an_unterminated_block_runs_to_the_end() {
-        assert_eq!(extract_program("```python\na = 1\nb = 2", Extract::LastPythonBlock), "a = 1\nb = 2");
+        assert_eq!(
+            extract_program("```python\na = 1\nb = 2", Extract::LastPythonBlock),
+            "a = 1\nb = 2"
+        );
     }
 
     #[test]

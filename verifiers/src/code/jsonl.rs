@@ -51,7 +51,11 @@ pub struct JsonlSummary {
 /// Verifies every line of `input` with `verifier` (in parallel) and writes one JSON line
 /// per input line to `out`. Blank lines are skipped. Fails only on I/O errors; bad lines
 /// are reported in the summary and as `error` lines.
-pub fn verify_jsonl(verifier: &CodeVerifier, input: &Path, out: &mut impl Write) -> Result<JsonlSummary, CodeError> {
+pub fn verify_jsonl(
+    verifier: &CodeVerifier,
+    input: &Path,
+    out: &mut impl Write,
+) -> Result<JsonlSummary, CodeError> {
     let io_err = |source| CodeError::Io {
         path: input.to_path_buf(),
         source,
@@ -73,7 +77,11 @@ pub fn verify_jsonl(verifier: &CodeVerifier, input: &Path, out: &mut impl Write)
     }
     let good: Vec<(&str, &TestSuite)> = parsed
         .iter()
-        .filter_map(|(_, item)| item.as_ref().ok().map(|it| (it.response.as_str(), &it.tests)))
+        .filter_map(|(_, item)| {
+            item.as_ref()
+                .ok()
+                .map(|it| (it.response.as_str(), &it.tests))
+        })
         .collect();
     let mut reports = verifier.verify_batch(&good).into_iter();
     let mut summary = JsonlSummary::default();
@@ -87,12 +95,21 @@ pub fn verify_jsonl(verifier: &CodeVerifier, input: &Path, out: &mut impl Write)
                 let report = reports.next().expect("one report per good line");
                 summary.verified += 1;
                 summary.all_passed += usize::from(report.all_passed());
-                serde_json::to_string(&OutputLine { line: *line, report: &report })
+                serde_json::to_string(&OutputLine {
+                    line: *line,
+                    report: &report,
+                })
             }
             Err(message) => {
                 let message = format!("{}:{line}: {message}", input.display());
-                summary.errors.push(LineError { line: *line, message: message.clone() });
-                serde_json::to_string(&ErrorLine { line: *line, error: &message })
+                summary.errors.push(LineError {
+                    line: *line,
+                    message: message.clone(),
+                });
+                serde_json::to_string(&ErrorLine {
+                    line: *line,
+                    error: &message,
+                })
             }
         }
         .expect("reports always serialise");

@@ -31,7 +31,9 @@ pub enum CodeError {
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
     /// The set-up-built component is missing.
-    #[error("sandbox component {0} is missing; run `scripts/setup.sh` to build it from verifiers/guest/")]
+    #[error(
+        "sandbox component {0} is missing; run `scripts/setup.sh` to build it from verifiers/guest/"
+    )]
     ComponentMissing(PathBuf),
     /// The component's bytes do not match the hash written when it was built.
     #[error(
@@ -148,7 +150,11 @@ impl CodeVerifier {
             .start_handler(|_| sandbox::mark_big_stack_thread())
             .build()
             .map_err(|e| CodeError::ThreadPool(e.to_string()))?;
-        Ok(Self { sandbox, config, pool })
+        Ok(Self {
+            sandbox,
+            config,
+            pool,
+        })
     }
 
     /// The settings in use.
@@ -183,19 +189,31 @@ impl CodeVerifier {
             &self.config.limits,
             self.config.stop_at_first_failure,
         );
-        let passed = verdicts.iter().filter(|v| v.verdict == Verdict::Accepted).count();
+        let passed = verdicts
+            .iter()
+            .filter(|v| v.verdict == Verdict::Accepted)
+            .count();
         let score = match self.config.scoring {
             Scoring::AllOrNothing => f64::from(u8::from(passed == total)),
             Scoring::PassFraction => passed as f64 / total as f64,
         };
-        Report { score, passed, total, verdicts }
+        Report {
+            score,
+            passed,
+            total,
+            verdicts,
+        }
     }
 
     /// Verifies many `(response, tests)` pairs across the pool's threads; results are in
     /// input order. Threads share one engine and one pre-linked runtime.
     pub fn verify_batch(&self, items: &[(&str, &TestSuite)]) -> Vec<Report> {
-        self.pool
-            .install(|| items.par_iter().map(|(response, tests)| self.verify(response, tests)).collect())
+        self.pool.install(|| {
+            items
+                .par_iter()
+                .map(|(response, tests)| self.verify(response, tests))
+                .collect()
+        })
     }
 }
 
@@ -208,10 +226,16 @@ impl Reward for CodeVerifier {
 
     fn score(&self, task: &TestSuite, response: &str) -> Score {
         let report = self.verify(response, task);
-        let first_failure = report.verdicts.iter().find(|v| v.verdict != Verdict::Accepted);
+        let first_failure = report
+            .verdicts
+            .iter()
+            .find(|v| v.verdict != Verdict::Accepted);
         let details = match first_failure {
             None => format!("{}/{} passed", report.passed, report.total),
-            Some(v) => format!("{}/{} passed; first failure {:?}: {}", report.passed, report.total, v.verdict, v.detail),
+            Some(v) => format!(
+                "{}/{} passed; first failure {:?}: {}",
+                report.passed, report.total, v.verdict, v.detail
+            ),
         };
         Score {
             reward: report.score,

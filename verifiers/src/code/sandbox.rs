@@ -216,9 +216,8 @@ fn engine_config() -> (Config, String) {
         .cranelift_opt_level(OptLevel::Speed)
         .wasm_component_model(true)
         .memory_init_cow(true);
-    let description = format!(
-        "epoch_interruption,max_wasm_stack={WASM_STACK},opt=speed,component_model,cow"
-    );
+    let description =
+        format!("epoch_interruption,max_wasm_stack={WASM_STACK},opt=speed,component_model,cow");
     (config, description)
 }
 
@@ -241,7 +240,10 @@ impl Sandbox {
                 (path, sha)
             }
             RuntimeKind::Preview1 => {
-                let path = runtime::verify(&dir.join(PYTHON_312_PREVIEW1.file_name), &PYTHON_312_PREVIEW1)?;
+                let path = runtime::verify(
+                    &dir.join(PYTHON_312_PREVIEW1.file_name),
+                    &PYTHON_312_PREVIEW1,
+                )?;
                 (path, PYTHON_312_PREVIEW1.sha256.to_string())
             }
         };
@@ -250,7 +252,9 @@ impl Sandbox {
         config_description.hash(&mut hasher);
         let key = format!(
             "{}-wasmtime{}-{:016x}-{}.cwasm",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or("runtime"),
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("runtime"),
             wasmtime_version(),
             hasher.finish(),
             &sha256[..16]
@@ -258,37 +262,53 @@ impl Sandbox {
         let cache_dir = dir.join("../compiled");
         let prepared = match kind {
             RuntimeKind::Component => {
-                let component = load_cached(&cache_dir, &key, &path, |bytes| unsafe {
-                    // SAFETY: the file was written by `Component::serialize` of this very
-                    // engine configuration (its name carries the config hash) into the
-                    // project's cache; wasmtime re-checks version and config on load.
-                    Component::deserialize(&engine, bytes)
-                }, |wasm| {
-                    let c = Component::new(&engine, wasm)?;
-                    let bytes = c.serialize()?;
-                    Ok((c, bytes))
-                })?;
+                let component = load_cached(
+                    &cache_dir,
+                    &key,
+                    &path,
+                    |bytes| unsafe {
+                        // SAFETY: the file was written by `Component::serialize` of this very
+                        // engine configuration (its name carries the config hash) into the
+                        // project's cache; wasmtime re-checks version and config on load.
+                        Component::deserialize(&engine, bytes)
+                    },
+                    |wasm| {
+                        let c = Component::new(&engine, wasm)?;
+                        let bytes = c.serialize()?;
+                        Ok((c, bytes))
+                    },
+                )?;
                 let mut linker = component::Linker::<Guest>::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
-                let execute = component
-                    .get_export_index(None, "execute")
-                    .ok_or_else(|| CodeError::Engine(format!("{}: no `execute` export", path.display())))?;
+                let execute = component.get_export_index(None, "execute").ok_or_else(|| {
+                    CodeError::Engine(format!("{}: no `execute` export", path.display()))
+                })?;
                 let pre = linker.instantiate_pre(&component).map_err(engine_err)?;
                 Prepared::Component { pre, execute }
             }
             RuntimeKind::Preview1 => {
-                let module = load_cached(&cache_dir, &key, &path, |bytes| unsafe {
-                    // SAFETY: as above, a file this engine configuration serialised.
-                    Module::deserialize(&engine, bytes)
-                }, |wasm| {
-                    let m = Module::new(&engine, wasm)?;
-                    let bytes = m.serialize()?;
-                    Ok((m, bytes))
-                })?;
+                let module = load_cached(
+                    &cache_dir,
+                    &key,
+                    &path,
+                    |bytes| unsafe {
+                        // SAFETY: as above, a file this engine configuration serialised.
+                        Module::deserialize(&engine, bytes)
+                    },
+                    |wasm| {
+                        let m = Module::new(&engine, wasm)?;
+                        let bytes = m.serialize()?;
+                        Ok((m, bytes))
+                    },
+                )?;
                 let mut linker = wasmtime::Linker::<Guest>::new(&engine);
-                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |g: &mut Guest| match &mut g.wasi {
-                    GuestWasi::Preview1(ctx) => ctx,
-                    GuestWasi::Component(_) => unreachable!("the p2 linker never asks for a p1 context"),
+                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |g: &mut Guest| {
+                    match &mut g.wasi {
+                        GuestWasi::Preview1(ctx) => ctx,
+                        GuestWasi::Component(_) => {
+                            unreachable!("the p2 linker never asks for a p1 context")
+                        }
+                    }
                 })
                 .map_err(engine_err)?;
                 let pre = linker.instantiate_pre(&module).map_err(engine_err)?;
@@ -354,7 +374,14 @@ impl Sandbox {
             RuntimeKind::Preview1 => {
                 let driver = format!("{GUEST_DRIVER}\nmain()\n");
                 let (len, deadline) = (stdin.len().to_string(), deadline_ms.to_string());
-                builder.args(&["python", "-c", driver.as_str(), code, len.as_str(), deadline.as_str()]);
+                builder.args(&[
+                    "python",
+                    "-c",
+                    driver.as_str(),
+                    code,
+                    len.as_str(),
+                    deadline.as_str(),
+                ]);
                 GuestWasi::Preview1(builder.build_p1())
             }
         };
@@ -377,7 +404,8 @@ impl Sandbox {
         let result: wasmtime::Result<i32> = match &self.prepared {
             Prepared::Component { pre, execute } => (|| {
                 let instance = pre.instantiate(&mut store)?;
-                let func = instance.get_typed_func::<(&str, u64, u32), (i32,)>(&mut store, execute)?;
+                let func =
+                    instance.get_typed_func::<(&str, u64, u32), (i32,)>(&mut store, execute)?;
                 let (status,) = func.call(&mut store, (code, stdin.len() as u64, deadline_ms))?;
                 Ok(status)
             })(),
@@ -403,20 +431,28 @@ impl Sandbox {
         };
         let termination = match status {
             _ if output_full => Termination::OutputLimit,
-            Ok(GUEST_SYNTAX_ERROR) if self.kind == RuntimeKind::Component => Termination::SyntaxError,
-            Ok(PREVIEW1_SYNTAX_ERROR) if self.kind == RuntimeKind::Preview1 => Termination::SyntaxError,
+            Ok(GUEST_SYNTAX_ERROR) if self.kind == RuntimeKind::Component => {
+                Termination::SyntaxError
+            }
+            Ok(PREVIEW1_SYNTAX_ERROR) if self.kind == RuntimeKind::Preview1 => {
+                Termination::SyntaxError
+            }
             Ok(0) => Termination::Exited(0),
             Ok(_) | Err(_) if memory_hit => Termination::MemoryLimit,
             Ok(code) => Termination::Exited(code),
             Err(err) => match err.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => Termination::TimeLimit,
-                Some(Trap::StackOverflow) => Termination::Trap("wasm stack overflow (recursion too deep)".into()),
+                Some(Trap::StackOverflow) => {
+                    Termination::Trap("wasm stack overflow (recursion too deep)".into())
+                }
                 Some(trap) => Termination::Trap(trap.to_string()),
                 None => Termination::Trap(format!("{err:#}")),
             },
         };
         let termination = match termination {
-            Termination::Exited(_) | Termination::Trap(_) if elapsed > limits.time => Termination::TimeLimit,
+            Termination::Exited(_) | Termination::Trap(_) if elapsed > limits.time => {
+                Termination::TimeLimit
+            }
             other => other,
         };
         Execution {
@@ -484,13 +520,17 @@ fn load_cached<T>(
         path: source.to_path_buf(),
         source: e,
     })?;
-    let (value, bytes) = compile(&wasm).map_err(|e| CodeError::Engine(format!("compiling {}: {e:#}", source.display())))?;
+    let (value, bytes) = compile(&wasm)
+        .map_err(|e| CodeError::Engine(format!("compiling {}: {e:#}", source.display())))?;
     // The cache is an optimisation: failing to write or prune it is not an error.
     let stem = key.split("-wasmtime").next().unwrap_or(key);
     if let Ok(entries) = std::fs::read_dir(cache_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{stem}-wasmtime")) && name.ends_with(".cwasm") && name != key {
+            if name.starts_with(&format!("{stem}-wasmtime"))
+                && name.ends_with(".cwasm")
+                && name != key
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

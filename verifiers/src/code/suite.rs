@@ -97,14 +97,25 @@ impl TestSuite {
                 && chars.all(|c| c == '_' || c.is_alphanumeric())
         };
         match self {
-            TestSuite::Stdio { inputs, outputs, .. } if inputs.len() != outputs.len() => {
-                Err(SuiteError::LengthMismatch { inputs: inputs.len(), outputs: outputs.len() })
+            TestSuite::Stdio {
+                inputs, outputs, ..
+            } if inputs.len() != outputs.len() => Err(SuiteError::LengthMismatch {
+                inputs: inputs.len(),
+                outputs: outputs.len(),
+            }),
+            TestSuite::Call {
+                inputs, outputs, ..
+            } if inputs.len() != outputs.len() => Err(SuiteError::LengthMismatch {
+                inputs: inputs.len(),
+                outputs: outputs.len(),
+            }),
+            TestSuite::Call { fn_name, .. } if !is_ident(fn_name) => {
+                Err(SuiteError::BadName(fn_name.clone()))
             }
-            TestSuite::Call { inputs, outputs, .. } if inputs.len() != outputs.len() => {
-                Err(SuiteError::LengthMismatch { inputs: inputs.len(), outputs: outputs.len() })
-            }
-            TestSuite::Call { fn_name, .. } if !is_ident(fn_name) => Err(SuiteError::BadName(fn_name.clone())),
-            TestSuite::Assert { entry_point: Some(e), .. } if !is_ident(e) => Err(SuiteError::BadName(e.clone())),
+            TestSuite::Assert {
+                entry_point: Some(e),
+                ..
+            } if !is_ident(e) => Err(SuiteError::BadName(e.clone())),
             _ if self.is_empty() => Err(SuiteError::Empty),
             _ => Ok(()),
         }
@@ -142,11 +153,17 @@ pub struct CaseVerdict {
 
 impl CaseVerdict {
     fn accepted() -> Self {
-        Self { verdict: Verdict::Accepted, detail: String::new() }
+        Self {
+            verdict: Verdict::Accepted,
+            detail: String::new(),
+        }
     }
 
     fn new(verdict: Verdict, detail: impl Into<String>) -> Self {
-        Self { verdict, detail: detail.into() }
+        Self {
+            verdict,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -175,22 +192,27 @@ fn clip(s: &str, max: usize) -> String {
 fn failure_verdict(exec: &Execution, limits: &Limits) -> Option<CaseVerdict> {
     let v = match &exec.termination {
         Termination::Exited(0) => return None,
-        Termination::Exited(code) => {
-            CaseVerdict::new(Verdict::RuntimeError, format!("exit status {code}: {}", tail(&exec.stderr, 400)))
-        }
+        Termination::Exited(code) => CaseVerdict::new(
+            Verdict::RuntimeError,
+            format!("exit status {code}: {}", tail(&exec.stderr, 400)),
+        ),
         Termination::SyntaxError => CaseVerdict::new(Verdict::SyntaxError, tail(&exec.stderr, 400)),
-        Termination::TimeLimit => {
-            CaseVerdict::new(Verdict::TimeLimit, format!("exceeded {:.1} s", limits.time.as_secs_f64()))
-        }
-        Termination::MemoryLimit => {
-            CaseVerdict::new(Verdict::MemoryLimit, format!("exceeded {} MiB", limits.memory_bytes >> 20))
-        }
-        Termination::OutputLimit => {
-            CaseVerdict::new(Verdict::OutputLimit, format!("stdout exceeded {} bytes", limits.stdout_bytes))
-        }
-        Termination::Trap(msg) => {
-            CaseVerdict::new(Verdict::RuntimeError, format!("{msg}: {}", tail(&exec.stderr, 300)))
-        }
+        Termination::TimeLimit => CaseVerdict::new(
+            Verdict::TimeLimit,
+            format!("exceeded {:.1} s", limits.time.as_secs_f64()),
+        ),
+        Termination::MemoryLimit => CaseVerdict::new(
+            Verdict::MemoryLimit,
+            format!("exceeded {} MiB", limits.memory_bytes >> 20),
+        ),
+        Termination::OutputLimit => CaseVerdict::new(
+            Verdict::OutputLimit,
+            format!("stdout exceeded {} bytes", limits.stdout_bytes),
+        ),
+        Termination::Trap(msg) => CaseVerdict::new(
+            Verdict::RuntimeError,
+            format!("{msg}: {}", tail(&exec.stderr, 300)),
+        ),
     };
     Some(v)
 }
@@ -223,12 +245,21 @@ pub fn compare_stdout(got: &str, want: &str, tol: Option<f64>) -> Result<(), Str
         let g = got_lines.get(i);
         let w = want_lines.get(i);
         let same = match (g, w) {
-            (Some(g), Some(w)) => g.len() == w.len() && g.iter().zip(w).all(|(a, b)| tokens_match(a, b, tol)),
+            (Some(g), Some(w)) => {
+                g.len() == w.len() && g.iter().zip(w).all(|(a, b)| tokens_match(a, b, tol))
+            }
             _ => false,
         };
         if !same {
-            let show = |l: Option<&Vec<String>>| l.map_or("<end of output>".to_string(), |l| clip(&l.join(" "), 80));
-            return Err(format!("line {}: expected `{}`, got `{}`", i + 1, show(w), show(g)));
+            let show = |l: Option<&Vec<String>>| {
+                l.map_or("<end of output>".to_string(), |l| clip(&l.join(" "), 80))
+            };
+            return Err(format!(
+                "line {}: expected `{}`, got `{}`",
+                i + 1,
+                show(w),
+                show(g)
+            ));
         }
     }
     Ok(())
@@ -244,9 +275,13 @@ fn json_match(got: &serde_json::Value, want: &serde_json::Value, tol: Option<f64
             (Some(g), Some(w), None) => g == w,
             _ => false,
         },
-        (Value::Array(g), Value::Array(w)) => g.len() == w.len() && g.iter().zip(w).all(|(a, b)| json_match(a, b, tol)),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| json_match(a, b, tol))
+        }
         (Value::Object(g), Value::Object(w)) => {
-            g.len() == w.len() && g.iter().all(|(k, v)| w.get(k).is_some_and(|wv| json_match(v, wv, tol)))
+            g.len() == w.len()
+                && g.iter()
+                    .all(|(k, v)| w.get(k).is_some_and(|wv| json_match(v, wv, tol)))
         }
         _ => got == want,
     }
@@ -344,7 +379,10 @@ fn harness_failure(exec: &Execution, limits: &Limits, nonce: &str) -> Option<Cas
     let marker = format!("__cove_syntax_{nonce}");
     if stderr.contains(&marker) {
         let text = stderr.replace(&marker, "");
-        return Some(CaseVerdict::new(Verdict::SyntaxError, tail(text.as_bytes(), 400)));
+        return Some(CaseVerdict::new(
+            Verdict::SyntaxError,
+            tail(text.as_bytes(), 400),
+        ));
     }
     failure_verdict(exec, limits)
 }
@@ -364,26 +402,50 @@ pub fn run_suite(
         let failed = v.verdict != Verdict::Accepted;
         verdicts.push(v);
         // A syntax error fails every case the same way.
-        if failed && (stop_at_first_failure || verdicts.last().is_some_and(|v| v.verdict == Verdict::SyntaxError)) {
+        if failed
+            && (stop_at_first_failure
+                || verdicts
+                    .last()
+                    .is_some_and(|v| v.verdict == Verdict::SyntaxError))
+        {
             break;
         }
     }
     verdicts
 }
 
-fn run_case(sandbox: &Sandbox, program: &str, suite: &TestSuite, case: usize, limits: &Limits) -> CaseVerdict {
+fn run_case(
+    sandbox: &Sandbox,
+    program: &str,
+    suite: &TestSuite,
+    case: usize,
+    limits: &Limits,
+) -> CaseVerdict {
     match suite {
-        TestSuite::Stdio { inputs, outputs, float_tolerance } => {
+        TestSuite::Stdio {
+            inputs,
+            outputs,
+            float_tolerance,
+        } => {
             let exec = sandbox.run(program, inputs[case].as_bytes(), limits);
             if let Some(v) = failure_verdict(&exec, limits) {
                 return v;
             }
-            match compare_stdout(&String::from_utf8_lossy(&exec.stdout), &outputs[case], *float_tolerance) {
+            match compare_stdout(
+                &String::from_utf8_lossy(&exec.stdout),
+                &outputs[case],
+                *float_tolerance,
+            ) {
                 Ok(()) => CaseVerdict::accepted(),
                 Err(detail) => CaseVerdict::new(Verdict::WrongAnswer, detail),
             }
         }
-        TestSuite::Call { fn_name, inputs, outputs, float_tolerance } => {
+        TestSuite::Call {
+            fn_name,
+            inputs,
+            outputs,
+            float_tolerance,
+        } => {
             let nonce = nonce();
             let args = serde_json::to_string(&inputs[case]).expect("JSON values always serialise");
             let exec = sandbox.run(&call_harness(program, fn_name, &args, &nonce), b"", limits);
@@ -391,13 +453,24 @@ fn run_case(sandbox: &Sandbox, program: &str, suite: &TestSuite, case: usize, li
                 return v;
             }
             let stdout = String::from_utf8_lossy(&exec.stdout);
-            let Some(result) = stdout.rsplit_once(&nonce).map(|(_, r)| r.lines().next().unwrap_or("")) else {
-                return CaseVerdict::new(Verdict::WrongAnswer, "the program exited before returning a result");
+            let Some(result) = stdout
+                .rsplit_once(&nonce)
+                .map(|(_, r)| r.lines().next().unwrap_or(""))
+            else {
+                return CaseVerdict::new(
+                    Verdict::WrongAnswer,
+                    "the program exited before returning a result",
+                );
             };
             let want = &outputs[case];
             let got: serde_json::Value = match serde_json::from_str(result) {
                 Ok(v) => v,
-                Err(_) => return CaseVerdict::new(Verdict::WrongAnswer, format!("unreadable result `{}`", clip(result, 80))),
+                Err(_) => {
+                    return CaseVerdict::new(
+                        Verdict::WrongAnswer,
+                        format!("unreadable result `{}`", clip(result, 80)),
+                    );
+                }
             };
             let wrapped = matches!(want, serde_json::Value::Array(a) if a.len() == 1 && json_match(&got, &a[0], *float_tolerance));
             if json_match(&got, want, *float_tolerance) || wrapped {
@@ -405,13 +478,22 @@ fn run_case(sandbox: &Sandbox, program: &str, suite: &TestSuite, case: usize, li
             } else {
                 CaseVerdict::new(
                     Verdict::WrongAnswer,
-                    format!("case {}: expected `{}`, got `{}`", case + 1, clip(&want.to_string(), 80), clip(&got.to_string(), 80)),
+                    format!(
+                        "case {}: expected `{}`, got `{}`",
+                        case + 1,
+                        clip(&want.to_string(), 80),
+                        clip(&got.to_string(), 80)
+                    ),
                 )
             }
         }
         TestSuite::Assert { code, entry_point } => {
             let nonce = nonce();
-            let exec = sandbox.run(&assert_harness(program, code, entry_point.as_deref(), &nonce), b"", limits);
+            let exec = sandbox.run(
+                &assert_harness(program, code, entry_point.as_deref(), &nonce),
+                b"",
+                limits,
+            );
             let stderr = String::from_utf8_lossy(&exec.stderr);
             let failed_marker = format!("__cove_assert_{nonce}");
             if exec.termination == Termination::Exited(1) && stderr.contains(&failed_marker) {
@@ -424,7 +506,10 @@ fn run_case(sandbox: &Sandbox, program: &str, suite: &TestSuite, case: usize, li
             if String::from_utf8_lossy(&exec.stdout).contains(&nonce) {
                 CaseVerdict::accepted()
             } else {
-                CaseVerdict::new(Verdict::WrongAnswer, "the program exited before the tests ran")
+                CaseVerdict::new(
+                    Verdict::WrongAnswer,
+                    "the program exited before the tests ran",
+                )
             }
         }
     }
@@ -442,7 +527,10 @@ mod tests {
         let err = compare_stdout("1 2\n4\n", "1 2\n3\n", None).unwrap_err();
         assert_eq!(err, "line 2: expected `3`, got `4`");
         let err = compare_stdout("1\n", "1\n2\n", None).unwrap_err();
-        assert!(err.contains("line 2") && err.contains("<end of output>"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("<end of output>"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -457,17 +545,32 @@ mod tests {
     fn json_results_compare_numbers_by_value() {
         assert!(json_match(&json!([1, 2.0]), &json!([1.0, 2]), None));
         assert!(!json_match(&json!([1, 2]), &json!([2, 1]), None));
-        assert!(json_match(&json!({"a": 0.1000001}), &json!({"a": 0.1}), Some(1e-5)));
+        assert!(json_match(
+            &json!({"a": 0.1000001}),
+            &json!({"a": 0.1}),
+            Some(1e-5)
+        ));
     }
 
     #[test]
     fn suites_are_validated() {
-        let s: TestSuite = serde_json::from_value(json!({"kind": "stdio", "inputs": ["1"], "outputs": []})).unwrap();
-        assert_eq!(s.validate(), Err(SuiteError::LengthMismatch { inputs: 1, outputs: 0 }));
         let s: TestSuite =
-            serde_json::from_value(json!({"kind": "call", "fn_name": "a b", "inputs": [[1]], "outputs": [1]})).unwrap();
+            serde_json::from_value(json!({"kind": "stdio", "inputs": ["1"], "outputs": []}))
+                .unwrap();
+        assert_eq!(
+            s.validate(),
+            Err(SuiteError::LengthMismatch {
+                inputs: 1,
+                outputs: 0
+            })
+        );
+        let s: TestSuite = serde_json::from_value(
+            json!({"kind": "call", "fn_name": "a b", "inputs": [[1]], "outputs": [1]}),
+        )
+        .unwrap();
         assert!(matches!(s.validate(), Err(SuiteError::BadName(_))));
-        let s: TestSuite = serde_json::from_value(json!({"kind": "stdio", "inputs": [], "outputs": []})).unwrap();
+        let s: TestSuite =
+            serde_json::from_value(json!({"kind": "stdio", "inputs": [], "outputs": []})).unwrap();
         assert_eq!(s.validate(), Err(SuiteError::Empty));
         assert!(serde_json::from_value::<TestSuite>(json!({"kind": "bogus"})).is_err());
     }
