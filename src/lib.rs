@@ -4,6 +4,10 @@
 //! covariance-based entropy controls Clip-Cov and KL-Cov. Verifiers live in the
 //! separate `cove-verifiers` crate, re-exported here as [`verifiers`].
 
+pub mod app;
+pub mod data;
 pub mod doctor;
+pub mod law;
+pub mod report;
 
 pub use cove_verifiers as verifiers;

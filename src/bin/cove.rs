@@ -16,6 +16,10 @@ enum Command {
     /// Check libtorch, CUDA, threads and the sandbox runtime; exit non-zero if a
     /// required piece is missing.
     Doctor,
+    /// Fit the entropy-performance law R = -a*exp(H) + b to a metrics file.
+    Fit(cove::law::FitArgs),
+    /// Regenerate the synthetic math set (datasets/math/) from its seed.
+    SynthMath(cove::data::synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,22 @@ fn main() -> ExitCode {
                 eprintln!("cove doctor: a required check failed (see FAIL above)");
                 ExitCode::FAILURE
             }
+        }
+        Command::Fit(args) => report(cove::law::run_fit(&args)),
+        Command::SynthMath(args) => report(cove::data::synth::run(&args)),
+    }
+}
+
+/// Prints a subcommand's output, or its error on stderr with a failing exit code.
+fn report(result: Result<String, Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
