@@ -7,9 +7,12 @@
 //! plain string when it is not one). The resolved table is written to the run folder as
 //! `config.toml`, so every run records exactly what it ran with.
 
+pub mod training;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 
 /// Why a configuration could not be resolved.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,11 @@ enum Command {
     Fit(cove::law::FitArgs),
     /// Regenerate the synthetic math set (datasets/math/) from its seed.
     SynthMath(cove::data::synth::SynthArgs),
+    /// The embedded-default demo: tiny policy, warm start, GRPO vs Clip-Cov vs KL-Cov,
+    /// report folder with plots and the fitted entropy-performance law.
+    Demo(cove::demo::DemoArgs),
+    /// Math accuracy of a policy on a dataset (sampling + the math verifier).
+    Eval(cove::app::training::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,8 @@ fn main() -> ExitCode {
         }
         Command::Fit(args) => report(cove::law::run_fit(&args)),
         Command::SynthMath(args) => report(cove::data::synth::run(&args)),
+        Command::Demo(args) => report(cove::demo::run_cli(&args)),
+        Command::Eval(args) => report(cove::app::training::run_eval(&args)),
     }
 }
 
