@@ -1,6 +1,7 @@
 //! The `cove` command-line tool.
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Cove: reinforcement learning with verifiable rewards.
@@ -25,6 +26,68 @@ enum Command {
     Demo(cove::demo::DemoArgs),
     /// Math accuracy of a policy on a dataset (sampling + the math verifier).
     Eval(cove::app::training::EvalArgs),
+    /// Score responses offline with a verifier.
+    #[command(subcommand)]
+    Verify(Verify),
+}
+
+#[derive(Subcommand)]
+enum Verify {
+    /// Check math answers: each JSONL line has `response` and `gold` (other fields kept);
+    /// writes one line per input with `correct`, `extracted`, `gold_normalized`, `reason`.
+    Math {
+        /// Input JSONL file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output JSONL file (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn verify_math(input: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    use cove::verifiers::math::{MathOptions, jsonl::verify_jsonl};
+    use std::io::{BufReader, BufWriter, Write};
+    let reader = match std::fs::File::open(input) {
+        Ok(f) => BufReader::new(f),
+        Err(e) => {
+            eprintln!("cove verify math: cannot open {}: {e}", input.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let writer: Box<dyn Write> = match output {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("cove verify math: cannot create {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    match verify_jsonl(reader, writer, &MathOptions::default()) {
+        Ok(s) => {
+            eprintln!(
+                "cove verify math: {} verified, {} correct, {} malformed line(s) in {}",
+                s.verified,
+                s.correct,
+                s.malformed,
+                input.display()
+            );
+            if s.malformed > 0 {
+                eprintln!(
+                    "cove verify math: malformed lines are reported as {{\"line\", \"error\"}} records"
+                );
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("cove verify math: {}: {e}", input.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -44,6 +107,7 @@ fn main() -> ExitCode {
         Command::SynthMath(args) => report(cove::data::synth::run(&args)),
         Command::Demo(args) => report(cove::demo::run_cli(&args)),
         Command::Eval(args) => report(cove::app::training::run_eval(&args)),
+        Command::Verify(Verify::Math { input, output }) => verify_math(&input, output.as_deref()),
     }
 }
 

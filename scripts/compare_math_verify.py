@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Compare Cove's math verifier with Hugging Face Math-Verify on the same pairs.
+
+Not part of CI. Needs `pip install math-verify` (a separate virtual environment is
+fine: it pulls sympy and antlr4) and the Rust side as a command that reads a JSONL file
+of {"gold", "response"} records and writes one verdict line per record, by default the
+`cove verify math` CLI:
+
+    python scripts/compare_math_verify.py \
+        --rust "target/release/cove verify math --input {input}"
+
+Pairs: MATH-500 (each `solution` against its `answer`), GSM8K test (each `answer` text
+against its `#### N`), and the project's corpus (testdata/math/corpus.jsonl, which also
+carries the expected verdict). Prints per-set agreement between the two verifiers, the
+accuracy of each against the corpus labels, the disagreements, and items/s of each on
+one core (the Rust command runs with RAYON_NUM_THREADS=1 unless --threads is given;
+its time includes process start-up and JSON I/O).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_pairs(shared: Path):
+    sets = {}
+    math500 = shared / "datasets/math500/test.jsonl"
+    if math500.exists():
+        rows = [json.loads(l) for l in math500.read_text().splitlines() if l.strip()]
+        sets["math500"] = [(r["answer"], r["solution"], True) for r in rows]
+    gsm = shared / "datasets/gsm8k/test.jsonl"
+    if gsm.exists():
+        rows = [json.loads(l) for l in gsm.read_text().splitlines() if l.strip()]
+        sets["gsm8k"] = [(r["answer"].rsplit("####", 1)[-1].strip(), r["answer"], True) for r in rows]
+    corpus = ROOT / "verifiers/testdata/math/corpus.jsonl"
+    rows = [json.loads(l) for l in corpus.read_text().splitlines() if l.strip()]
+    sets["corpus"] = [(r["gold"], r["response"], r["correct"]) for r in rows]
+    return sets
+
+
+def run_math_verify(pairs):
+    from math_verify import parse, verify  # noqa: PLC0415
+
+    out = []
+    t0 = time.perf_counter()
+    for gold, response, _ in pairs:
+        try:
+            g = parse("$" + gold + "$") if "\\boxed" not in gold and "####" not in gold else parse(gold)
+            a = parse(response)
+            out.append(bool(verify(g, a)))
+        except Exception:  # noqa: BLE001 - a crash counts as "not verified"
+            out.append(False)
+    return out, time.perf_counter() - t0
+
+
+def run_rust(cmd_template, pairs, threads):
+    with tempfile.TemporaryDirectory() as d:
+        inp = Path(d) / "pairs.jsonl"
+        with inp.open("w") as f:
+            for gold, response, _ in pairs:
+                f.write(json.dumps({"gold": gold, "response": response}) + "\n")
+        cmd = shlex.split(cmd_template.format(input=str(inp)))
+        env = dict(os.environ)
+        if threads:
+            env["RAYON_NUM_THREADS"] = str(threads)
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        dt = time.perf_counter() - t0
+    verdicts = [json.loads(l) for l in res.stdout.splitlines() if l.strip()]
+    if len(verdicts) != len(pairs):
+        sys.exit(f"rust command returned {len(verdicts)} lines for {len(pairs)} pairs")
+    return [bool(v.get("correct", False)) for v in verdicts], dt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rust", default=str(ROOT / "target/release/cove") + " verify math --input {input}")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--threads", type=int, default=1, help="RAYON_NUM_THREADS for the Rust side (0: all)")
+    ap.add_argument("--show", type=int, default=15, help="disagreements to print per set")
+    args = ap.parse_args()
+
+    try:
+        import math_verify  # noqa: F401, PLC0415
+    except ImportError:
+        sys.exit("math-verify is not installed: pip install math-verify")
+
+    total_py = total_rs = 0.0
+    total_n = 0
+    for name, pairs in load_pairs(Path(args.shared)).items():
+        py, t_py = run_math_verify(pairs)
+        rs, t_rs = run_rust(args.rust, pairs, args.threads)
+        n = len(pairs)
+        total_py += t_py
+        total_rs += t_rs
+        total_n += n
+        agree = sum(a == b for a, b in zip(py, rs))
+        exp = [e for _, _, e in pairs]
+        acc_py = sum(a == e for a, e in zip(py, exp))
+        acc_rs = sum(a == e for a, e in zip(rs, exp))
+        print(f"== {name}: {n} pairs")
+        print(f"   agreement Math-Verify vs Cove: {agree}/{n} ({100 * agree / n:.1f}%)")
+        print(f"   matches expected verdict: Math-Verify {acc_py}/{n}, Cove {acc_rs}/{n}")
+        print(f"   time: Math-Verify {t_py:.2f} s ({n / t_py:.0f} items/s), Cove {t_rs:.3f} s ({n / t_rs:.0f} items/s)")
+        shown = 0
+        for (gold, response, e), a, b in zip(pairs, py, rs):
+            if a != b and shown < args.show:
+                shown += 1
+                print(f"   - expected {e} math-verify {a} cove {b}: gold {gold!r} response {response[-80:]!r}")
+    print(f"== all: {total_n} pairs; Math-Verify {total_n / total_py:.0f} items/s, "
+          f"Cove {total_n / total_rs:.0f} items/s (process incl. start-up); ratio {total_py / total_rs:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

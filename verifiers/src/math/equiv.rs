@@ -1,0 +1,669 @@
+//! Deciding whether two parsed answers are the same mathematical object.
+//!
+//! Numbers compare exactly in Q(π, i, √n) unless a decimal literal was written (then
+//! with a relative tolerance, never absolute rounding). Expressions with variables are
+//! evaluated at fixed pseudo-random rational points, exactly, so polynomial and
+//! rational-function identities are decided without a CAS. Equations compare their
+//! right-hand sides (`x = 5` vs `5`) or their `lhs - rhs` up to a constant factor;
+//! inequalities up to a positive factor (`a < b` vs `b > a`). Tuples and intervals
+//! compare in order with their brackets; sets, bare lists, `±` pairs and unions compare
+//! order-free; matrices elementwise.
+
+use super::parse::{Func, Node, RelOp, has_decimal, visit};
+use super::value::{EvalError, Exact, MAX_BITS, Value, values_equal};
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::{One, ToPrimitive};
+
+/// Largest list or set compared element by element (bounds the quadratic matching).
+pub const MAX_ITEMS: usize = 64;
+/// Most distinct variables an expression may have.
+pub const MAX_VARS: usize = 8;
+/// Largest argument of `!` and `\binom` computed exactly.
+pub const MAX_FACTORIAL: u64 = 500;
+
+/// Settings the comparison needs.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Relative tolerance for values written with a decimal point.
+    pub rel_tol: f64,
+    /// Whether `50\%` may also equal `0.5` (it always equals `50`).
+    pub percent_as_fraction: bool,
+    /// Points at which expressions with variables are evaluated.
+    pub points: usize,
+}
+
+const POINTS: [(i64, i64); 11] = [
+    (7, 3),
+    (-5, 4),
+    (11, 7),
+    (3, 11),
+    (-13, 5),
+    (17, 9),
+    (2, 13),
+    (-9, 7),
+    (19, 6),
+    (5, 17),
+    (23, 10),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PercentMode {
+    Strip,
+    Fraction,
+}
+
+struct Env<'a> {
+    vars: &'a [(String, Value)],
+    percent: PercentMode,
+}
+
+fn rational_int(v: &Value) -> Option<BigInt> {
+    v.as_rational()
+        .filter(|r| r.is_integer())
+        .map(|r| r.to_integer())
+}
+
+fn factorial(n: &Value) -> Result<Value, EvalError> {
+    let k = rational_int(n)
+        .and_then(|k| k.to_u64())
+        .ok_or(EvalError::NotNumeric)?;
+    if k > MAX_FACTORIAL {
+        return Err(EvalError::Overflow);
+    }
+    let mut acc = BigInt::one();
+    for i in 2..=k {
+        acc *= i;
+    }
+    Ok(Value::Exact(Exact::rational(BigRational::from_integer(
+        acc,
+    ))))
+}
+
+fn binomial(n: &Value, k: &Value) -> Result<Value, EvalError> {
+    let n = rational_int(n).ok_or(EvalError::NotNumeric)?;
+    let k = rational_int(k)
+        .and_then(|k| k.to_u64())
+        .ok_or(EvalError::NotNumeric)?;
+    if k > MAX_FACTORIAL || n.bits() > 64 {
+        return Err(EvalError::Overflow);
+    }
+    let mut acc = BigRational::one();
+    for i in 0..k {
+        acc = acc * BigRational::from_integer(&n - BigInt::from(i))
+            / BigRational::from_integer(BigInt::from(i + 1));
+        if acc.numer().bits() > MAX_BITS {
+            return Err(EvalError::Overflow);
+        }
+    }
+    Ok(Value::Exact(Exact::rational(acc)))
+}
+
+fn log(base: &Value, x: &Value) -> Result<Value, EvalError> {
+    let (b, v) = (base.to_c64(), x.to_c64());
+    if b.im != 0.0 || v.im != 0.0 || b.re <= 0.0 || v.re <= 0.0 || b.re == 1.0 {
+        return Err(EvalError::Undefined);
+    }
+    let r = v.re.ln() / b.re.ln();
+    // log_2 8 = 3 exactly when the power checks out.
+    let k = r.round();
+    if (r - k).abs() < 1e-9
+        && k.abs() <= 4096.0
+        && let Ok(p) = base.pow(&Value::int(k as i64))
+        && matches!((&p, x), (Value::Exact(a), Value::Exact(b)) if a == b)
+    {
+        return Ok(Value::int(k as i64));
+    }
+    x.apply_real(|t| t.ln() / b.re.ln())
+}
+
+fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
+    Ok(match n {
+        Node::Num { value, .. } => Value::Exact(Exact::rational(value.clone())),
+        Node::Var(name) => env
+            .vars
+            .iter()
+            .find(|(v, _)| v == name)
+            .map(|(_, val)| val.clone())
+            .ok_or(EvalError::NotNumeric)?,
+        Node::Pi => Value::Exact(Exact::pi()),
+        Node::E => Value::Float(super::value::C64::real(std::f64::consts::E)),
+        Node::I => Value::Exact(Exact::i()),
+        Node::Neg(a) => eval(a, env)?.neg(),
+        Node::Add(v) => {
+            let mut acc = Value::int(0);
+            for t in v {
+                acc = acc.add(&eval(t, env)?)?;
+            }
+            acc
+        }
+        Node::Mul(v) => {
+            let mut acc = Value::int(1);
+            for t in v {
+                acc = acc.mul(&eval(t, env)?)?;
+            }
+            acc
+        }
+        Node::Div(a, b) => eval(a, env)?.div(&eval(b, env)?)?,
+        Node::Pow(a, b) => {
+            let base = eval(a, env)?;
+            let e = eval(b, env)?;
+            base.pow(&e)?
+        }
+        Node::Root(k, a) => eval(a, env)?.root(*k)?,
+        Node::Fact(a) => factorial(&eval(a, env)?)?,
+        Node::Percent(a) => {
+            let v = eval(a, env)?;
+            match env.percent {
+                PercentMode::Strip => v,
+                PercentMode::Fraction => v.div(&Value::int(100))?,
+            }
+        }
+        Node::Func(f, args) => {
+            let a = eval(args.first().ok_or(EvalError::NotNumeric)?, env)?;
+            match f {
+                Func::Sin => a.apply_real(f64::sin)?,
+                Func::Cos => a.apply_real(f64::cos)?,
+                Func::Tan => a.apply_real(f64::tan)?,
+                Func::Cot => a.apply_real(|t| 1.0 / t.tan())?,
+                Func::Sec => a.apply_real(|t| 1.0 / t.cos())?,
+                Func::Csc => a.apply_real(|t| 1.0 / t.sin())?,
+                Func::Asin => a.apply_real(f64::asin)?,
+                Func::Acos => a.apply_real(f64::acos)?,
+                Func::Atan => a.apply_real(f64::atan)?,
+                Func::Sinh => a.apply_real(f64::sinh)?,
+                Func::Cosh => a.apply_real(f64::cosh)?,
+                Func::Tanh => a.apply_real(f64::tanh)?,
+                Func::Exp => a.apply_real(f64::exp)?,
+                Func::Ln => log(
+                    &Value::Float(super::value::C64::real(std::f64::consts::E)),
+                    &a,
+                )?,
+                Func::Log => {
+                    let x = eval(args.get(1).ok_or(EvalError::NotNumeric)?, env)?;
+                    log(&a, &x)?
+                }
+                Func::Abs => a.abs()?,
+                Func::Binom => {
+                    let k = eval(args.get(1).ok_or(EvalError::NotNumeric)?, env)?;
+                    binomial(&a, &k)?
+                }
+                Func::Floor | Func::Ceil => match a.as_rational() {
+                    Some(r) => Value::Exact(Exact::rational(if *f == Func::Floor {
+                        r.floor()
+                    } else {
+                        r.ceil()
+                    })),
+                    None => a.apply_real(if *f == Func::Floor {
+                        f64::floor
+                    } else {
+                        f64::ceil
+                    })?,
+                },
+            }
+        }
+        Node::Based(..)
+        | Node::Inf
+        | Node::PlusMinus(..)
+        | Node::Tuple { .. }
+        | Node::Set(_)
+        | Node::List(_)
+        | Node::Union(_)
+        | Node::Matrix(_)
+        | Node::Rel(..) => return Err(EvalError::NotNumeric),
+    })
+}
+
+fn variables(nodes: &[&Node]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in nodes {
+        visit(n, &mut |m| {
+            if let Node::Var(v) = m
+                && !out.contains(v)
+            {
+                out.push(v.clone());
+            }
+        });
+    }
+    out.sort();
+    out
+}
+
+fn has_percent(n: &Node) -> bool {
+    let mut found = false;
+    visit(n, &mut |m| found |= matches!(m, Node::Percent(_)));
+    found
+}
+
+/// Values of `f` at the evaluation points, for every point where `f` and `g` are both
+/// defined, under each percent mode; `None` when either is not a number at all.
+fn sample_pairs(
+    a: &Node,
+    g: &Node,
+    opts: &CompareOptions,
+    mut check: impl FnMut(&[(Value, Value)]) -> bool,
+) -> Option<bool> {
+    let vars = variables(&[a, g]);
+    if vars.len() > MAX_VARS {
+        return None;
+    }
+    let npoints = if vars.is_empty() {
+        1
+    } else {
+        opts.points.clamp(1, POINTS.len())
+    };
+    let mut modes = vec![PercentMode::Strip];
+    if opts.percent_as_fraction && (has_percent(a) || has_percent(g)) {
+        modes.push(PercentMode::Fraction);
+    }
+    let mut any = false;
+    for mode in modes {
+        let mut pairs = Vec::with_capacity(npoints);
+        for k in 0..npoints {
+            let env_vars: Vec<(String, Value)> = vars
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let (p, q) = POINTS[(3 * k + 5 * j) % POINTS.len()];
+                    (
+                        v.clone(),
+                        Value::Exact(Exact::rational(BigRational::new(p.into(), q.into()))),
+                    )
+                })
+                .collect();
+            let env = Env {
+                vars: &env_vars,
+                percent: mode,
+            };
+            match (eval(a, &env), eval(g, &env)) {
+                (Ok(x), Ok(y)) => pairs.push((x, y)),
+                (Err(EvalError::NotNumeric), _) | (_, Err(EvalError::NotNumeric)) => return None,
+                _ => {}
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        any = true;
+        if check(&pairs) {
+            return Some(true);
+        }
+    }
+    any.then_some(false)
+}
+
+fn numeric_equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
+    let tolerant = has_decimal(a) || has_decimal(g);
+    sample_pairs(a, g, opts, |pairs| {
+        pairs
+            .iter()
+            .all(|(x, y)| values_equal(x, y, tolerant, opts.rel_tol))
+    }) == Some(true)
+}
+
+/// `fa = c · fg` for one constant `c ≠ 0` (positive when `positive`) at every point.
+fn proportional(fa: &Node, fg: &Node, positive: bool, opts: &CompareOptions) -> bool {
+    let tolerant = has_decimal(fa) || has_decimal(fg);
+    sample_pairs(fa, fg, opts, |pairs| {
+        let mut ratio: Option<Value> = None;
+        for (x, y) in pairs {
+            if y.is_zero() || x.is_zero() {
+                if !(y.is_zero() && x.is_zero()) {
+                    return false;
+                }
+                continue;
+            }
+            let Ok(r) = x.div(y) else { return false };
+            match &ratio {
+                None => {
+                    if positive {
+                        let c = r.to_c64();
+                        if c.im != 0.0 || c.re <= 0.0 {
+                            return false;
+                        }
+                    }
+                    ratio = Some(r);
+                }
+                Some(first) => {
+                    if !values_equal(first, &r, tolerant, opts.rel_tol) {
+                        return false;
+                    }
+                }
+            }
+        }
+        ratio.is_some()
+    }) == Some(true)
+}
+
+fn inf_sign(n: &Node) -> Option<i8> {
+    match n {
+        Node::Inf => Some(1),
+        Node::Neg(a) if **a == Node::Inf => Some(-1),
+        _ => None,
+    }
+}
+
+fn contains_pm(n: &Node) -> bool {
+    let mut found = false;
+    visit(n, &mut |m| found |= matches!(m, Node::PlusMinus(..)));
+    found
+}
+
+/// Expands every `a ± b` into its two answers (at most three `±`, so eight answers).
+fn expand_pm(n: &Node) -> Vec<Node> {
+    fn go(n: &Node, budget: &mut u32) -> Vec<Node> {
+        match n {
+            Node::PlusMinus(a, b) if *budget > 0 => {
+                *budget -= 1;
+                let mut out = Vec::new();
+                for x in go(a, budget) {
+                    for y in go(b, budget) {
+                        out.push(Node::Add(vec![x.clone(), y.clone()]));
+                        out.push(Node::Add(vec![x.clone(), Node::Neg(Box::new(y))]));
+                    }
+                }
+                out
+            }
+            Node::Neg(a) => go(a, budget)
+                .into_iter()
+                .map(|x| Node::Neg(Box::new(x)))
+                .collect(),
+            Node::Add(v) | Node::Mul(v) => {
+                let mut acc: Vec<Vec<Node>> = vec![vec![]];
+                for t in v {
+                    let opts = go(t, budget);
+                    acc = acc
+                        .into_iter()
+                        .flat_map(|pre| {
+                            opts.iter().map(move |o| {
+                                let mut p = pre.clone();
+                                p.push(o.clone());
+                                p
+                            })
+                        })
+                        .collect();
+                }
+                acc.into_iter()
+                    .map(|t| {
+                        if matches!(n, Node::Add(_)) {
+                            Node::Add(t)
+                        } else {
+                            Node::Mul(t)
+                        }
+                    })
+                    .collect()
+            }
+            Node::Div(a, b) => {
+                let bs = go(b, budget);
+                go(a, budget)
+                    .into_iter()
+                    .flat_map(|x| {
+                        bs.iter()
+                            .map(move |y| Node::Div(Box::new(x.clone()), Box::new(y.clone())))
+                    })
+                    .collect()
+            }
+            other => vec![other.clone()],
+        }
+    }
+    let mut budget = 3;
+    match n {
+        Node::List(v) | Node::Set(v) => v.iter().flat_map(|x| go(x, &mut budget)).collect(),
+        other => go(other, &mut budget),
+    }
+}
+
+fn multiset_equal(a: &[Node], g: &[Node], opts: &CompareOptions) -> bool {
+    if a.len() != g.len() || a.len() > MAX_ITEMS {
+        return false;
+    }
+    let mut used = vec![false; g.len()];
+    'outer: for x in a {
+        for (j, y) in g.iter().enumerate() {
+            if !used[j] && equal(x, y, opts) {
+                used[j] = true;
+                continue 'outer;
+            }
+        }
+        return false;
+    }
+    true
+}
+
+fn diff(l: &Node, r: &Node) -> Node {
+    Node::Add(vec![l.clone(), Node::Neg(Box::new(r.clone()))])
+}
+
+fn mentions(n: &Node, var: &str) -> bool {
+    let mut found = false;
+    visit(n, &mut |m| found |= matches!(m, Node::Var(v) if v == var));
+    found
+}
+
+/// `(kind, positive side)`: `a < b` and `b > a` both give `(Lt, b - a)`.
+fn canonical_relation(l: &Node, op: RelOp, r: &Node) -> (RelOp, Node) {
+    match op {
+        RelOp::Lt => (RelOp::Lt, diff(r, l)),
+        RelOp::Gt => (RelOp::Lt, diff(l, r)),
+        RelOp::Le => (RelOp::Le, diff(r, l)),
+        RelOp::Ge => (RelOp::Le, diff(l, r)),
+        other => (other, diff(l, r)),
+    }
+}
+
+fn relation_equal(
+    a: (&Node, RelOp, &Node),
+    g: (&Node, RelOp, &Node),
+    opts: &CompareOptions,
+) -> bool {
+    if let ((Node::Var(x), RelOp::Eq, ra), (Node::Var(y), RelOp::Eq, rg)) = (a, g)
+        && x == y
+        && !mentions(ra, x)
+        && !mentions(rg, y)
+    {
+        return equal(ra, rg, opts);
+    }
+    let (ka, fa) = canonical_relation(a.0, a.1, a.2);
+    let (kg, fg) = canonical_relation(g.0, g.1, g.2);
+    if ka != kg {
+        return false;
+    }
+    proportional(&fa, &fg, matches!(ka, RelOp::Lt | RelOp::Le), opts)
+}
+
+fn is_structure(n: &Node) -> bool {
+    matches!(
+        n,
+        Node::Tuple { .. }
+            | Node::Set(_)
+            | Node::List(_)
+            | Node::Union(_)
+            | Node::Matrix(_)
+            | Node::Rel(..)
+    )
+}
+
+/// `x > a` as `(a, ∞)`, `x ≤ a` as `(-∞, a]` (and `a < x` likewise), for comparing a
+/// one-sided inequality with an interval.
+fn ray(n: &Node) -> Option<Node> {
+    let Node::Rel(l, op, r) = n else { return None };
+    let (op, bound) = match (&**l, &**r) {
+        (Node::Var(_), b) => (*op, b),
+        (b, Node::Var(_)) => (
+            match op {
+                RelOp::Lt => RelOp::Gt,
+                RelOp::Gt => RelOp::Lt,
+                RelOp::Le => RelOp::Ge,
+                RelOp::Ge => RelOp::Le,
+                other => *other,
+            },
+            b,
+        ),
+        _ => return None,
+    };
+    let inf = Node::Inf;
+    let minus_inf = Node::Neg(Box::new(Node::Inf));
+    let (open, close, items) = match op {
+        RelOp::Gt => ('(', ')', vec![bound.clone(), inf]),
+        RelOp::Ge => ('[', ')', vec![bound.clone(), inf]),
+        RelOp::Lt => ('(', ')', vec![minus_inf, bound.clone()]),
+        RelOp::Le => ('(', ']', vec![minus_inf, bound.clone()]),
+        _ => return None,
+    };
+    Some(Node::Tuple { open, close, items })
+}
+
+fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
+    match n {
+        Node::Matrix(rows) if rows.len() == 1 => Some(rows[0].iter().collect()),
+        Node::Matrix(rows) if rows.iter().all(|r| r.len() == 1) => {
+            Some(rows.iter().map(|r| &r[0]).collect())
+        }
+        Node::Tuple {
+            open: '(',
+            close: ')',
+            items,
+        } => Some(items.iter().collect()),
+        _ => None,
+    }
+}
+
+/// Whether answer `a` equals gold `g`.
+pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
+    // `x \in S` is S.
+    if let Node::Rel(_, RelOp::In, s) = a {
+        return equal(s, g, opts);
+    }
+    if let Node::Rel(_, RelOp::In, s) = g {
+        return equal(a, s, opts);
+    }
+    if contains_pm(a) || contains_pm(g) {
+        let (ea, eg) = (expand_pm(a), expand_pm(g));
+        if ea.len() > 1 || eg.len() > 1 {
+            return multiset_equal(&ea, &eg, opts);
+        }
+    }
+    if let (Some(x), Some(y)) = (inf_sign(a), inf_sign(g)) {
+        return x == y;
+    }
+    if inf_sign(a).is_some() || inf_sign(g).is_some() {
+        return false;
+    }
+    match (a, g) {
+        (Node::List(x) | Node::Set(x), Node::List(y) | Node::Set(y)) => multiset_equal(x, y, opts),
+        (Node::List(x) | Node::Set(x), other) | (other, Node::List(x) | Node::Set(x))
+            if x.len() == 1 && !is_structure(other) =>
+        {
+            if std::ptr::eq(a, other) {
+                equal(other, &x[0], opts)
+            } else {
+                equal(&x[0], other, opts)
+            }
+        }
+        (Node::Union(x), Node::Union(y)) => multiset_equal(x, y, opts),
+        (
+            Node::Tuple {
+                open: o1,
+                close: c1,
+                items: x,
+            },
+            Node::Tuple {
+                open: o2,
+                close: c2,
+                items: y,
+            },
+        ) => {
+            o1 == o2
+                && c1 == c2
+                && x.len() == y.len()
+                && x.iter().zip(y).all(|(p, q)| equal(p, q, opts))
+        }
+        (Node::Matrix(x), Node::Matrix(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(r, s)| {
+                    r.len() == s.len() && r.iter().zip(s).all(|(p, q)| equal(p, q, opts))
+                })
+        }
+        (Node::Matrix(_), Node::Tuple { .. }) | (Node::Tuple { .. }, Node::Matrix(_)) => {
+            match (vector_entries(a), vector_entries(g)) {
+                (Some(x), Some(y)) => {
+                    x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| equal(p, q, opts))
+                }
+                _ => false,
+            }
+        }
+        (Node::Rel(..), Node::Tuple { .. } | Node::Union(_)) => {
+            ray(a).is_some_and(|r| equal(&r, g, opts))
+        }
+        (Node::Tuple { .. } | Node::Union(_), Node::Rel(..)) => {
+            ray(g).is_some_and(|r| equal(a, &r, opts))
+        }
+        (Node::Rel(l1, o1, r1), Node::Rel(l2, o2, r2)) => {
+            relation_equal((l1, *o1, r1), (l2, *o2, r2), opts)
+        }
+        (Node::Rel(l, RelOp::Eq, r), other) | (other, Node::Rel(l, RelOp::Eq, r))
+            if !is_structure(other) =>
+        {
+            match &**l {
+                Node::Var(v) if !mentions(r, v) && !mentions(other, v) => {
+                    if std::ptr::eq(a, other) {
+                        equal(other, r, opts)
+                    } else {
+                        equal(r, other, opts)
+                    }
+                }
+                _ => false,
+            }
+        }
+        (Node::Based(d1, b1), Node::Based(d2, b2)) => {
+            d1.trim_start_matches('0') == d2.trim_start_matches('0') && b1 == b2
+        }
+        (Node::Based(..), _) | (_, Node::Based(..)) => false,
+        _ if is_structure(a) || is_structure(g) => false,
+        _ => numeric_equal(a, g, opts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse;
+    use super::*;
+
+    fn eq(a: &str, g: &str) -> bool {
+        let o = CompareOptions {
+            rel_tol: 1e-6,
+            percent_as_fraction: true,
+            points: 4,
+        };
+        equal(&parse(a).unwrap(), &parse(g).unwrap(), &o)
+    }
+
+    #[test]
+    fn basics() {
+        assert!(eq(r"\frac{1}{2}", "0.5"));
+        assert!(eq(r"2\sqrt{2}", r"\sqrt{8}"));
+        assert!(!eq(r"\sqrt{2}", "1.41"));
+        assert!(eq("(x+1)^2", "x^2+2x+1"));
+        assert!(!eq("(x+1)^2", "x^2+x+1"));
+        assert!(eq("x=5", "5"));
+        assert!(eq("a<b", "b>a"));
+        assert!(!eq("a<b", "a>b"));
+        assert!(eq("1,-2", "-2,1"));
+        assert!(!eq("(1,-2)", "(-2,1)"));
+        assert!(eq(r"1\pm\sqrt{19}", r"1-\sqrt{19}, 1+\sqrt{19}"));
+        assert!(eq(r"50%", "0.5"));
+        assert!(eq(r"50%", "50"));
+        assert!(!eq(r"50%", "0.5%"));
+        assert!(!eq("1e-7", "2e-7"));
+        assert!(!eq("1/2^99", "1/2^98"));
+        assert!(eq(r"\log_2 8", "3"));
+        assert!(eq(r"(-\infty, 0]", r"(-\infty,0]"));
+        assert!(!eq(r"(-\infty, 0]", r"(-\infty,0)"));
+        assert!(eq(r"-2 \le x < 7", "[-2,7)"));
+        assert!(eq(r"7 > x \ge -2", "[-2,7)"));
+        assert!(!eq(r"-2 < x < 7", "[-2,7)"));
+        assert!(eq(r"x > 2", r"(2,\infty)"));
+        assert!(eq(r"x \le 2", r"(-\infty,2]"));
+        assert!(!eq(r"x < 2", r"(-\infty,2]"));
+    }
+}

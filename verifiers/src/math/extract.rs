@@ -1,0 +1,342 @@
+//! Finding the answer inside a full model response (or a gold solution text).
+//!
+//! Priority, first that yields wins: `\boxed{…}` / `\fbox{…}` (nested braces; the last
+//! box by default), GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:",
+//! markdown bold allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without
+//! words in it, the whole response when it is one short line without words, and (when
+//! enabled) the last bare number in the text. Multiple-choice golds use the letter of
+//! the extracted answer, or the last `(C)` in the text.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Which `\boxed{}` to take when a response has several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxedMode {
+    /// The last box (what graders such as Math-Verify and verl do).
+    #[default]
+    Last,
+    /// The first box.
+    First,
+    /// Every box, joined into one comma-separated list (a model that boxes each root of
+    /// an equation separately); compared as an order-free list.
+    All,
+}
+
+/// How an answer was found; reported in the verdict's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `\boxed{}` or `\fbox{}`.
+    Boxed,
+    /// GSM8K `#### N`.
+    Hashes,
+    /// "final answer is …", "answer: …".
+    Anchor,
+    /// A `$…$`, `\(…\)` or `\[…\]` segment.
+    MathSegment,
+    /// The last number in the text.
+    LastNumber,
+    /// The whole string: a gold answer given bare, or a short one-line response with no
+    /// words in it (`\frac{1}{2}`, `x = 5`).
+    Whole,
+}
+
+impl Source {
+    /// A short name for reasons and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Boxed => "boxed",
+            Source::Hashes => "####",
+            Source::Anchor => "anchor",
+            Source::MathSegment => "math segment",
+            Source::LastNumber => "last number",
+            Source::Whole => "whole",
+        }
+    }
+}
+
+/// Contents of every `\boxed{…}` / `\fbox{…}` in order, braces balanced; a box that is
+/// never closed is ignored. `\boxed 5` (no braces) takes the next word.
+pub fn boxed_contents(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(rel) = text[from..].find(['\\']) {
+        let start = from + rel;
+        let rest = &text[start + 1..];
+        let cmd_len = if rest.starts_with("boxed") {
+            5
+        } else if rest.starts_with("fbox") {
+            4
+        } else {
+            from = start + 1;
+            continue;
+        };
+        let mut i = start + 1 + cmd_len;
+        if bytes.get(i).is_some_and(|b| b.is_ascii_alphabetic()) {
+            from = i;
+            continue;
+        }
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'{') {
+            let mut depth = 0usize;
+            let mut end = None;
+            let mut j = i;
+            while j < bytes.len() {
+                match bytes[j] {
+                    b'\\' => j += 1,
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(j);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            match end {
+                Some(e) => {
+                    out.push(&text[i + 1..e]);
+                    from = e + 1;
+                }
+                None => break,
+            }
+        } else {
+            let word_end = text[i..]
+                .find(|c: char| c.is_whitespace() || c == '$')
+                .map_or(text.len(), |k| i + k);
+            if word_end > i {
+                out.push(&text[i..word_end]);
+            }
+            from = word_end.max(i + 1).min(text.len());
+        }
+    }
+    out
+}
+
+static HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]*)").unwrap());
+static ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:final\s+answer|the\s+answer|answer)[*\s]*(?:is|:|=)[*\s]*:?[*\s]*([^\n]*)")
+        .unwrap()
+});
+static DOLLARS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$((?:[^$\\]|\\.)+?)\$").unwrap()
+});
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+").unwrap()
+});
+static WORD2: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])([a-zA-Z]{2,})").unwrap());
+static WORD3: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{4,}").unwrap());
+
+/// Cuts an anchor's text down to the answer: a math segment is taken whole; otherwise
+/// the text up to a full stop that is not a decimal point, and, when words follow the
+/// answer ("12 because …", "\\frac34 of the pie"), the part before the first word.
+fn anchor_clause(s: &str) -> &str {
+    let s = s.trim().trim_matches('*').trim();
+    let formula = DOLLARS
+        .captures_iter(s)
+        .filter_map(|c| (1..=4).find_map(|k| c.get(k)))
+        .map(|g| g.as_str())
+        .find(|g| is_formula(g));
+    if let Some(f) = formula {
+        return f;
+    }
+    let b = s.as_bytes();
+    let mut s = s;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' && !b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+            s = &s[..i];
+            break;
+        }
+    }
+    let first_word = WORD2
+        .captures_iter(s)
+        .filter_map(|c| c.get(1))
+        .find(|w| !matches!(w.as_str().to_ascii_lowercase().as_str(), "and" | "or"));
+    if let Some(w) = first_word {
+        let prefix = s[..w.start()].trim();
+        if prefix.contains(|c: char| c.is_ascii_digit() || c == '\\') {
+            return prefix;
+        }
+    }
+    s.trim_end_matches('*').trim()
+}
+
+/// Whether a `$…$` segment reads as a formula rather than prose or currency
+/// (`$5 and $`): no words of two or more letters other than environment names.
+fn is_formula(s: &str) -> bool {
+    WORD2.captures_iter(s).all(|c| {
+        matches!(
+            &c[1],
+            "pmatrix" | "bmatrix" | "vmatrix" | "Bmatrix" | "matrix" | "array" | "cases"
+        )
+    })
+}
+
+/// The answer text of a response, with where it came from; `None` when nothing in the
+/// response looks like an answer.
+pub fn extract_answer(
+    response: &str,
+    boxed: BoxedMode,
+    last_number: bool,
+) -> Option<(String, Source)> {
+    let boxes = boxed_contents(response);
+    if !boxes.is_empty() {
+        let s = match boxed {
+            BoxedMode::Last => boxes[boxes.len() - 1].to_string(),
+            BoxedMode::First => boxes[0].to_string(),
+            BoxedMode::All => boxes.join(","),
+        };
+        return Some((s, Source::Boxed));
+    }
+    if let Some(c) = HASHES.captures_iter(response).last() {
+        let t = c[1].trim();
+        if !t.is_empty() {
+            return Some((t.to_string(), Source::Hashes));
+        }
+    }
+    if let Some(c) = ANCHOR.captures_iter(response).last() {
+        let t = anchor_clause(&c[1]).trim();
+        if !t.is_empty() {
+            return Some((t.to_string(), Source::Anchor));
+        }
+    }
+    let segment = DOLLARS
+        .captures_iter(response)
+        .filter_map(|c| (1..=4).find_map(|k| c.get(k)).map(|g| g.as_str().trim()))
+        .filter(|s| !s.is_empty() && is_formula(s))
+        .last();
+    if let Some(s) = segment {
+        return Some((s.to_string(), Source::MathSegment));
+    }
+    let whole = response.trim();
+    if !whole.is_empty() && whole.len() <= 200 && !whole.contains('\n') && !WORD3.is_match(whole) {
+        return Some((whole.to_string(), Source::Whole));
+    }
+    if last_number && let Some(m) = NUMBER.find_iter(response).last() {
+        return Some((m.as_str().to_string(), Source::LastNumber));
+    }
+    None
+}
+
+/// The answer inside a gold string: the last box of a solution, the `#### N` of a GSM8K
+/// solution, or the whole string (MATH's raw LaTeX, AMC's `27.0`).
+pub fn extract_gold(gold: &str) -> (String, Source) {
+    let boxes = boxed_contents(gold);
+    if let Some(last) = boxes.last() {
+        return (last.to_string(), Source::Boxed);
+    }
+    if let Some(c) = HASHES.captures_iter(gold).last() {
+        return (c[1].trim().to_string(), Source::Hashes);
+    }
+    (gold.trim().to_string(), Source::Whole)
+}
+
+static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.:)}]|$)",
+    )
+    .unwrap()
+});
+static CHOICE_GOLD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*$")
+        .unwrap()
+});
+static CHOICE_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap()
+});
+
+/// The letter of a multiple-choice gold answer (`B`, `(B)`, `\text{(B)}`).
+pub fn gold_choice(gold: &str) -> Option<char> {
+    CHOICE_GOLD.captures(gold).and_then(|c| c[1].chars().next())
+}
+
+/// The letter a candidate answer starts with (`C`, `(C) 12`, `\text{(C)}`).
+pub fn answer_choice(answer: &str) -> Option<char> {
+    CHOICE.captures(answer).and_then(|c| c[1].chars().next())
+}
+
+/// The last `(C)`-style letter anywhere in a response: the fallback for multiple-choice
+/// golds when the response has no box or anchor.
+pub fn last_choice_in_text(response: &str) -> Option<char> {
+    CHOICE_IN_TEXT
+        .captures_iter(response)
+        .last()
+        .and_then(|c| c.get(1).or(c.get(2)))
+        .and_then(|m| m.as_str().chars().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_boxes() {
+        let r = r"so \boxed{\frac{1}{2}} then \fbox{x^{2}} and \boxed 7$";
+        assert_eq!(boxed_contents(r), vec![r"\frac{1}{2}", "x^{2}", "7"]);
+        assert_eq!(boxed_contents(r"\boxed{unclosed"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn priorities() {
+        let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, s)| (a, s.as_str()));
+        assert_eq!(ex("x #### 1,000\nthen 7"), Some(("1,000".into(), "####")));
+        assert_eq!(
+            ex("The final answer is $\\frac12$. I hope"),
+            Some(("\\frac12".into(), "anchor"))
+        );
+        assert_eq!(ex("Answer: 3.5."), Some(("3.5".into(), "anchor")));
+        assert_eq!(
+            ex("The answer is $\\$36$."),
+            Some(("\\$36".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is $18 per hour."),
+            Some(("$18".into(), "anchor"))
+        );
+        assert_eq!(ex("**Final Answer:** 1/2"), Some(("1/2".into(), "anchor")));
+        assert_eq!(
+            ex("The answer is 12 because 3*4"),
+            Some(("12".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is \\frac34 of the pie."),
+            Some(("\\frac34".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is 3 or 5."),
+            Some(("3 or 5".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("The answer is Evelyn."),
+            Some(("Evelyn".into(), "anchor"))
+        );
+        assert_eq!(
+            ex("we get $x = 4$ so"),
+            Some(("x = 4".into(), "math segment"))
+        );
+        assert_eq!(
+            ex("costs 12 then 15 apples"),
+            Some(("15".into(), "last number"))
+        );
+        assert_eq!(extract_answer("no numbers", BoxedMode::Last, true), None);
+    }
+
+    #[test]
+    fn choices() {
+        assert_eq!(gold_choice(r"\text{(C)}"), Some('C'));
+        assert_eq!(gold_choice("B"), Some('B'));
+        assert_eq!(gold_choice("Bob"), None);
+        assert_eq!(answer_choice("(D) 12"), Some('D'));
+        assert_eq!(answer_choice(r"\textbf{(E)}"), Some('E'));
+        assert_eq!(last_choice_in_text("I pick (A), no wait, (B)."), Some('B'));
+    }
+}

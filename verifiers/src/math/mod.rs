@@ -1,0 +1,309 @@
+//! Math-answer verifier: is the final answer of a model response equal to a gold answer?
+//!
+//! The pipeline is extraction ([`extract`]), string normalisation ([`normalize`]),
+//! parsing into a small expression tree ([`parse`]) and mathematical comparison
+//! ([`equiv`], on exact values from [`value`]). Every stage is bounded by construction
+//! (caps on answer length, tokens, nesting, exponents, factorials, term counts), so one
+//! item takes a bounded amount of work without timeouts or signals, never panics on any
+//! input, and can be called from any thread. [`verify_batch`] scores many items on the
+//! rayon pool; [`jsonl::verify_jsonl`] backs `cove verify math`.
+//!
+//! ```
+//! use cove_verifiers::math::{MathOptions, verify};
+//! let v = verify(r"\frac{1}{2}", r"So the answer is $\boxed{0.5}$.", &MathOptions::default());
+//! assert!(v.correct);
+//! ```
+
+pub mod equiv;
+pub mod extract;
+pub mod jsonl;
+pub mod normalize;
+pub mod parse;
+pub mod value;
+
+use crate::reward::{Reward, Score};
+use extract::{BoxedMode, Source};
+use rayon::prelude::*;
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// How answers are found and compared. The defaults suit MATH / GSM8K-style RL rewards.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MathOptions {
+    /// Which `\boxed{}` to use when a response has several.
+    pub boxed: BoxedMode,
+    /// Fall back to the last number in the response when nothing else marks an answer.
+    pub last_number_fallback: bool,
+    /// Relative tolerance for answers written as decimals (`|a-b| ≤ tol·max(|a|,|b|)`).
+    pub rel_tol: f64,
+    /// Whether `50\%` also matches `0.5` (it always matches `50`).
+    pub percent_as_fraction: bool,
+    /// Points at which expressions with variables are evaluated (1 to 11).
+    pub eval_points: usize,
+}
+
+impl Default for MathOptions {
+    fn default() -> Self {
+        MathOptions {
+            boxed: BoxedMode::Last,
+            last_number_fallback: true,
+            rel_tol: 1e-6,
+            percent_as_fraction: true,
+            eval_points: 4,
+        }
+    }
+}
+
+/// The outcome of verifying one response.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Verdict {
+    /// Whether the response's answer equals the gold answer.
+    pub correct: bool,
+    /// The answer text found in the response, before normalisation.
+    pub extracted: Option<String>,
+    /// The gold answer after extraction and normalisation.
+    pub gold_normalized: String,
+    /// Why: how the answer was found and how it was compared.
+    pub reason: String,
+}
+
+static WORDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{3,}").unwrap());
+
+static ENVIRONMENTS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\s*\{[a-zA-Z*]*\}(?:\s*\{[lcr| ]*\})?").unwrap());
+
+/// Whether a normalised answer is words (`Evelyn`, `east`) rather than mathematics: it
+/// has a run of three or more letters that is not a command or an environment name.
+fn is_text(normalized: &str) -> bool {
+    WORDS.is_match(&ENVIRONMENTS.replace_all(normalized, " "))
+}
+
+/// Compares an already extracted answer with an already extracted gold answer.
+/// Returns whether they are equal and how that was decided.
+fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static str) {
+    if answer.len() > normalize::MAX_ANSWER_CHARS {
+        return (false, "answer too long");
+    }
+    let ans_norm = normalize::normalize(answer);
+    if ans_norm == gold_norm {
+        return (true, "identical after normalisation");
+    }
+    if ans_norm.is_empty() {
+        return (false, "empty answer");
+    }
+    let too_long = ans_norm.len() > normalize::MAX_ANSWER_CHARS
+        || gold_norm.len() > normalize::MAX_ANSWER_CHARS;
+    if too_long || is_text(gold_norm) {
+        let same = normalize::text_key(&ans_norm) == normalize::text_key(gold_norm);
+        return (same, if same { "text match" } else { "text differs" });
+    }
+    let gold_tree = match parse::parse(gold_norm) {
+        Ok(t) => t,
+        Err(_) => {
+            let same = normalize::text_key(&ans_norm) == normalize::text_key(gold_norm);
+            return (
+                same,
+                if same {
+                    "gold not parseable; text match"
+                } else {
+                    "gold not parseable; text differs"
+                },
+            );
+        }
+    };
+    let ans_tree = match parse::parse(&ans_norm) {
+        Ok(t) => t,
+        Err(_) => return (false, "answer not parseable"),
+    };
+    let c = equiv::CompareOptions {
+        rel_tol: opts.rel_tol,
+        percent_as_fraction: opts.percent_as_fraction,
+        points: opts.eval_points,
+    };
+    if equiv::equal(&ans_tree, &gold_tree, &c) {
+        let tol = parse::has_decimal(&ans_tree) || parse::has_decimal(&gold_tree);
+        (
+            true,
+            if tol {
+                "equivalent within relative tolerance"
+            } else {
+                "equivalent"
+            },
+        )
+    } else {
+        (false, "not equivalent")
+    }
+}
+
+/// Verifies one response against a gold answer.
+///
+/// `gold` may be a bare answer in LaTeX (MATH's `answer`), a full solution with
+/// `\boxed{}` or `#### N`, or a number such as `27.0`. `response` is a full model output.
+pub fn verify(gold: &str, response: &str, opts: &MathOptions) -> Verdict {
+    let (gold_ans, _) = extract::extract_gold(gold);
+    let gold_norm = if gold_ans.len() > normalize::MAX_ANSWER_CHARS {
+        gold_ans.clone()
+    } else {
+        normalize::normalize(&gold_ans)
+    };
+    if let Some(letter) =
+        extract::gold_choice(&gold_ans).or_else(|| extract::gold_choice(&gold_norm))
+    {
+        return verify_choice(letter, response, gold_norm, opts);
+    }
+    let Some((answer, source)) =
+        extract::extract_answer(response, opts.boxed, opts.last_number_fallback)
+    else {
+        return Verdict {
+            correct: false,
+            extracted: None,
+            gold_normalized: gold_norm,
+            reason: "no answer found in response".into(),
+        };
+    };
+    let (correct, how) = compare(&answer, &gold_norm, opts);
+    Verdict {
+        correct,
+        reason: format!("{} ({})", how, source.as_str()),
+        extracted: Some(answer),
+        gold_normalized: gold_norm,
+    }
+}
+
+fn verify_choice(letter: char, response: &str, gold_norm: String, opts: &MathOptions) -> Verdict {
+    let found = extract::extract_answer(response, opts.boxed, false);
+    let picked = match &found {
+        Some((a, Source::Boxed | Source::Anchor | Source::Hashes | Source::Whole)) => {
+            extract::answer_choice(a).or_else(|| extract::answer_choice(&normalize::normalize(a)))
+        }
+        _ => None,
+    }
+    .or_else(|| extract::last_choice_in_text(response));
+    let correct = picked == Some(letter);
+    Verdict {
+        correct,
+        extracted: picked.map(|c| c.to_string()).or(found.map(|f| f.0)),
+        gold_normalized: gold_norm,
+        reason: match picked {
+            Some(p) => format!("multiple choice: picked {p}, gold {letter}"),
+            None => format!("multiple choice: no letter found, gold {letter}"),
+        },
+    }
+}
+
+/// Verifies `(gold, response)` pairs in parallel on the rayon pool, in input order.
+pub fn verify_batch<G, R>(items: &[(G, R)], opts: &MathOptions) -> Vec<Verdict>
+where
+    G: AsRef<str> + Sync,
+    R: AsRef<str> + Sync,
+{
+    items
+        .par_iter()
+        .map(|(g, r)| verify(g.as_ref(), r.as_ref(), opts))
+        .collect()
+}
+
+/// The math-answer reward: 1.0 for a correct final answer, 0.0 otherwise. The task is
+/// the gold answer string (any shape [`verify`] accepts).
+#[derive(Debug, Clone, Default)]
+pub struct MathVerifier {
+    /// Extraction and comparison settings.
+    pub options: MathOptions,
+}
+
+impl MathVerifier {
+    /// A verifier with the given options.
+    pub fn new(options: MathOptions) -> Self {
+        MathVerifier { options }
+    }
+}
+
+impl Reward for MathVerifier {
+    type Task = String;
+
+    fn name(&self) -> &str {
+        "math"
+    }
+
+    fn score(&self, task: &String, response: &str) -> Score {
+        let v = verify(task, response, &self.options);
+        Score {
+            reward: if v.correct { 1.0 } else { 0.0 },
+            correct: v.correct,
+            details: format!(
+                "{}; extracted {:?}; gold {:?}",
+                v.reason,
+                v.extracted.as_deref().unwrap_or(""),
+                v.gold_normalized
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_to_end() {
+        let o = MathOptions::default();
+        assert!(verify("\\text{(C)}", "The answer is \\boxed{C}.", &o).correct);
+        assert!(!verify("\\text{(C)}", "The answer is \\boxed{B}.", &o).correct);
+        assert!(verify("1000", "#### 1,000\nthen 7 more", &o).correct);
+        assert!(verify("\\text{Evelyn}", "\\boxed{\\text{evelyn}}", &o).correct);
+        assert!(!verify("5", "I cannot say.", &o).correct);
+        let r = MathVerifier::default().score(&"27.0".to_string(), "so \\boxed{27}");
+        assert_eq!(r.reward, 1.0);
+    }
+
+    #[test]
+    fn boxed_modes() {
+        let r = "roots: \\boxed{2} and \\boxed{1}";
+        let with = |boxed| MathOptions {
+            boxed,
+            ..MathOptions::default()
+        };
+        assert!(verify("1", r, &with(BoxedMode::Last)).correct);
+        assert!(verify("2", r, &with(BoxedMode::First)).correct);
+        assert!(verify("1, 2", r, &with(BoxedMode::All)).correct);
+        assert!(!verify("1, 2", r, &with(BoxedMode::Last)).correct);
+    }
+
+    #[test]
+    fn last_number_fallback_is_switchable() {
+        let r = "so she has 15 apples";
+        assert!(verify("15", r, &MathOptions::default()).correct);
+        let off = MathOptions {
+            last_number_fallback: false,
+            ..MathOptions::default()
+        };
+        assert!(!verify("15", r, &off).correct);
+    }
+
+    #[test]
+    fn percent_switch() {
+        let off = MathOptions {
+            percent_as_fraction: false,
+            ..MathOptions::default()
+        };
+        assert!(verify("50\\%", "\\boxed{0.5}", &MathOptions::default()).correct);
+        assert!(!verify("50\\%", "\\boxed{0.5}", &off).correct);
+        assert!(verify("50\\%", "\\boxed{50}", &off).correct);
+    }
+
+    #[test]
+    fn batch_keeps_order() {
+        let items = vec![
+            ("1", "\\boxed{1}"),
+            ("2", "\\boxed{3}"),
+            ("3", "\\boxed{3}"),
+        ];
+        let got: Vec<bool> = verify_batch(&items, &MathOptions::default())
+            .iter()
+            .map(|v| v.correct)
+            .collect();
+        assert_eq!(got, vec![true, false, true]);
+    }
+}

@@ -1,0 +1,1033 @@
+//! A bounded LaTeX-math parser: normalised answer text to a [`Node`] tree.
+//!
+//! Covers what final answers contain: numbers (decimal, scientific, mixed `1\frac12`,
+//! base subscripts `204_5`), variables, `\frac`, `\sqrt[n]{}`, powers, implicit
+//! products, `!`, `%`, `\pm`, functions (`\sin`, `\log_2`, `\binom`, `|x|`), relations
+//! (`=`, `<`, `\le`, `\in`, ...), tuples and intervals (`(a,b]`), sets `\{…\}`, unions
+//! `\cup`, bare lists `1, 2`, and matrices (`pmatrix`, `bmatrix`, `array`). Work is
+//! bounded by construction: at most [`MAX_TOKENS`] tokens and [`MAX_DEPTH`] levels of
+//! nesting; anything else is a [`ParseError`], and the caller falls back to comparing
+//! text.
+
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::Zero;
+
+/// Most tokens an answer may have.
+pub const MAX_TOKENS: usize = 600;
+/// Deepest nesting of groups the parser follows.
+pub const MAX_DEPTH: usize = 48;
+/// Longest digit string read as a number.
+pub const MAX_DIGITS: usize = 400;
+
+/// Functions of one (or, for `\binom` and `\log_b`, two) arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// tangent
+    Tan,
+    /// cotangent
+    Cot,
+    /// secant
+    Sec,
+    /// cosecant
+    Csc,
+    /// arcsine
+    Asin,
+    /// arccosine
+    Acos,
+    /// arctangent
+    Atan,
+    /// hyperbolic sine
+    Sinh,
+    /// hyperbolic cosine
+    Cosh,
+    /// hyperbolic tangent
+    Tanh,
+    /// natural logarithm
+    Ln,
+    /// logarithm; the first argument is the base (10 when not written)
+    Log,
+    /// exponential
+    Exp,
+    /// absolute value
+    Abs,
+    /// binomial coefficient (two arguments)
+    Binom,
+    /// floor
+    Floor,
+    /// ceiling
+    Ceil,
+}
+
+/// A relation symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelOp {
+    /// `=`
+    Eq,
+    /// `≠`
+    Ne,
+    /// `<`
+    Lt,
+    /// `≤`
+    Le,
+    /// `>`
+    Gt,
+    /// `≥`
+    Ge,
+    /// `∈`
+    In,
+}
+
+/// A parsed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// A number; `decimal` marks a non-integer written with a decimal point or in
+    /// scientific notation, which makes comparisons use the relative tolerance.
+    Num {
+        /// Exact value of the literal.
+        value: BigRational,
+        /// Whether the literal is a non-integer written as a decimal (`0.35`, `1.5e-7`).
+        decimal: bool,
+    },
+    /// A number written in another base, `digits_base`.
+    Based(String, String),
+    /// A variable (single letter, greek letter name, or with a subscript `x_1`).
+    Var(String),
+    /// π
+    Pi,
+    /// Euler's number.
+    E,
+    /// The imaginary unit.
+    I,
+    /// ∞ (only meaningful inside intervals).
+    Inf,
+    /// Unary minus.
+    Neg(Box<Node>),
+    /// Sum of terms.
+    Add(Vec<Node>),
+    /// Product of factors.
+    Mul(Vec<Node>),
+    /// Quotient.
+    Div(Box<Node>, Box<Node>),
+    /// Power.
+    Pow(Box<Node>, Box<Node>),
+    /// Function application.
+    Func(Func, Vec<Node>),
+    /// `k`-th root.
+    Root(u32, Box<Node>),
+    /// Factorial.
+    Fact(Box<Node>),
+    /// Percentage.
+    Percent(Box<Node>),
+    /// `a ± b`: two answers.
+    PlusMinus(Box<Node>, Box<Node>),
+    /// Parenthesised or bracketed sequence: tuple, point or interval.
+    Tuple {
+        /// Opening bracket, `(` or `[`.
+        open: char,
+        /// Closing bracket, `)` or `]`.
+        close: char,
+        /// Elements.
+        items: Vec<Node>,
+    },
+    /// `\{…\}`: an order-free set.
+    Set(Vec<Node>),
+    /// A bare comma-separated list of answers (order-free).
+    List(Vec<Node>),
+    /// Union of intervals or sets.
+    Union(Vec<Node>),
+    /// Matrix rows.
+    Matrix(Vec<Vec<Node>>),
+    /// A relation `lhs op rhs`.
+    Rel(Box<Node>, RelOp, Box<Node>),
+}
+
+/// The answer is not in the supported grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse answer: {0}")]
+pub struct ParseError(pub &'static str);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(String),
+    Letter(char),
+    Cmd(String),
+    Sym(char),
+}
+
+fn tokenize(s: &str) -> Result<Vec<Tok>, ParseError> {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        if out.len() > MAX_TOKENS {
+            return Err(ParseError("too many tokens"));
+        }
+        let ch = c[i];
+        if ch.is_whitespace() {
+            i += 1;
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            let start = i;
+            while i < c.len() && c[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i < c.len() && c[i] == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+                i += 1;
+                while i < c.len() && c[i].is_ascii_digit() {
+                    i += 1;
+                }
+            } else if i < c.len()
+                && c[i] == '.'
+                && !c.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
+            {
+                // "5." is 5
+                i += 1;
+            }
+            if i < c.len() && (c[i] == 'e' || c[i] == 'E') {
+                let mut j = i + 1;
+                if j < c.len() && (c[j] == '-' || c[j] == '+') {
+                    j += 1;
+                }
+                if j < c.len() && c[j].is_ascii_digit() {
+                    while j < c.len() && c[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    i = j;
+                }
+            }
+            let lit: String = c[start..i].iter().collect();
+            if lit.len() > MAX_DIGITS {
+                return Err(ParseError("number too long"));
+            }
+            out.push(Tok::Num(lit));
+        } else if ch.is_ascii_alphabetic() {
+            out.push(Tok::Letter(ch));
+            i += 1;
+        } else if ch == '\\' {
+            let start = i + 1;
+            let mut j = start;
+            while j < c.len() && c[j].is_ascii_alphabetic() {
+                j += 1;
+            }
+            if j == start {
+                match c.get(start) {
+                    Some(&x) => {
+                        out.push(Tok::Cmd(x.to_string()));
+                        i = start + 1;
+                    }
+                    None => return Err(ParseError("dangling backslash")),
+                }
+            } else {
+                out.push(Tok::Cmd(c[start..j].iter().collect()));
+                i = j;
+            }
+        } else {
+            out.push(Tok::Sym(ch));
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn parse_number(lit: &str) -> Result<(BigRational, bool), ParseError> {
+    let (mantissa, exp) = match lit.find(['e', 'E']) {
+        Some(k) => (
+            &lit[..k],
+            lit[k + 1..]
+                .parse::<i64>()
+                .map_err(|_| ParseError("bad exponent"))?,
+        ),
+        None => (lit, 0),
+    };
+    let mantissa = mantissa.strip_suffix('.').unwrap_or(mantissa);
+    let (int, frac) = match mantissa.find('.') {
+        Some(k) => (&mantissa[..k], &mantissa[k + 1..]),
+        None => (mantissa, ""),
+    };
+    let digits = format!("{int}{frac}");
+    let n: BigInt = if digits.is_empty() {
+        BigInt::zero()
+    } else {
+        digits.parse().map_err(|_| ParseError("bad number"))?
+    };
+    let scale = exp - frac.len() as i64;
+    if scale.abs() > 400 {
+        return Err(ParseError("exponent too large"));
+    }
+    let ten = BigInt::from(10);
+    let p = num_traits::pow::Pow::pow(&ten, scale.unsigned_abs() as u32);
+    let v = if scale >= 0 {
+        BigRational::from_integer(n * p)
+    } else {
+        BigRational::new(n, p)
+    };
+    // `27.0` and `1e3` are whole numbers and compare exactly; `0.35` and `1.5e-7` use
+    // the relative tolerance.
+    let decimal = (lit.contains(['e', 'E']) || !frac.is_empty()) && !v.is_integer();
+    Ok((v, decimal))
+}
+
+fn func_named(name: &str) -> Option<Func> {
+    Some(match name {
+        "sin" => Func::Sin,
+        "cos" => Func::Cos,
+        "tan" | "tg" => Func::Tan,
+        "cot" | "ctg" => Func::Cot,
+        "sec" => Func::Sec,
+        "csc" | "cosec" => Func::Csc,
+        "arcsin" => Func::Asin,
+        "arccos" => Func::Acos,
+        "arctan" => Func::Atan,
+        "sinh" => Func::Sinh,
+        "cosh" => Func::Cosh,
+        "tanh" => Func::Tanh,
+        "ln" => Func::Ln,
+        "log" | "lg" => Func::Log,
+        "exp" => Func::Exp,
+        _ => return None,
+    })
+}
+
+const GREEK: &[&str] = &[
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
+];
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+    depth: usize,
+}
+
+fn num(n: i64) -> Node {
+    Node::Num {
+        value: BigRational::from_integer(BigInt::from(n)),
+        decimal: false,
+    }
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn eat_sym(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::Sym(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_cmd(&mut self, name: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Cmd(n)) if n == name) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_sym(&mut self, c: char) -> Result<(), ParseError> {
+        if self.eat_sym(c) {
+            Ok(())
+        } else {
+            Err(ParseError("missing bracket"))
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            Err(ParseError("nested too deeply"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn list(&mut self) -> Result<Vec<Node>, ParseError> {
+        let mut items = vec![self.union()?];
+        while self.eat_sym(',') || self.eat_sym(';') {
+            items.push(self.union()?);
+        }
+        Ok(items)
+    }
+
+    fn union(&mut self) -> Result<Node, ParseError> {
+        let first = self.rel()?;
+        if !matches!(self.peek(), Some(Tok::Cmd(n)) if n == "cup") {
+            return Ok(first);
+        }
+        let mut parts = vec![first];
+        while self.eat_cmd("cup") {
+            parts.push(self.rel()?);
+        }
+        Ok(Node::Union(parts))
+    }
+
+    fn rel_op(&mut self) -> Option<RelOp> {
+        let op = match self.peek()? {
+            Tok::Sym('=') => RelOp::Eq,
+            Tok::Sym('<') => RelOp::Lt,
+            Tok::Sym('>') => RelOp::Gt,
+            Tok::Cmd(n) => match n.as_str() {
+                "le" | "leq" | "leqslant" => RelOp::Le,
+                "ge" | "geq" | "geqslant" => RelOp::Ge,
+                "lt" => RelOp::Lt,
+                "gt" => RelOp::Gt,
+                "ne" | "neq" => RelOp::Ne,
+                "in" => RelOp::In,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        self.pos += 1;
+        Some(match op {
+            RelOp::Lt if self.eat_sym('=') => RelOp::Le,
+            RelOp::Gt if self.eat_sym('=') => RelOp::Ge,
+            RelOp::Eq => {
+                self.eat_sym('=');
+                RelOp::Eq
+            }
+            other => other,
+        })
+    }
+
+    fn rel(&mut self) -> Result<Node, ParseError> {
+        let lhs = self.expr()?;
+        match self.rel_op() {
+            None => Ok(lhs),
+            Some(op) => {
+                let rhs = if op == RelOp::In {
+                    self.union()?
+                } else {
+                    self.expr()?
+                };
+                match self.rel_op() {
+                    None => Ok(Node::Rel(Box::new(lhs), op, Box::new(rhs))),
+                    Some(op2) => {
+                        let far = self.expr()?;
+                        chain_to_interval(lhs, op, rhs, op2, far)
+                    }
+                }
+            }
+        }
+    }
+
+    fn expr(&mut self) -> Result<Node, ParseError> {
+        let mut terms = Vec::new();
+        if self.eat_sym('-') {
+            terms.push(Node::Neg(Box::new(self.term()?)));
+        } else if self.eat_cmd("pm") {
+            let t = self.term()?;
+            terms.push(Node::PlusMinus(Box::new(num(0)), Box::new(t)));
+        } else {
+            self.eat_sym('+');
+            terms.push(self.term()?);
+        }
+        loop {
+            if self.eat_sym('+') {
+                terms.push(self.term()?);
+            } else if self.eat_sym('-') {
+                terms.push(Node::Neg(Box::new(self.term()?)));
+            } else if self.eat_cmd("pm") || self.eat_cmd("mp") {
+                let t = self.term()?;
+                let acc = if terms.len() == 1 {
+                    terms.pop().unwrap_or_else(|| num(0))
+                } else {
+                    Node::Add(std::mem::take(&mut terms))
+                };
+                terms = vec![Node::PlusMinus(Box::new(acc), Box::new(t))];
+            } else {
+                break;
+            }
+        }
+        Ok(if terms.len() == 1 {
+            terms.pop().unwrap_or_else(|| num(0))
+        } else {
+            Node::Add(terms)
+        })
+    }
+
+    fn starts_primary(&self) -> bool {
+        match self.peek() {
+            Some(Tok::Num(_)) | Some(Tok::Letter(_)) => true,
+            Some(Tok::Sym(c)) => *c == '(' || *c == '{',
+            Some(Tok::Cmd(n)) => {
+                matches!(
+                    n.as_str(),
+                    "frac" | "sqrt" | "pi" | "infty" | "binom" | "begin" | "left" | "e"
+                ) || func_named(n).is_some()
+                    || GREEK.contains(&n.as_str())
+            }
+            None => false,
+        }
+    }
+
+    fn term(&mut self) -> Result<Node, ParseError> {
+        let mut acc = self.power()?;
+        loop {
+            if self.eat_sym('*')
+                || self.eat_cmd("cdot")
+                || self.eat_cmd("times")
+                || self.eat_cmd("ast")
+            {
+                let f = self.unary()?;
+                acc = mul(acc, f);
+            } else if self.eat_sym('/') || self.eat_cmd("div") {
+                let f = self.unary()?;
+                acc = Node::Div(Box::new(acc), Box::new(f));
+            } else if self.starts_primary() {
+                let f = self.power()?;
+                acc = mul(acc, f);
+            } else {
+                return Ok(acc);
+            }
+        }
+    }
+
+    fn unary(&mut self) -> Result<Node, ParseError> {
+        self.enter()?;
+        let r = if self.eat_sym('-') {
+            Ok(Node::Neg(Box::new(self.unary()?)))
+        } else if self.eat_sym('+') {
+            self.unary()
+        } else {
+            self.power()
+        };
+        self.depth -= 1;
+        r
+    }
+
+    fn power(&mut self) -> Result<Node, ParseError> {
+        let mut base = self.postfix()?;
+        while self.eat_sym('^') {
+            let e = self.arg()?;
+            base = Node::Pow(Box::new(base), Box::new(e));
+            base = self.postfix_ops(base);
+        }
+        Ok(base)
+    }
+
+    fn postfix_ops(&mut self, mut p: Node) -> Node {
+        loop {
+            if self.eat_sym('!') {
+                p = Node::Fact(Box::new(p));
+            } else if self.eat_sym('%') {
+                p = Node::Percent(Box::new(p));
+            } else {
+                return p;
+            }
+        }
+    }
+
+    fn postfix(&mut self) -> Result<Node, ParseError> {
+        let p = self.primary()?;
+        Ok(self.postfix_ops(p))
+    }
+
+    /// A macro argument: a braced group, or one token (`\frac34`, `x^2`, `x^-1`).
+    fn arg(&mut self) -> Result<Node, ParseError> {
+        self.enter()?;
+        let r = self.arg_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn arg_inner(&mut self) -> Result<Node, ParseError> {
+        if self.eat_sym('{') {
+            let inner = self.union()?;
+            self.expect_sym('}')?;
+            return Ok(inner);
+        }
+        if self.eat_sym('-') {
+            return Ok(Node::Neg(Box::new(self.arg()?)));
+        }
+        match self.peek().cloned() {
+            Some(Tok::Num(s)) => {
+                // One digit only: \frac34 is 3/4.
+                let mut chars = s.chars();
+                let first = chars.next().ok_or(ParseError("empty number"))?;
+                let rest: String = chars.collect();
+                if rest.is_empty() {
+                    self.pos += 1;
+                } else {
+                    self.toks[self.pos] = Tok::Num(rest);
+                }
+                if !first.is_ascii_digit() {
+                    return Err(ParseError("bad argument"));
+                }
+                Ok(num(first as i64 - '0' as i64))
+            }
+            Some(Tok::Letter(_)) | Some(Tok::Cmd(_)) => self.primary(),
+            _ => Err(ParseError("missing argument")),
+        }
+    }
+
+    /// Raw text of a subscript (`_5`, `_{10}`, `_n`).
+    fn subscript_text(&mut self) -> Result<String, ParseError> {
+        let mut out = String::new();
+        let braced = self.eat_sym('{');
+        loop {
+            match self.next() {
+                Some(Tok::Num(s)) => out.push_str(&s),
+                Some(Tok::Letter(c)) => out.push(c),
+                Some(Tok::Cmd(n)) => out.push_str(&n),
+                Some(Tok::Sym('}')) if braced => break,
+                _ => return Err(ParseError("bad subscript")),
+            }
+            if !braced {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn group(&mut self, open: char) -> Result<Node, ParseError> {
+        self.enter()?;
+        let items = self.list()?;
+        let close = match self.next() {
+            Some(Tok::Sym(c)) if c == ')' || c == ']' => c,
+            _ => return Err(ParseError("missing closing bracket")),
+        };
+        self.depth -= 1;
+        let mut items = items;
+        if items.len() == 1
+            && ((open == '(' && close == ')') || (open == '[' && close == ']'))
+            && let Some(only) = items.pop()
+        {
+            return Ok(only);
+        }
+        Ok(Node::Tuple { open, close, items })
+    }
+
+    fn matrix(&mut self) -> Result<Node, ParseError> {
+        let env = self.subscript_text()?;
+        if !env.ends_with("matrix") && env != "array" {
+            return Err(ParseError("unknown environment"));
+        }
+        if env == "array" && self.eat_sym('{') {
+            while !self.eat_sym('}') {
+                if self.next().is_none() {
+                    return Err(ParseError("bad array spec"));
+                }
+            }
+        }
+        let mut rows: Vec<Vec<Node>> = vec![vec![]];
+        loop {
+            if self.eat_cmd("end") {
+                let end = self.subscript_text()?;
+                if end != env {
+                    return Err(ParseError("mismatched environment"));
+                }
+                break;
+            }
+            if self.eat_cmd("cr") {
+                rows.push(vec![]);
+                continue;
+            }
+            let cell = self.expr()?;
+            rows.last_mut().ok_or(ParseError("matrix"))?.push(cell);
+            if self.eat_sym('&') {
+                continue;
+            }
+            if !matches!(self.peek(), Some(Tok::Cmd(n)) if n == "cr" || n == "end") {
+                return Err(ParseError("bad matrix cell"));
+            }
+        }
+        if rows.last().is_some_and(|r| r.is_empty()) {
+            rows.pop();
+        }
+        let width = rows.first().map_or(0, |r| r.len());
+        if width == 0 || rows.iter().any(|r| r.len() != width) {
+            return Err(ParseError("ragged matrix"));
+        }
+        Ok(Node::Matrix(rows))
+    }
+
+    fn function(&mut self, f: Func) -> Result<Node, ParseError> {
+        let mut base = None;
+        if f == Func::Log && self.eat_sym('_') {
+            base = Some(self.arg()?);
+        }
+        // \sin^2 x is (sin x)^2; \sin^{-1} x is arcsin.
+        let mut power = None;
+        if self.eat_sym('^') {
+            power = Some(self.arg()?);
+        }
+        let arg = if matches!(self.peek(), Some(Tok::Sym('('))) {
+            self.postfix()?
+        } else {
+            // \sin 2x: an implicit product of factors, stopping at the next function.
+            let mut acc = self.power()?;
+            while matches!(self.peek(), Some(Tok::Num(_)) | Some(Tok::Letter(_)))
+                || matches!(self.peek(), Some(Tok::Cmd(n)) if n == "pi" || GREEK.contains(&n.as_str()))
+            {
+                let next = self.power()?;
+                acc = mul(acc, next);
+            }
+            acc
+        };
+        let inverse = power.as_ref() == Some(&Node::Neg(Box::new(num(1))));
+        let f = match (f, inverse) {
+            (Func::Sin, true) => Func::Asin,
+            (Func::Cos, true) => Func::Acos,
+            (Func::Tan, true) => Func::Atan,
+            (f, _) => f,
+        };
+        let applied = match f {
+            Func::Log => Node::Func(Func::Log, vec![base.unwrap_or_else(|| num(10)), arg]),
+            _ => Node::Func(f, vec![arg]),
+        };
+        Ok(match power {
+            Some(p) if !inverse => Node::Pow(Box::new(applied), Box::new(p)),
+            _ => applied,
+        })
+    }
+
+    fn primary(&mut self) -> Result<Node, ParseError> {
+        self.enter()?;
+        let r = self.primary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn primary_inner(&mut self) -> Result<Node, ParseError> {
+        let tok = self.next().ok_or(ParseError("unexpected end"))?;
+        match tok {
+            Tok::Num(s) => {
+                let (value, decimal) = parse_number(&s)?;
+                if self.eat_sym('_') {
+                    if decimal {
+                        return Err(ParseError("decimal with base"));
+                    }
+                    let base = self.subscript_text()?;
+                    return Ok(Node::Based(s, base));
+                }
+                let n = Node::Num { value, decimal };
+                // Mixed number: 1\frac{4}{5} is 1 + 4/5.
+                if !decimal && matches!(self.peek(), Some(Tok::Cmd(c)) if c == "frac") {
+                    let save = self.pos;
+                    self.pos += 1;
+                    let f = self.frac()?;
+                    if let Node::Div(a, b) = &f
+                        && is_integer_literal(a)
+                        && is_integer_literal(b)
+                    {
+                        return Ok(Node::Add(vec![n, f]));
+                    }
+                    self.pos = save;
+                }
+                Ok(n)
+            }
+            Tok::Letter(c) => {
+                if self.eat_sym('_') {
+                    let sub = self.subscript_text()?;
+                    return Ok(Node::Var(format!("{c}_{sub}")));
+                }
+                Ok(match c {
+                    'e' => Node::E,
+                    'i' => Node::I,
+                    _ => Node::Var(c.to_string()),
+                })
+            }
+            Tok::Sym('(') => self.group('('),
+            Tok::Sym('[') => self.group('['),
+            Tok::Sym('{') => {
+                self.enter()?;
+                let items = self.list()?;
+                self.expect_sym('}')?;
+                self.depth -= 1;
+                let mut items = items;
+                Ok(if items.len() == 1 {
+                    items.pop().unwrap_or_else(|| num(0))
+                } else {
+                    Node::Set(items)
+                })
+            }
+            Tok::Sym('|') => {
+                self.enter()?;
+                let inner = self.expr()?;
+                self.expect_sym('|')?;
+                self.depth -= 1;
+                Ok(Node::Func(Func::Abs, vec![inner]))
+            }
+            Tok::Cmd(name) => match name.as_str() {
+                "frac" => self.frac(),
+                "sqrt" => {
+                    let mut k = 2u32;
+                    if self.eat_sym('[') {
+                        let idx = self.expr()?;
+                        self.expect_sym(']')?;
+                        k = match idx {
+                            Node::Num {
+                                value,
+                                decimal: false,
+                            } if value.is_integer()
+                                && value >= BigRational::from_integer(2.into())
+                                && value <= BigRational::from_integer(64.into()) =>
+                            {
+                                value
+                                    .to_integer()
+                                    .try_into()
+                                    .map_err(|_| ParseError("root index"))?
+                            }
+                            _ => return Err(ParseError("unsupported root index")),
+                        };
+                    }
+                    let a = self.arg()?;
+                    Ok(Node::Root(k, Box::new(a)))
+                }
+                "pi" => Ok(Node::Pi),
+                "infty" | "infin" | "inf" => Ok(Node::Inf),
+                "e" => Ok(Node::E),
+                "binom" | "choose" => {
+                    let n = self.arg()?;
+                    let k = self.arg()?;
+                    Ok(Node::Func(Func::Binom, vec![n, k]))
+                }
+                "lfloor" | "lceil" => {
+                    let inner = self.expr()?;
+                    let f = if name == "lfloor" {
+                        Func::Floor
+                    } else {
+                        Func::Ceil
+                    };
+                    if !(self.eat_cmd("rfloor") || self.eat_cmd("rceil")) {
+                        return Err(ParseError("unclosed floor"));
+                    }
+                    Ok(Node::Func(f, vec![inner]))
+                }
+                "{" => {
+                    self.enter()?;
+                    let items = self.list()?;
+                    if !self.eat_cmd("}") {
+                        return Err(ParseError("unclosed set"));
+                    }
+                    self.depth -= 1;
+                    Ok(Node::Set(items))
+                }
+                "begin" => self.matrix(),
+                "mathbf" | "boldsymbol" | "mathit" | "mathrm" | "operatorname" => self.arg(),
+                n if GREEK.contains(&n) => Ok(Node::Var(n.to_string())),
+                n => match func_named(n) {
+                    Some(f) => self.function(f),
+                    None => Err(ParseError("unknown command")),
+                },
+            },
+            Tok::Sym(_) => Err(ParseError("unexpected symbol")),
+        }
+    }
+
+    fn frac(&mut self) -> Result<Node, ParseError> {
+        let a = self.arg()?;
+        let b = self.arg()?;
+        Ok(Node::Div(Box::new(a), Box::new(b)))
+    }
+}
+
+/// `a < x ≤ b` (or `b ≥ x > a`) as the interval `(a, b]`; other chains are errors.
+fn chain_to_interval(
+    a: Node,
+    op1: RelOp,
+    x: Node,
+    op2: RelOp,
+    b: Node,
+) -> Result<Node, ParseError> {
+    if !matches!(x, Node::Var(_)) {
+        return Err(ParseError("chained relation"));
+    }
+    let open_of = |op| {
+        if op == RelOp::Lt || op == RelOp::Gt {
+            '('
+        } else {
+            '['
+        }
+    };
+    let close_of = |op| {
+        if op == RelOp::Lt || op == RelOp::Gt {
+            ')'
+        } else {
+            ']'
+        }
+    };
+    match (op1, op2) {
+        (RelOp::Lt | RelOp::Le, RelOp::Lt | RelOp::Le) => Ok(Node::Tuple {
+            open: open_of(op1),
+            close: close_of(op2),
+            items: vec![a, b],
+        }),
+        (RelOp::Gt | RelOp::Ge, RelOp::Gt | RelOp::Ge) => Ok(Node::Tuple {
+            open: open_of(op2),
+            close: close_of(op1),
+            items: vec![b, a],
+        }),
+        _ => Err(ParseError("chained relation")),
+    }
+}
+
+fn is_integer_literal(n: &Node) -> bool {
+    matches!(n, Node::Num { value, decimal: false } if value.is_integer())
+}
+
+fn mul(a: Node, b: Node) -> Node {
+    match a {
+        Node::Mul(mut v) => {
+            v.push(b);
+            Node::Mul(v)
+        }
+        a => Node::Mul(vec![a, b]),
+    }
+}
+
+/// Parses a normalised answer; a bare comma-separated list becomes [`Node::List`].
+pub fn parse(s: &str) -> Result<Node, ParseError> {
+    let toks = tokenize(s)?;
+    if toks.is_empty() {
+        return Err(ParseError("empty"));
+    }
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    let mut items = p.list()?;
+    if p.pos < p.toks.len() {
+        return Err(ParseError("trailing input"));
+    }
+    Ok(if items.len() == 1 {
+        items.pop().unwrap_or_else(|| num(0))
+    } else {
+        Node::List(items)
+    })
+}
+
+/// Whether the tree contains a decimal literal (comparisons then use the tolerance).
+pub fn has_decimal(n: &Node) -> bool {
+    let mut found = false;
+    visit(n, &mut |m| {
+        if matches!(m, Node::Num { decimal: true, .. }) {
+            found = true;
+        }
+    });
+    found
+}
+
+/// Calls `f` on every node of the tree.
+pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
+    f(n);
+    match n {
+        Node::Neg(a) | Node::Root(_, a) | Node::Fact(a) | Node::Percent(a) => visit(a, f),
+        Node::Div(a, b) | Node::Pow(a, b) | Node::PlusMinus(a, b) | Node::Rel(a, _, b) => {
+            visit(a, f);
+            visit(b, f);
+        }
+        Node::Add(v)
+        | Node::Mul(v)
+        | Node::Func(_, v)
+        | Node::Set(v)
+        | Node::List(v)
+        | Node::Union(v) => v.iter().for_each(|x| visit(x, f)),
+        Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
+        Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
+        Node::Num { .. }
+        | Node::Based(..)
+        | Node::Var(_)
+        | Node::Pi
+        | Node::E
+        | Node::I
+        | Node::Inf => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_shapes() {
+        assert!(matches!(parse(r"\frac34").unwrap(), Node::Div(..)));
+        assert!(matches!(parse(r"1\frac{4}{5}").unwrap(), Node::Add(_)));
+        assert!(matches!(
+            parse("(1,2]").unwrap(),
+            Node::Tuple {
+                open: '(',
+                close: ']',
+                ..
+            }
+        ));
+        assert!(matches!(parse("(x+1)").unwrap(), Node::Add(_)));
+        assert!(matches!(parse("1, 2").unwrap(), Node::List(_)));
+        assert!(matches!(
+            parse(r"(-\infty, 2) \cup (3, \infty)").unwrap(),
+            Node::Union(_)
+        ));
+        assert!(matches!(
+            parse(r"\begin{pmatrix} 1 & 2 \cr 3 & 4 \end{pmatrix}").unwrap(),
+            Node::Matrix(_)
+        ));
+        assert!(matches!(
+            parse("x = 5").unwrap(),
+            Node::Rel(_, RelOp::Eq, _)
+        ));
+        assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
+        assert!(parse("(((").is_err());
+        assert!(parse(&"(".repeat(500)).is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        let (v, d) = parse_number("1.5e-7").unwrap();
+        assert!(d);
+        assert_eq!(v, BigRational::new(15.into(), 100_000_000.into()));
+        assert!(!parse_number("27").unwrap().1);
+        assert_eq!(
+            parse_number(".35625").unwrap().0,
+            BigRational::new(35625.into(), 100_000.into())
+        );
+    }
+}
