@@ -72,3 +72,29 @@ PY
   mv "$RUNTIME_FILE.part" "$RUNTIME_FILE"
 fi
 log "sandbox runtime: $RUNTIME_FILE (sha256 ok)"
+
+# --- 4. Sandbox runtime: pre-initialised CPython component (the code verifier's default) -
+# Built from verifiers/guest/ with componentize-py; rebuilt only when the guest sources or
+# the componentize-py version change (the key is stored next to the component), and its
+# SHA-256 is written beside it for the verifier to check before use.
+COMPONENTIZE_PY_VERSION="0.25.1"
+GUEST_DIR="$ROOT/verifiers/guest"
+COMPONENT_FILE="$RUNTIME_DIR/cove-sandbox.wasm"
+if [[ "$(.venv/bin/componentize-py --version 2>/dev/null || true)" != *"$COMPONENTIZE_PY_VERSION"* ]]; then
+  log "installing componentize-py==$COMPONENTIZE_PY_VERSION into .venv"
+  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+GUEST_KEY="$( (echo "componentize-py==$COMPONENTIZE_PY_VERSION"; cd "$GUEST_DIR" && cat app.py cove_guest.py wit/sandbox.wit) | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$COMPONENT_FILE" || "$(cat "$COMPONENT_FILE.source" 2>/dev/null || true)" != "$GUEST_KEY" \
+      || "$(sha256_of "$COMPONENT_FILE")" != "$(cut -d' ' -f1 "$COMPONENT_FILE.sha256" 2>/dev/null || true)" ]]; then
+  log "building the sandbox component from verifiers/guest/ (componentize-py, about 20 s)"
+  BUILD="$(mktemp -d)"
+  cp -r "$GUEST_DIR/app.py" "$GUEST_DIR/cove_guest.py" "$GUEST_DIR/wit" "$BUILD/"
+  (cd "$BUILD" && env -u VIRTUAL_ENV "$ROOT/.venv/bin/componentize-py" --quiet -d wit -w sandbox \
+      componentize -p . app -o "$COMPONENT_FILE.part")
+  rm -rf "$BUILD"
+  sha256_of "$COMPONENT_FILE.part" > "$COMPONENT_FILE.sha256"
+  echo "$GUEST_KEY" > "$COMPONENT_FILE.source"
+  mv "$COMPONENT_FILE.part" "$COMPONENT_FILE"
+fi
+log "sandbox component: $COMPONENT_FILE (built from verifiers/guest, key ${GUEST_KEY:0:12})"

@@ -1,8 +1,10 @@
 //! The `cove` command-line tool.
 
 use clap::{Parser, Subcommand};
+use cove::verifiers::code::{self, CodeConfig, CodeVerifier, Extract, Limits, RuntimeKind, Scoring};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Cove: reinforcement learning with verifiable rewards.
 #[derive(Parser)]
@@ -43,6 +45,11 @@ enum Verify {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Run Python responses against their tests in the WASM sandbox. Each input line is
+    /// `{"response": ..., "tests": {...}}`; each output line has `score`, `passed`,
+    /// `total` and `verdicts` (or `error` for a bad line, which is also reported on
+    /// stderr; the other lines still run and the exit status is 1).
+    Code(CodeArgs),
 }
 
 fn verify_math(input: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
@@ -90,6 +97,71 @@ fn verify_math(input: &std::path::Path, output: Option<&std::path::Path>) -> Exi
     }
 }
 
+#[derive(clap::Args)]
+struct CodeArgs {
+    /// JSONL file of responses and tests.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the results (default: stdout).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Python runtime.
+    #[arg(long, default_value = "component", value_parser = ["component", "preview1"])]
+    runtime: String,
+    /// How case verdicts become the score.
+    #[arg(long, default_value = "all-or-nothing", value_parser = ["all-or-nothing", "pass-fraction"])]
+    scoring: String,
+    /// Stop each suite at its first failing case.
+    #[arg(long)]
+    stop_at_first_failure: bool,
+    /// Take the whole response as the program instead of its last ```python block.
+    #[arg(long)]
+    raw: bool,
+    /// Wall-clock limit per execution (one test case), in seconds.
+    #[arg(long, default_value_t = 4.0)]
+    time_limit: f64,
+    /// Memory cap per execution, in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory_mib: usize,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
+    let config = CodeConfig {
+        runtime: if args.runtime == "preview1" { RuntimeKind::Preview1 } else { RuntimeKind::Component },
+        limits: Limits {
+            time: Duration::try_from_secs_f64(args.time_limit).map_err(|e| format!("--time-limit: {e}"))?,
+            memory_bytes: args.memory_mib << 20,
+            ..Limits::default()
+        },
+        scoring: if args.scoring == "pass-fraction" { Scoring::PassFraction } else { Scoring::AllOrNothing },
+        stop_at_first_failure: args.stop_at_first_failure,
+        extract: if args.raw { Extract::Raw } else { Extract::LastPythonBlock },
+        threads: args.threads,
+    };
+    let verifier = CodeVerifier::new(config).map_err(|e| e.to_string())?;
+    let summary = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::BufWriter::new(file))
+        }
+        None => code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::stdout().lock()),
+    }
+    .map_err(|e| e.to_string())?;
+    for err in &summary.errors {
+        eprintln!("error: {}", err.message);
+    }
+    eprintln!(
+        "cove verify code: {} verified, {} fully passed, {} bad lines",
+        summary.verified,
+        summary.all_passed,
+        summary.errors.len()
+    );
+    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -108,6 +180,10 @@ fn main() -> ExitCode {
         Command::Demo(args) => report(cove::demo::run_cli(&args)),
         Command::Eval(args) => report(cove::app::training::run_eval(&args)),
         Command::Verify(Verify::Math { input, output }) => verify_math(&input, output.as_deref()),
+        Command::Verify(Verify::Code(args)) => verify_code(args).unwrap_or_else(|msg| {
+            eprintln!("cove verify code: {msg}");
+            ExitCode::FAILURE
+        }),
     }
 }
 

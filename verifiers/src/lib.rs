@@ -5,9 +5,11 @@
 //!
 //! - [`math`]: the math-answer verifier ([`math::MathVerifier`], [`math::verify`]).
 //! - [`reward`]: the [`Reward`] trait every verifier implements.
+//! - [`code`]: the WASM-sandboxed Python code verifier.
 //! - [`runtime`]: locating the sandbox's Python WebAssembly runtime and checking it
 //!   against a pinned SHA-256 before it is ever executed.
 
+pub mod code;
 pub mod math;
 pub mod reward;
 pub mod runtime;
