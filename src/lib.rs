@@ -4,6 +4,12 @@
 //! covariance-based entropy controls Clip-Cov and KL-Cov. Verifiers live in the
 //! separate `cove-verifiers` crate, re-exported here as [`verifiers`].
 
+pub mod advantage;
+pub mod checkpoint;
+pub mod config;
 pub mod doctor;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
 
 pub use cove_verifiers as verifiers;
