@@ -90,7 +90,7 @@ fn tiny_step_benches(c: &mut Criterion) {
         .collect();
     let pairs: Vec<(&[i64], &[i64])> = responses.iter().map(|r| (prompt.as_slice(), r.as_slice())).collect();
     let old = tch::no_grad(|| {
-        cove::model::response_logprobs(policy.model.as_ref(), &pairs, policy.pad_token_id, 1.0, false)
+        cove::model::response_logprobs(policy.model.as_ref(), &pairs, policy.pad_token_id, &Default::default())
             .unwrap()
     });
     let width = old.logprobs.size()[1];
@@ -129,8 +129,7 @@ fn tiny_step_benches(c: &mut Criterion) {
                     policy.model.as_ref(),
                     &pairs,
                     policy.pad_token_id,
-                    1.0,
-                    false,
+                    &Default::default(),
                 )
                 .unwrap();
                 let tokens = TokenTensors {

@@ -40,7 +40,7 @@ use crate::loss::{
     micro_batch_loss, plan_mini_batch,
 };
 use crate::metrics::{MetricsWriter, PhaseSeconds, StepMetrics};
-use crate::model::{Message, ModelError, Policy, response_logprobs};
+use crate::model::{LogprobOptions, Message, ModelError, Policy, response_logprobs};
 use crate::optim::AdamW;
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, generate};
 use cove_verifiers::{Reward, Score};
@@ -447,8 +447,10 @@ impl<R: Reward> Trainer<R> {
                 policy.model.as_ref(),
                 &pairs,
                 policy.pad_token_id,
-                self.cfg.rollout.temperature,
-                false,
+                &LogprobOptions {
+                    temperature: self.cfg.rollout.temperature,
+                    ..LogprobOptions::default()
+                },
             )?;
             lp.push(pad_to(&out.logprobs, width));
             ent.push(pad_to(&out.entropies, width));
@@ -591,8 +593,11 @@ impl<R: Reward> Trainer<R> {
                         self.policy.model.as_ref(),
                         &pairs,
                         self.policy.pad_token_id,
-                        self.cfg.rollout.temperature,
-                        entropy_grad,
+                        &LogprobOptions {
+                            temperature: self.cfg.rollout.temperature,
+                            entropy_grad,
+                            ..LogprobOptions::default()
+                        },
                     )?;
                     let logp = pad_to(&out.logprobs, width);
                     let ent = pad_to(&out.entropies, width);

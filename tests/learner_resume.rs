@@ -1,5 +1,5 @@
 //! Crash and resume: a run killed between checkpoint writes (a child process that
-//! aborts after step 5, with checkpoints every 2 steps, plus a torn temporary
+//! aborts after step 3, with checkpoints every 2 steps, plus a torn temporary
 //! checkpoint folder as a kill during a write would leave) resumes from the last good
 //! checkpoint and ends with parameters bit-identical to an uninterrupted run.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use tch::Tensor;
 
 const CHILD_ENV: &str = "COVE_LEARNER_CRASH_CHILD";
-const STEPS: u64 = 6;
+const STEPS: u64 = 4;
 
 fn config(out: &Path) -> cove::config::TrainConfig {
     let mut cfg = small_config(out);
@@ -33,18 +33,18 @@ fn params(t: &cove::trainer::Trainer<learner_common::Digits>) -> Vec<(String, Te
 #[test]
 fn killed_run_resumes_to_identical_parameters() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        // The child: train, and die abruptly after step 5 (checkpoint 4 is the last).
+        // The child: train, and die abruptly after step 3 (checkpoint 2 is the last).
         let mut t = trainer(config(Path::new(&dir)));
         t.run(|m| {
-            if m.step == 5 {
-                std::fs::create_dir_all(Path::new(&dir).join("checkpoints/.tmp-step-00000006-1")).unwrap();
-                std::fs::write(Path::new(&dir).join("checkpoints/.tmp-step-00000006-1/model.safetensors"), b"torn").unwrap();
+            if m.step == 3 {
+                std::fs::create_dir_all(Path::new(&dir).join("checkpoints/.tmp-step-00000004-1")).unwrap();
+                std::fs::write(Path::new(&dir).join("checkpoints/.tmp-step-00000004-1/model.safetensors"), b"torn").unwrap();
                 std::process::abort();
             }
             ControlFlow::Continue(())
         })
         .unwrap();
-        unreachable!("the child aborts at step 5");
+        unreachable!("the child aborts at step 3");
     }
     let crashed = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
@@ -56,10 +56,10 @@ fn killed_run_resumes_to_identical_parameters() {
         .unwrap();
     assert!(!status.success(), "the child must die");
     let ckpts = cove::checkpoint::list(&crashed.path().join("checkpoints")).unwrap();
-    assert_eq!(ckpts.iter().map(|c| c.0).collect::<Vec<_>>(), vec![2, 4]);
+    assert_eq!(ckpts.iter().map(|c| c.0).collect::<Vec<_>>(), vec![2]);
 
     let mut resumed = trainer(config(crashed.path()));
-    assert_eq!(resumed.resume().unwrap(), Some(4));
+    assert_eq!(resumed.resume().unwrap(), Some(2));
     resumed.run(|_| ControlFlow::Continue(())).unwrap();
     assert_eq!(resumed.state().step, STEPS);
     let steps: Vec<u64> = cove::metrics::read_metrics(&crashed.path().join("metrics.jsonl"))
