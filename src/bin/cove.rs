@@ -31,6 +31,21 @@ enum Command {
     /// Score responses offline with a verifier.
     #[command(subcommand)]
     Verify(Verify),
+    /// Compute Cove's policy loss on given tensors and print, as JSON, the per-token
+    /// loss, its gradient, the selected tokens and the metrics (to compare with another
+    /// implementation on the same inputs).
+    Loss {
+        /// `.json` ({"logp", "old_logp", "advantages", "mask"}: [B][T] arrays) or
+        /// `.safetensors` with tensors of those names.
+        input: PathBuf,
+        /// TOML file with the loss settings (the `[loss]` table's fields: clip, agg,
+        /// control, scope); defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed of Clip-Cov's random choice.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +177,19 @@ fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
     Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn loss_command(input: &std::path::Path, config: Option<&std::path::Path>, seed: u64) -> Result<String, String> {
+    let cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<cove::loss::LossConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => cove::loss::LossConfig::default(),
+    };
+    let inputs = cove::loss::compare::LossInputs::read(input).map_err(|e| e.to_string())?;
+    let report = cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -184,6 +212,16 @@ fn main() -> ExitCode {
             eprintln!("cove verify code: {msg}");
             ExitCode::FAILURE
         }),
+        Command::Loss { input, config, seed } => match loss_command(&input, config.as_deref(), seed) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cove loss: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
