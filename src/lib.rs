@@ -5,5 +5,8 @@
 //! separate `cove-verifiers` crate, re-exported here as [`verifiers`].
 
 pub mod doctor;
+pub mod model;
+pub mod rollout;
+pub mod tiny;
 
 pub use cove_verifiers as verifiers;
