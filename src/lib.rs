@@ -14,7 +14,11 @@ pub mod doctor;
 pub mod law;
 pub mod loss;
 pub mod metrics;
+pub mod model;
 pub mod optim;
 pub mod report;
+pub mod rollout;
+pub mod tiny;
+pub mod trainer;
 
 pub use cove_verifiers as verifiers;

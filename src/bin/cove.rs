@@ -46,6 +46,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Write the tiny built-in policy (random weights from `--seed`) as a Hugging Face
+    /// folder, loadable by transformers and by `cove::model::Policy::from_hf_dir`.
+    ExportTiny {
+        /// Output folder.
+        out: std::path::PathBuf,
+        /// Seed of the random initialisation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +231,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ExportTiny { out, seed } => {
+            let saved = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
+                .and_then(|p| p.save_pretrained(&out));
+            match saved {
+                Ok(()) => {
+                    println!("wrote {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cove export-tiny: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
