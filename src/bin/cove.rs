@@ -1,9 +1,7 @@
 //! The `cove` command-line tool.
 
 use clap::{Parser, Subcommand};
-use cove::verifiers::code::{
-    self, CodeConfig, CodeVerifier, Extract, Limits, RuntimeKind, Scoring,
-};
+use cove::verifiers::code::{self, CodeConfig, CodeVerifier, Extract, Limits, RuntimeKind, Scoring};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,9 +19,42 @@ enum Command {
     /// Check libtorch, CUDA, threads and the sandbox runtime; exit non-zero if a
     /// required piece is missing.
     Doctor,
+    /// Fit the entropy-performance law R = -a*exp(H) + b to a metrics file.
+    Fit(cove::law::FitArgs),
+    /// Regenerate the synthetic math set (datasets/math/) from its seed.
+    SynthMath(cove::data::synth::SynthArgs),
+    /// The embedded-default demo: tiny policy, warm start, GRPO vs Clip-Cov vs KL-Cov,
+    /// report folder with plots and the fitted entropy-performance law.
+    Demo(cove::demo::DemoArgs),
+    /// Math accuracy of a policy on a dataset (sampling + the math verifier).
+    Eval(cove::app::training::EvalArgs),
     /// Score responses offline with a verifier.
     #[command(subcommand)]
     Verify(Verify),
+    /// Compute Cove's policy loss on given tensors and print, as JSON, the per-token
+    /// loss, its gradient, the selected tokens and the metrics (to compare with another
+    /// implementation on the same inputs).
+    Loss {
+        /// `.json` ({"logp", "old_logp", "advantages", "mask"}: [B][T] arrays) or
+        /// `.safetensors` with tensors of those names.
+        input: PathBuf,
+        /// TOML file with the loss settings (the `[loss]` table's fields: clip, agg,
+        /// control, scope); defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed of Clip-Cov's random choice.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write the tiny built-in policy (random weights from `--seed`) as a Hugging Face
+    /// folder, loadable by transformers and by `cove::model::Policy::from_hf_dir`.
+    ExportTiny {
+        /// Output folder.
+        out: std::path::PathBuf,
+        /// Seed of the random initialisation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +119,7 @@ fn verify_math(input: &std::path::Path, output: Option<&std::path::Path>) -> Exi
             ExitCode::FAILURE
         }
     }
+}
 
 #[derive(clap::Args)]
 struct CodeArgs {
@@ -122,35 +154,21 @@ struct CodeArgs {
 
 fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
     let config = CodeConfig {
-        runtime: if args.runtime == "preview1" {
-            RuntimeKind::Preview1
-        } else {
-            RuntimeKind::Component
-        },
+        runtime: if args.runtime == "preview1" { RuntimeKind::Preview1 } else { RuntimeKind::Component },
         limits: Limits {
-            time: Duration::try_from_secs_f64(args.time_limit)
-                .map_err(|e| format!("--time-limit: {e}"))?,
+            time: Duration::try_from_secs_f64(args.time_limit).map_err(|e| format!("--time-limit: {e}"))?,
             memory_bytes: args.memory_mib << 20,
             ..Limits::default()
         },
-        scoring: if args.scoring == "pass-fraction" {
-            Scoring::PassFraction
-        } else {
-            Scoring::AllOrNothing
-        },
+        scoring: if args.scoring == "pass-fraction" { Scoring::PassFraction } else { Scoring::AllOrNothing },
         stop_at_first_failure: args.stop_at_first_failure,
-        extract: if args.raw {
-            Extract::Raw
-        } else {
-            Extract::LastPythonBlock
-        },
+        extract: if args.raw { Extract::Raw } else { Extract::LastPythonBlock },
         threads: args.threads,
     };
     let verifier = CodeVerifier::new(config).map_err(|e| e.to_string())?;
     let summary = match &args.output {
         Some(path) => {
-            let file =
-                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
             code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::BufWriter::new(file))
         }
         None => code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::stdout().lock()),
@@ -165,11 +183,20 @@ fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
         summary.all_passed,
         summary.errors.len()
     );
-    Ok(if summary.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn loss_command(input: &std::path::Path, config: Option<&std::path::Path>, seed: u64) -> Result<String, String> {
+    let cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<cove::loss::LossConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => cove::loss::LossConfig::default(),
+    };
+    let inputs = cove::loss::compare::LossInputs::read(input).map_err(|e| e.to_string())?;
+    let report = cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -185,10 +212,52 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Fit(args) => report(cove::law::run_fit(&args)),
+        Command::SynthMath(args) => report(cove::data::synth::run(&args)),
+        Command::Demo(args) => report(cove::demo::run_cli(&args)),
+        Command::Eval(args) => report(cove::app::training::run_eval(&args)),
         Command::Verify(Verify::Math { input, output }) => verify_math(&input, output.as_deref()),
         Command::Verify(Verify::Code(args)) => verify_code(args).unwrap_or_else(|msg| {
             eprintln!("cove verify code: {msg}");
             ExitCode::FAILURE
         }),
+        Command::Loss { input, config, seed } => match loss_command(&input, config.as_deref(), seed) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cove loss: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::ExportTiny { out, seed } => {
+            let saved = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
+                .and_then(|p| p.save_pretrained(&out));
+            match saved {
+                Ok(()) => {
+                    println!("wrote {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cove export-tiny: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Prints a subcommand's output, or its error on stderr with a failing exit code.
+fn report(result: Result<String, Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,550 @@
+//! Entropy controls: None, Clip-Cov, KL-Cov, entropy bonus and an adaptive controller.
+//!
+//! A control sees the per-token `logp`, `old_logp`, advantage and mask of a selection
+//! scope, chooses the tokens whose loss it changes ([`EntropyControl::select`]) and
+//! then builds the per-token loss of any rows of that scope
+//! ([`EntropyControl::token_loss`]). Selection and loss are separate so that one
+//! selection over an optimizer mini-batch can be applied across its micro-batches.
+//!
+//! Selection runs on the tensors' own device: on the CPU a fused two-pass kernel
+//! ([`super::cpu`]); elsewhere covariance, candidate test, hash-keyed random choice and
+//! top-k are tensor ops and only scalar counts are read back.
+
+use super::cpu;
+use super::surrogate::{PpoClip, Surrogate, masked_ratio, ppo_clipped, ppo_surrogate};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// The detached tensors of one selection scope, all `[B, T]`.
+pub struct ScopeTensors<'a> {
+    /// Log-probabilities of the current policy (detached).
+    pub logp: &'a Tensor,
+    /// Log-probabilities of the policy that generated the batch.
+    pub old_logp: &'a Tensor,
+    /// Per-token advantages.
+    pub adv: &'a Tensor,
+    /// Boolean mask of valid (response) tokens.
+    pub valid: &'a Tensor,
+}
+
+/// Per-token covariance `(logp - mean logp) * (A - mean A)`, means over valid tokens;
+/// 0 at masked-out tokens. Computed on detached values.
+pub fn token_covariance(logp: &Tensor, adv: &Tensor, valid: &Tensor) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let kind = logp.kind();
+    let invalid = valid.logical_not();
+    let n = valid.sum(kind).clamp_min(1.0);
+    let logp0 = logp.detach().masked_fill(&invalid, 0.0);
+    let adv0 = adv.masked_fill(&invalid, 0.0);
+    let mean_logp = logp0.sum(kind) / &n;
+    let mean_adv = adv0.sum(kind) / &n;
+    ((logp0 - mean_logp) * (adv0 - mean_adv)).masked_fill(&invalid, 0.0)
+}
+
+/// `max(int(ratio * n), 1)`: Python's `int()` truncation of the float product, at least
+/// one token (the paper's count for Clip-Cov and KL-Cov).
+pub fn selection_count(ratio: f64, n_valid: i64) -> i64 {
+    ((ratio * n_valid as f64).floor() as i64).max(1)
+}
+
+const M32: i64 = 0xFFFF_FFFF;
+
+/// `(x * c) mod 2^32` for `0 <= x, c < 2^32` without int64 overflow (split in halves).
+fn mul_mod32(x: &Tensor, c: i64) -> Tensor {
+    let hi = (x * (c >> 16)).bitwise_and(0xFFFF).bitwise_left_shift_tensor_scalar(16);
+    (hi + x * (c & 0xFFFF)).bitwise_and(M32)
+}
+
+fn xorshift(x: &Tensor, s: i64) -> Tensor {
+    x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(s))
+}
+
+/// Seeded, position-keyed random keys: a 32-bit avalanche hash of `(seed, index)` with
+/// the index appended, so keys are unique and the same on every device. Choosing the
+/// `n` smallest keys among candidates is a uniform random choice of `n` of them that
+/// depends only on the seed and the tokens' indices in the scope.
+pub fn hash_keys(index: &Tensor, seed: u64) -> Tensor {
+    let lo = (seed & 0xFFFF_FFFF) as i64;
+    let hi = (seed >> 32) as i64;
+    let mut x = (mul_mod32(&index.bitwise_and(M32), 0x9E37_79B1) + lo).bitwise_and(M32);
+    x = mul_mod32(&xorshift(&x, 16), 0x85EB_CA6B);
+    x = (xorshift(&x, 13).bitwise_xor(hi)).bitwise_and(M32);
+    x = mul_mod32(&x, 0xC2B2_AE35);
+    x = mul_mod32(&xorshift(&x, 16), 0x27D4_EB2D);
+    x = xorshift(&x, 15);
+    x.bitwise_left_shift_tensor_scalar(31) + index.bitwise_and(0x7FFF_FFFF)
+}
+
+/// Clip-Cov candidates: valid tokens not clipped by PPO with `lb < cov < ub` (strict).
+pub fn clip_cov_candidates(
+    scope: &ScopeTensors,
+    cov: &Tensor,
+    lb: f64,
+    ub: f64,
+    clip: &PpoClip,
+) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let clipped = ppo_clipped(scope.logp, scope.old_logp, scope.adv, scope.valid, clip);
+    cov.gt(lb)
+        .logical_and(&cov.lt(ub))
+        .logical_and(scope.valid)
+        .logical_and(&clipped.logical_not())
+}
+
+/// Clip-Cov selection: `max(int(ratio * N), 1)` tokens drawn uniformly at random (keyed
+/// by `seed`) among the candidates, or all candidates if fewer. Returns a `[B, T]` bool
+/// on the scope's device (fused kernel for CPU tensors, tensor ops elsewhere).
+pub fn clip_cov_select(
+    scope: &ScopeTensors,
+    ratio: f64,
+    lb: f64,
+    ub: f64,
+    clip: &PpoClip,
+    seed: u64,
+) -> Tensor {
+    if !cpu::applicable(scope.valid, &[scope.logp, scope.old_logp, scope.adv]) {
+        return clip_cov_select_tensor(scope, ratio, lb, ub, clip, seed);
+    }
+    let (cand, n_valid) = match scope.logp.kind() {
+        Kind::Float => cpu::clip_cov_candidates::<f32>(scope.logp, scope.old_logp, scope.adv, scope.valid, lb, ub, clip),
+        _ => cpu::clip_cov_candidates::<f64>(scope.logp, scope.old_logp, scope.adv, scope.valid, lb, ub, clip),
+    };
+    let chosen = cpu::choose(cand, selection_count(ratio, n_valid) as usize, seed);
+    cpu::mask_from_indices(&chosen, scope.valid)
+}
+
+/// [`clip_cov_select`] written as tensor ops (any device).
+pub fn clip_cov_select_tensor(
+    scope: &ScopeTensors,
+    ratio: f64,
+    lb: f64,
+    ub: f64,
+    clip: &PpoClip,
+    seed: u64,
+) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let cov = token_covariance(scope.logp, scope.adv, scope.valid);
+    let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
+    let n_valid = scope.valid.sum(Kind::Int64).int64_value(&[]);
+    let n = selection_count(ratio, n_valid);
+    let idx = candidates.nonzero().squeeze_dim(1);
+    let m = idx.size()[0];
+    let chosen = if m > n {
+        let (_, order) = hash_keys(&idx, seed).topk(n, 0, false, false);
+        idx.index_select(0, &order)
+    } else {
+        idx
+    };
+    candidates
+        .zeros_like()
+        .index_fill(0, &chosen, 1)
+        .view_as(scope.valid)
+}
+
+/// KL-Cov selection: the top `max(int(k * N), 1)` valid tokens by covariance (none if
+/// no token is valid). Returns a `[B, T]` bool on the scope's device (fused kernel for
+/// CPU tensors, tensor ops elsewhere).
+pub fn kl_cov_select(scope: &ScopeTensors, k: f64) -> Tensor {
+    if !cpu::applicable(scope.valid, &[scope.logp, scope.adv]) {
+        return kl_cov_select_tensor(scope, k);
+    }
+    let count = |n| selection_count(k, n);
+    let (top, _) = match scope.logp.kind() {
+        Kind::Float => cpu::kl_cov_top::<f32>(scope.logp, scope.adv, scope.valid, count),
+        _ => cpu::kl_cov_top::<f64>(scope.logp, scope.adv, scope.valid, count),
+    };
+    cpu::mask_from_indices(&top, scope.valid)
+}
+
+/// [`kl_cov_select`] written as tensor ops (any device).
+pub fn kl_cov_select_tensor(scope: &ScopeTensors, k: f64) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let n_valid = scope.valid.sum(Kind::Int64).int64_value(&[]);
+    let flat_valid = scope.valid.flatten(0, -1);
+    if n_valid == 0 {
+        return scope.valid.zeros_like();
+    }
+    let n = selection_count(k, n_valid);
+    let cov = token_covariance(scope.logp, scope.adv, scope.valid)
+        .masked_fill(&scope.valid.logical_not(), f64::NEG_INFINITY)
+        .flatten(0, -1);
+    let (_, idx) = cov.topk(n, 0, true, false);
+    flat_valid
+        .zeros_like()
+        .index_fill(0, &idx, 1)
+        .view_as(scope.valid)
+}
+
+/// The per-token tensors of some rows of a scope; `logp` carries the gradient.
+pub struct TokenTensors<'a> {
+    /// Current-policy log-probabilities (with grad).
+    pub logp: &'a Tensor,
+    /// Old-policy log-probabilities.
+    pub old_logp: &'a Tensor,
+    /// Per-token advantages.
+    pub adv: &'a Tensor,
+    /// Boolean mask of valid tokens.
+    pub valid: &'a Tensor,
+}
+
+/// Clip-Cov loss: the PPO surrogate with the selected tokens' terms multiplied by 0
+/// (their gradient is exactly zero).
+pub fn clip_cov_loss(t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
+    let s = ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip);
+    Surrogate {
+        loss: s.loss.masked_fill(selected, 0.0),
+        ..s
+    }
+}
+
+/// KL-Cov loss: `-A * ratio` everywhere (no PPO clipping), plus
+/// `beta * |logp - old_logp|` on the selected tokens.
+pub fn kl_cov_loss(t: &TokenTensors, selected: &Tensor, beta: f64) -> Surrogate {
+    let ratio = masked_ratio(t.logp, t.old_logp, t.valid);
+    let pg = -t.adv * &ratio;
+    let kl = (t.logp - t.old_logp)
+        .masked_fill(&selected.logical_not(), 0.0)
+        .abs()
+        * beta;
+    Surrogate {
+        loss: (pg + kl).masked_fill(&t.valid.logical_not(), 0.0),
+        ratio,
+        clipped: t.valid.zeros_like(),
+    }
+}
+
+/// An entropy control, composed by the trainer with a reward and an advantage.
+pub trait EntropyControl: Send {
+    /// A short stable name for logs.
+    fn name(&self) -> &'static str;
+    /// Whether [`EntropyControl::select`] picks tokens (false: the loss is the plain
+    /// surrogate and no selection pass is needed).
+    fn selects(&self) -> bool;
+    /// Chooses, over one selection scope, the tokens whose loss term changes; a `[B, T]`
+    /// bool on the scope's device. `seed` keys any random choice.
+    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor;
+    /// The per-token loss of some rows of a scope given their slice of the selection.
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate;
+    /// Coefficient of the entropy bonus subtracted from the loss (0: none).
+    fn entropy_coef(&self) -> f64 {
+        0.0
+    }
+    /// Sees the step's measured entropy (masked token mean); adaptive controls adjust
+    /// their strength here.
+    fn observe_entropy(&mut self, _entropy: f64) {}
+    /// The current adjustable strength (Clip-Cov ratio, KL-Cov beta, bonus coefficient),
+    /// stored in checkpoints and metrics.
+    fn strength(&self) -> f64;
+    /// Restores the strength saved by [`EntropyControl::strength`].
+    fn set_strength(&mut self, value: f64);
+}
+
+/// The configuration of an entropy control, selected by `kind` in TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ControlConfig {
+    /// Plain PPO/GRPO surrogate.
+    None,
+    /// Clip-Cov (paper defaults: ratio 2e-4, lb 1, ub 5).
+    ClipCov {
+        /// Fraction r of valid tokens to detach.
+        #[serde(default = "default_clip_ratio")]
+        ratio: f64,
+        /// Strict lower covariance bound.
+        #[serde(default = "default_lb")]
+        lb: f64,
+        /// Strict upper covariance bound.
+        #[serde(default = "default_ub")]
+        ub: f64,
+    },
+    /// KL-Cov (paper defaults: k 2e-3, beta 1).
+    KlCov {
+        /// Fraction k of valid tokens penalised (2e-3 for 7B, 2e-4 for 32B models).
+        #[serde(default = "default_kl_ratio")]
+        ratio: f64,
+        /// Coefficient of `|logp - old_logp|`.
+        #[serde(default = "default_beta")]
+        beta: f64,
+    },
+    /// Entropy bonus: `loss - coef * entropy`.
+    EntropyBonus {
+        /// Bonus coefficient.
+        coef: f64,
+    },
+    /// Adjusts the strength of a Clip-Cov (its ratio) or KL-Cov (its beta) control step
+    /// by step so the policy entropy holds `target_entropy`.
+    Adaptive {
+        /// The controlled method: `clip-cov` or `kl-cov` with its starting parameters.
+        base: Box<ControlConfig>,
+        /// Entropy (nats, masked token mean) to hold.
+        target_entropy: f64,
+        /// Multiplicative step: strength *= exp(gain * (target - H) / target).
+        #[serde(default = "default_gain")]
+        gain: f64,
+        /// Lower bound on the strength.
+        min: f64,
+        /// Upper bound on the strength.
+        max: f64,
+    },
+}
+
+fn default_clip_ratio() -> f64 {
+    2e-4
+}
+fn default_lb() -> f64 {
+    1.0
+}
+fn default_ub() -> f64 {
+    5.0
+}
+fn default_kl_ratio() -> f64 {
+    2e-3
+}
+fn default_beta() -> f64 {
+    1.0
+}
+fn default_gain() -> f64 {
+    0.5
+}
+
+impl Default for ControlConfig {
+    /// KL-Cov with the paper's values (its best-performing method).
+    fn default() -> Self {
+        ControlConfig::KlCov {
+            ratio: default_kl_ratio(),
+            beta: default_beta(),
+        }
+    }
+}
+
+/// Errors of an invalid control configuration.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    /// A parameter is out of its range.
+    #[error("entropy control `{field}` = {value}: {why}")]
+    Invalid {
+        /// The TOML field.
+        field: &'static str,
+        /// Its value.
+        value: f64,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// `adaptive` wraps something other than clip-cov or kl-cov.
+    #[error("entropy control `adaptive`: `base` must be clip-cov or kl-cov")]
+    AdaptiveBase,
+}
+
+fn check(field: &'static str, value: f64, ok: bool, why: &'static str) -> Result<(), ControlError> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(ControlError::Invalid { field, value, why })
+    }
+}
+
+impl ControlConfig {
+    /// Checks the parameters and builds the control.
+    pub fn build(&self) -> Result<Box<dyn EntropyControl>, ControlError> {
+        let control: Box<dyn EntropyControl> = match *self {
+            ControlConfig::None => Box::new(NoControl),
+            ControlConfig::ClipCov { ratio, lb, ub } => {
+                check("ratio", ratio, (0.0..=1.0).contains(&ratio), "must be in [0, 1]")?;
+                check("ub", ub, ub > lb, "must be greater than lb")?;
+                Box::new(ClipCov { ratio, lb, ub })
+            }
+            ControlConfig::KlCov { ratio, beta } => {
+                check("ratio", ratio, (0.0..=1.0).contains(&ratio), "must be in [0, 1]")?;
+                check("beta", beta, beta >= 0.0, "must be >= 0")?;
+                Box::new(KlCov { ratio, beta })
+            }
+            ControlConfig::EntropyBonus { coef } => {
+                check("coef", coef, true, "must be finite")?;
+                Box::new(EntropyBonus { coef })
+            }
+            ControlConfig::Adaptive {
+                ref base,
+                target_entropy,
+                gain,
+                min,
+                max,
+            } => {
+                check("target_entropy", target_entropy, target_entropy > 0.0, "must be > 0")?;
+                check("gain", gain, gain > 0.0, "must be > 0")?;
+                check("min", min, min > 0.0 && min <= max, "must be in (0, max]")?;
+                let inner = match **base {
+                    ControlConfig::ClipCov { .. } | ControlConfig::KlCov { .. } => base.build()?,
+                    _ => return Err(ControlError::AdaptiveBase),
+                };
+                let mut a = Adaptive {
+                    inner,
+                    target_entropy,
+                    gain,
+                    min,
+                    max,
+                };
+                let s = a.inner.strength().clamp(min, max);
+                a.inner.set_strength(s);
+                Box::new(a)
+            }
+        };
+        Ok(control)
+    }
+}
+
+/// No entropy control: the plain PPO surrogate.
+pub struct NoControl;
+
+impl EntropyControl for NoControl {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn selects(&self) -> bool {
+        false
+    }
+    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+        scope.valid.zeros_like()
+    }
+    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
+        ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip)
+    }
+    fn strength(&self) -> f64 {
+        0.0
+    }
+    fn set_strength(&mut self, _value: f64) {}
+}
+
+/// Clip-Cov: detach a random few high-covariance tokens from the gradient.
+pub struct ClipCov {
+    /// Fraction of valid tokens to detach.
+    pub ratio: f64,
+    /// Strict lower covariance bound.
+    pub lb: f64,
+    /// Strict upper covariance bound.
+    pub ub: f64,
+}
+
+impl EntropyControl for ClipCov {
+    fn name(&self) -> &'static str {
+        "clip-cov"
+    }
+    fn selects(&self) -> bool {
+        true
+    }
+    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor {
+        clip_cov_select(scope, self.ratio, self.lb, self.ub, clip, seed)
+    }
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
+        clip_cov_loss(t, selected, clip)
+    }
+    fn strength(&self) -> f64 {
+        self.ratio
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.ratio = value;
+    }
+}
+
+/// KL-Cov: a KL penalty on the top-k covariance tokens, no PPO clipping.
+pub struct KlCov {
+    /// Fraction of valid tokens penalised.
+    pub ratio: f64,
+    /// Penalty coefficient.
+    pub beta: f64,
+}
+
+impl EntropyControl for KlCov {
+    fn name(&self) -> &'static str {
+        "kl-cov"
+    }
+    fn selects(&self) -> bool {
+        true
+    }
+    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+        kl_cov_select(scope, self.ratio)
+    }
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, _clip: &PpoClip) -> Surrogate {
+        kl_cov_loss(t, selected, self.beta)
+    }
+    fn strength(&self) -> f64 {
+        self.beta
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.beta = value;
+    }
+}
+
+/// Entropy bonus: the PPO surrogate minus `coef` times the aggregated entropy.
+pub struct EntropyBonus {
+    /// Bonus coefficient.
+    pub coef: f64,
+}
+
+impl EntropyControl for EntropyBonus {
+    fn name(&self) -> &'static str {
+        "entropy-bonus"
+    }
+    fn selects(&self) -> bool {
+        false
+    }
+    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+        scope.valid.zeros_like()
+    }
+    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
+        ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip)
+    }
+    fn entropy_coef(&self) -> f64 {
+        self.coef
+    }
+    fn strength(&self) -> f64 {
+        self.coef
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.coef = value;
+    }
+}
+
+/// Holds a target entropy by scaling the strength of a Clip-Cov or KL-Cov control:
+/// below the target the control gets stronger, above it weaker, by
+/// `exp(gain * (target - H) / target)` per step, clamped to `[min, max]`.
+pub struct Adaptive {
+    /// The controlled Clip-Cov or KL-Cov.
+    pub inner: Box<dyn EntropyControl>,
+    /// Entropy to hold.
+    pub target_entropy: f64,
+    /// Multiplicative gain.
+    pub gain: f64,
+    /// Lower bound on the strength.
+    pub min: f64,
+    /// Upper bound on the strength.
+    pub max: f64,
+}
+
+impl EntropyControl for Adaptive {
+    fn name(&self) -> &'static str {
+        "adaptive"
+    }
+    fn selects(&self) -> bool {
+        true
+    }
+    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor {
+        self.inner.select(scope, clip, seed)
+    }
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
+        self.inner.token_loss(t, selected, clip)
+    }
+    fn observe_entropy(&mut self, entropy: f64) {
+        if !entropy.is_finite() {
+            return;
+        }
+        let factor = (self.gain * (self.target_entropy - entropy) / self.target_entropy).exp();
+        let s = (self.inner.strength() * factor).clamp(self.min, self.max);
+        self.inner.set_strength(s);
+    }
+    fn strength(&self) -> f64 {
+        self.inner.strength()
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.inner.set_strength(value);
+    }
+}

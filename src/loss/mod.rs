@@ -1,0 +1,248 @@
+//! The policy loss: PPO surrogate, entropy controls (Clip-Cov, KL-Cov, ...), selection
+//! scope and aggregation.
+//!
+//! Pure tensor functions selected by name (verl `core_algos.py` style):
+//! - [`surrogate`]: the clipped surrogate with Clip-higher and dual-clip;
+//! - [`control`]: the [`EntropyControl`] trait, covariance, Clip-Cov / KL-Cov selection
+//!   and their per-token losses;
+//! - [`aggregate`]: the four aggregation modes;
+//! - [`compare`]: one public entry point that computes the per-token loss, the selected
+//!   tokens and the metrics from given tensors (for comparing with other
+//!   implementations, `cove loss`).
+//!
+//! A mini-batch is processed as [`plan_mini_batch`] (one selection and one normaliser
+//! over the whole optimizer mini-batch in the default `mini_batch` scope) followed by
+//! [`micro_batch_loss`] for each micro-batch, whose losses sum to the mini-batch's.
+
+pub mod aggregate;
+pub mod compare;
+pub mod control;
+pub mod cpu;
+pub mod surrogate;
+
+pub use aggregate::{AggNorm, LossAgg, aggregate};
+pub use control::{ControlConfig, EntropyControl, ScopeTensors, TokenTensors};
+pub use surrogate::{PpoClip, Surrogate, ppo_surrogate};
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Over which tokens Clip-Cov / KL-Cov select and the loss is normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionScope {
+    /// The paper's definition: one selection over the optimizer mini-batch (global
+    /// token indices, means and N), applied across its micro-batches; the update does
+    /// not depend on the micro-batch size.
+    #[default]
+    MiniBatch,
+    /// What verl does: each micro-batch selects and normalises on its own and the
+    /// micro-batch losses are averaged; results change with the micro-batch size.
+    MicroBatch,
+}
+
+/// Everything that defines the policy loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// PPO clipping.
+    pub clip: PpoClip,
+    /// Aggregation mode.
+    pub agg: LossAgg,
+    /// Entropy control.
+    pub control: ControlConfig,
+    /// Selection scope.
+    pub scope: SelectionScope,
+    /// The constant length of `seq-mean-token-sum-norm` (Dr.GRPO uses the maximum
+    /// response length); `None`: the padded width of the batch.
+    pub seq_norm_len: Option<usize>,
+}
+
+/// The selection and normaliser of one optimizer mini-batch.
+pub struct MiniBatchPlan {
+    /// `[B, T]` selected tokens of the whole mini-batch (`mini_batch` scope with a
+    /// selecting control), else `None`.
+    pub selected: Option<Tensor>,
+    /// The mini-batch normaliser (`mini_batch` scope), else `None`.
+    pub norm: Option<AggNorm>,
+    /// Number of micro-batches (verl's gradient-accumulation divisor in `micro_batch`
+    /// scope).
+    pub micro_batches: usize,
+    /// Seed of this mini-batch's random choices.
+    pub seed: u64,
+}
+
+/// Plans a mini-batch: in `mini_batch` scope, selects over the whole mini-batch (the
+/// tensors of `scope`, detached, current policy) and fixes the normaliser. In
+/// `micro_batch` scope nothing is decided here. `scope.logp` is only read when the
+/// control selects.
+pub fn plan_mini_batch(
+    cfg: &LossConfig,
+    control: &dyn EntropyControl,
+    scope: &ScopeTensors,
+    micro_batches: usize,
+    seed: u64,
+) -> MiniBatchPlan {
+    match cfg.scope {
+        SelectionScope::MiniBatch => MiniBatchPlan {
+            selected: control
+                .selects()
+                .then(|| control.select(scope, &cfg.clip, seed)),
+            norm: Some(AggNorm::of(scope.valid, cfg.seq_norm_len)),
+            micro_batches,
+            seed,
+        },
+        SelectionScope::MicroBatch => MiniBatchPlan {
+            selected: None,
+            norm: None,
+            micro_batches,
+            seed,
+        },
+    }
+}
+
+/// Sums over valid tokens that the trainer adds up into step metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossSums {
+    /// Valid tokens.
+    pub tokens: f64,
+    /// Tokens whose PPO clipped term is active.
+    pub clipped: f64,
+    /// Tokens selected by the entropy control.
+    pub selected: f64,
+    /// Sum of `old_logp - logp` (approximate KL, k1).
+    pub approx_kl: f64,
+    /// Sum of per-token entropies (when given).
+    pub entropy: f64,
+}
+
+impl std::ops::AddAssign for LossSums {
+    fn add_assign(&mut self, o: LossSums) {
+        self.tokens += o.tokens;
+        self.clipped += o.clipped;
+        self.selected += o.selected;
+        self.approx_kl += o.approx_kl;
+        self.entropy += o.entropy;
+    }
+}
+
+/// The loss of one micro-batch and its per-token pieces.
+pub struct MicroLoss {
+    /// Scalar loss to back-propagate (its sum over the micro-batches is the
+    /// mini-batch loss).
+    pub loss: Tensor,
+    /// Per-token policy loss `[b, T]` (before aggregation).
+    pub token_loss: Tensor,
+    /// Selected tokens `[b, T]`.
+    pub selected: Tensor,
+    /// Metric sums.
+    pub sums: LossSums,
+}
+
+/// The loss of micro-batch number `index`, rows `rows.0 .. rows.0 + rows.1` of the
+/// mini-batch. `entropy` (per-token, with grad) is needed for the entropy bonus and
+/// the entropy metric; `extra` (per-token, e.g. a reference-KL penalty) is added to
+/// the policy loss before aggregation.
+#[allow(clippy::too_many_arguments)]
+pub fn micro_batch_loss(
+    cfg: &LossConfig,
+    control: &dyn EntropyControl,
+    plan: &MiniBatchPlan,
+    index: usize,
+    rows: (i64, i64),
+    t: &TokenTensors,
+    entropy: Option<&Tensor>,
+    extra: Option<&Tensor>,
+) -> MicroLoss {
+    let (selected, norm, scale) = match cfg.scope {
+        SelectionScope::MiniBatch => (
+            match &plan.selected {
+                Some(s) => s.narrow(0, rows.0, rows.1),
+                None => t.valid.zeros_like(),
+            },
+            plan.norm.expect("mini_batch plan has a normaliser"),
+            1.0,
+        ),
+        SelectionScope::MicroBatch => {
+            let detached = t.logp.detach();
+            let scope = ScopeTensors {
+                logp: &detached,
+                old_logp: t.old_logp,
+                adv: t.adv,
+                valid: t.valid,
+            };
+            let sel = if control.selects() {
+                control.select(&scope, &cfg.clip, micro_seed(plan.seed, index))
+            } else {
+                t.valid.zeros_like()
+            };
+            (sel, AggNorm::of(t.valid, cfg.seq_norm_len), 1.0 / plan.micro_batches.max(1) as f64)
+        }
+    };
+    let s = control.token_loss(t, &selected, &cfg.clip);
+    let per_token = match extra {
+        Some(e) => &s.loss + e,
+        None => s.loss.shallow_clone(),
+    };
+    let mut loss = aggregate(&per_token, t.valid, cfg.agg, &norm);
+    let coef = control.entropy_coef();
+    if let Some(h) = entropy
+        && coef != 0.0
+    {
+        loss = loss - aggregate(h, t.valid, cfg.agg, &norm) * coef;
+    }
+    let loss = loss * scale;
+    let sums = tch::no_grad(|| {
+        let inv = t.valid.logical_not();
+        let f = |x: &Tensor| x.masked_fill(&inv, 0.0).sum(Kind::Double).double_value(&[]);
+        LossSums {
+            tokens: t.valid.sum(Kind::Int64).int64_value(&[]) as f64,
+            clipped: s.clipped.sum(Kind::Int64).int64_value(&[]) as f64,
+            selected: selected.logical_and(t.valid).sum(Kind::Int64).int64_value(&[]) as f64,
+            approx_kl: f(&(t.old_logp - t.logp.detach())),
+            entropy: entropy.map(|h| f(&h.detach())).unwrap_or(0.0),
+        }
+    });
+    MicroLoss {
+        loss,
+        token_loss: s.loss,
+        selected,
+        sums,
+    }
+}
+
+/// The seed of micro-batch `index` in `micro_batch` scope.
+pub fn micro_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Covariance statistics over the valid tokens of a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CovStats {
+    /// Mean covariance.
+    pub mean: f64,
+    /// Maximum covariance.
+    pub max: f64,
+    /// 99.9th percentile (linear interpolation).
+    pub p999: f64,
+    /// Fraction of valid tokens with covariance above `lb`.
+    pub frac_above_lb: f64,
+}
+
+/// Covariance statistics of `logp` / `adv` under `valid` (zeros when nothing is valid).
+pub fn cov_stats(logp: &Tensor, adv: &Tensor, valid: &Tensor, lb: f64) -> CovStats {
+    let _guard = tch::no_grad_guard();
+    let cov = control::token_covariance(logp, adv, valid)
+        .masked_select(valid)
+        .to_kind(Kind::Double);
+    let n = cov.size()[0];
+    if n == 0 {
+        return CovStats::default();
+    }
+    CovStats {
+        mean: cov.mean(Kind::Double).double_value(&[]),
+        max: cov.max().double_value(&[]),
+        p999: cov.quantile_scalar(0.999, None, false, "linear").double_value(&[]),
+        frac_above_lb: cov.gt(lb).sum(Kind::Double).double_value(&[]) / n as f64,
+    }
+}

@@ -1,0 +1,46 @@
+//! The demo pipeline end to end with a budget of seconds: warm start, three GRPO runs,
+//! report folder (the full demo is `bash scripts/demo.sh`, not a test).
+
+use cove::demo::{DEFAULTS, DemoConfig, run};
+
+#[test]
+fn demo_pipeline_writes_a_complete_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets: Vec<String> = [
+        "eval_problems=8",
+        "eval_every=1",
+        "sft.max_steps=2",
+        "sft.eval_every=1",
+        "sft.batch_size=8",
+        "grpo.steps=3",
+        "grpo.prompts_per_step=2",
+        "grpo.group_size=4",
+        "grpo.mini_batch_size=8",
+        "grpo.micro_batch_size=4",
+        "grpo.logprob_batch_size=8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (cfg, table): (DemoConfig, _) = cove::app::resolve(DEFAULTS, None, &sets).unwrap();
+    let out = dir.path().join("demo");
+    let outcome = run(&cfg, &table, &out, false).unwrap();
+    assert_eq!(outcome.methods.len(), 3);
+    for m in &outcome.methods {
+        assert_eq!(m.entropy.len(), 3, "{}", m.name);
+        assert_eq!(m.accuracy.len(), 4, "{}: step 0 + 3 evaluations", m.name);
+        let lines = std::fs::read_to_string(out.join(&m.name).join("metrics.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 3, "{}", m.name);
+        let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert!(first["entropy"].as_f64().unwrap() > 0.0);
+        assert!(first["test_accuracy"].is_number());
+    }
+    for f in ["summary.md", "config.toml", "sft.safetensors", "outcome.json", "plots/entropy_vs_step.png", "plots/accuracy_vs_step.png"] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("| grpo |") && summary.contains("| kl-cov |"), "{summary}");
+    // Same seed and warm start: the three runs start from the same test accuracy.
+    let starts: Vec<f64> = outcome.methods.iter().map(|m| m.accuracy[0].1).collect();
+    assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");
+}
