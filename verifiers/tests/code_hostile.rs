@@ -275,7 +275,7 @@ fn a_thousand_hostile_runs_leave_the_host_healthy() {
         "import os\nprint(os.listdir('/'))",
         "import socket\nsocket.create_connection(('127.0.0.1', 22))",
         "import os\nos.system('ls')",
-        "import os\nprint(dict(os.environ))",
+        "import os\nprint(os.environ['PATH'])",
         "x = []\nwhile True:\n    x.append(bytearray(10**7))",
         "while True:\n    print('x' * 1000)",
         "def f(n):\n    return f(n + 1) + 1\nf(0)",

@@ -76,7 +76,7 @@ pub enum Scoring {
 }
 
 /// The verifier's settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct CodeConfig {
     /// Which Python runtime runs programs.
@@ -91,19 +91,6 @@ pub struct CodeConfig {
     pub extract: Extract,
     /// Threads for [`CodeVerifier::verify_batch`] (0: one per core).
     pub threads: usize,
-}
-
-impl Default for CodeConfig {
-    fn default() -> Self {
-        Self {
-            runtime: RuntimeKind::default(),
-            limits: Limits::default(),
-            scoring: Scoring::default(),
-            stop_at_first_failure: false,
-            extract: Extract::default(),
-            threads: 0,
-        }
-    }
 }
 
 /// The outcome of verifying one response.
