@@ -115,8 +115,8 @@ fn llama_logits_match_transformers() {
 }
 
 /// Prefill a prefix, then decode one token at a time with the cache: same logits as
-/// the uncached forward, on a left-padded batch of two sequences.
-fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>]) {
+/// the uncached forward, on a left-padded batch of two sequences, within `tol`.
+fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>], tol: f64) {
     let full = padded(model, seqs, true);
     let l = seqs.iter().map(Vec::len).max().unwrap() as i64;
     let b = seqs.len() as i64;
@@ -160,7 +160,9 @@ fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>]) {
     for (i, s) in seqs.iter().enumerate() {
         let got = cached.get(i as i64).narrow(0, l - s.len() as i64, s.len() as i64);
         let d = max_diff(&got, &full[i]);
-        assert!(d <= 1e-5, "cached vs uncached, sequence {i}: {d}");
+        let scale = full[i].abs().max().double_value(&[]);
+        println!("cached vs uncached, sequence {i}: {d:e} (max |logit| {scale:.2})");
+        assert!(d <= tol, "cached vs uncached, sequence {i}: {d} (max |logit| {scale})");
     }
 }
 
@@ -169,14 +171,17 @@ fn kv_cached_decoding_matches_uncached_forward() {
     for name in ["qwen2", "llama"] {
         let policy = load(name, Dtype::F32);
         let seqs: Vec<Vec<i64>> = expected(name).into_iter().map(|(ids, _)| ids).collect();
-        check_cache(policy.model.as_ref(), &seqs);
+        // The fixtures' large random weights give logits up to ~10, where f32 rounding
+        // of the two attention paths reaches ~1.4e-5: 5e-5 there.
+        check_cache(policy.model.as_ref(), &seqs, 5e-5);
     }
     let tiny = cove::tiny::policy(&Default::default(), 3, Device::Cpu).unwrap();
     let seqs = vec![
         tiny.encode("What is 12+7?").unwrap(),
         tiny.encode("<|im_start|>user\nWhat is 100+250?<|im_end|>\n").unwrap(),
     ];
-    check_cache(tiny.model.as_ref(), &seqs);
+    // The tiny model (transformers' init scale, logits below 1): 1e-5.
+    check_cache(tiny.model.as_ref(), &seqs, 1e-5);
 }
 
 #[derive(serde::Deserialize)]

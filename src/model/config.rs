@@ -121,9 +121,18 @@ pub struct Qwen2Config {
 impl Qwen2Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
-            path: path.to_path_buf(),
-            source: e,
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ModelError::MissingFile {
+                    path: path.to_path_buf(),
+                    what: "the model configuration".into(),
+                }
+            } else {
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
         })?;
         let cfg: Qwen2Config = serde_json::from_str(&text).map_err(|e| ModelError::Json {
             path: path.to_path_buf(),

@@ -284,7 +284,7 @@ impl Qwen2 {
         let allowed = key_pos.le_tensor(&query_pos).logical_and(&keys);
         let min = match self.kind() {
             Kind::Half => -65504.0,
-            Kind::BFloat16 => -3.389_531_4e38,
+            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
             _ => f32::MIN as f64,
         };
         Tensor::zeros([b, 1, t, s], (self.kind(), device)).masked_fill(&allowed.logical_not(), min)
