@@ -18,19 +18,31 @@ fn bench(c: &mut Criterion) {
     let prompts: Vec<Vec<i64>> = (0..16)
         .map(|i| {
             let q = format!("What is {}+{}?", 7 * i + 3, 130 - 11 * i);
-            let text = policy.apply_chat_template(&[Message::user(&q)], true).unwrap();
+            let text = policy
+                .apply_chat_template(&[Message::user(&q)], true)
+                .unwrap();
             policy.encode(&text).unwrap()
         })
         .collect();
     let mut group = c.benchmark_group("rollout");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     for (name, n_prompts, n) in [("batch1", 1usize, 1usize), ("16x8", 16, 8)] {
-        let cfg = SamplingConfig { n, max_new_tokens: NEW_TOKENS, seed: 1, ..Default::default() };
+        let cfg = SamplingConfig {
+            n,
+            max_new_tokens: NEW_TOKENS,
+            seed: 1,
+            ..Default::default()
+        };
         group.throughput(Throughput::Elements((n_prompts * n * NEW_TOKENS) as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
                 let out = generate(&policy, &prompts[..n_prompts], &cfg).unwrap();
-                assert_eq!(out.iter().map(|s| s.token_ids.len()).sum::<usize>(), n_prompts * n * NEW_TOKENS);
+                assert_eq!(
+                    out.iter().map(|s| s.token_ids.len()).sum::<usize>(),
+                    n_prompts * n * NEW_TOKENS
+                );
                 out
             })
         });

@@ -168,11 +168,15 @@ def write(name, model, tok_kwargs, template_inline, gen_cfg, config_json=None, s
 
     # Everything below comes from what transformers reads back.
     tok = AutoTokenizer.from_pretrained(out)
+    raw = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     chats = []
     for messages, gen in CHATS:
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
-        ids = tok(text, add_special_tokens=False)["input_ids"]
+        # Ids from tokenizer.json as the `tokenizers` library applies it. (transformers 5
+        # swaps in Qwen2Tokenizer's own byte-level pipeline for model_type qwen2, which
+        # real Qwen checkpoints already have in their tokenizer.json.)
+        ids = raw.encode(text, add_special_tokens=False).ids
         chats.append(
             {"messages": messages, "add_generation_prompt": gen, "text": text, "ids": ids}
         )

@@ -246,10 +246,17 @@ fn decode(
             pos[off + j] = j as i64;
         }
     }
-    let to = |v: &[i64], rows: i64, cols: i64| Tensor::from_slice(v).view([rows, cols]).to_device(device);
+    let to = |v: &[i64], rows: i64, cols: i64| {
+        Tensor::from_slice(v).view([rows, cols]).to_device(device)
+    };
     let mut attn = to(&mask, b, p_max);
     let mut cache = model.new_cache(b, p_max + cfg.max_new_tokens as i64);
-    let logits = model.forward(&to(&ids, b, p_max), &to(&pos, b, p_max), &attn, Some(&mut cache))?;
+    let logits = model.forward(
+        &to(&ids, b, p_max),
+        &to(&pos, b, p_max),
+        &attn,
+        Some(&mut cache),
+    )?;
     let mut last = logits.select(1, p_max - 1).to_kind(Kind::Float);
     // One prefill per prompt, expanded to its n samples.
     let n = cfg.n as i64;
@@ -260,7 +267,10 @@ fn decode(
         last = last.index_select(0, &rep);
     }
     let mut active: Vec<usize> = (0..runs.len()).collect();
-    let mut next_pos: Vec<i64> = active.iter().map(|&i| prompts[i / cfg.n].len() as i64).collect();
+    let mut next_pos: Vec<i64> = active
+        .iter()
+        .map(|&i| prompts[i / cfg.n].len() as i64)
+        .collect();
     let eos = &policy.eos_token_ids;
     let stop_window = cfg.stop.iter().map(|s| s.len()).max().unwrap_or(0) + 8;
     for step in 0..cfg.max_new_tokens {
@@ -310,7 +320,12 @@ fn decode(
         next_pos = positions.iter().map(|p| p + 1).collect();
         let a = active.len() as i64;
         attn = Tensor::cat(&[&attn, &Tensor::ones([a, 1], (Kind::Int64, device))], 1);
-        let logits = model.forward(&to(&input, a, 1), &to(&positions, a, 1), &attn, Some(&mut cache))?;
+        let logits = model.forward(
+            &to(&input, a, 1),
+            &to(&positions, a, 1),
+            &attn,
+            Some(&mut cache),
+        )?;
         last = logits.select(1, 0).to_kind(Kind::Float);
     }
     Ok(())
@@ -322,7 +337,10 @@ fn decode(
 pub fn sample_step(logits: &Tensor, cfg: &SamplingConfig, u: &Tensor) -> (Tensor, Tensor, Tensor) {
     let v = logits.size()[1];
     let (logp, token) = if cfg.temperature == 0.0 {
-        (logits.log_softmax(-1, Kind::Float), logits.argmax(-1, false))
+        (
+            logits.log_softmax(-1, Kind::Float),
+            logits.argmax(-1, false),
+        )
     } else {
         let logp = (logits / cfg.temperature).log_softmax(-1, Kind::Float);
         let token = draw(&logp.exp(), cfg, u, v);
@@ -360,5 +378,7 @@ fn draw(probs: &Tensor, cfg: &SamplingConfig, u: &Tensor, v: i64) -> Tensor {
         let before = renorm.cumsum(-1, Kind::Float) - &renorm;
         sorted = sorted.masked_fill(&before.ge(cfg.top_p), 0.0);
     }
-    order.gather(1, &pick(&sorted).unsqueeze(1), false).squeeze_dim(1)
+    order
+        .gather(1, &pick(&sorted).unsqueeze(1), false)
+        .squeeze_dim(1)
 }

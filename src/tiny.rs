@@ -149,7 +149,12 @@ pub fn policy(config: &TinyConfig, seed: u64, device: Device) -> Result<Policy, 
     let source = PathBuf::from("<built-in tiny model>");
     let cfg = config.to_qwen2();
     cfg.validate(&source.join("config.json"))?;
-    let model = Qwen2::new(&cfg, &mut RandomInit::new(seed, 0.02), Dtype::F32.kind(), device)?;
+    let model = Qwen2::new(
+        &cfg,
+        &mut RandomInit::new(seed, 0.02),
+        Dtype::F32.kind(),
+        device,
+    )?;
     let chat = ChatTemplate::new(
         CHAT_TEMPLATE,
         vec![

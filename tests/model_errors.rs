@@ -6,7 +6,9 @@ use cove::model::{Dtype, Message, ModelError, Policy};
 use tch::Device;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A writable copy of a fixture folder.
@@ -20,7 +22,8 @@ fn copy_of(name: &str) -> tempfile::TempDir {
 }
 
 fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -56,34 +59,50 @@ fn missing_files_are_named() {
     // A shard listed in the index but absent.
     let d = copy_of("llama");
     std::fs::remove_file(d.path().join("model-00003-of-00008.safetensors")).unwrap();
-    assert_mentions(&load_err(d.path()), &["model-00003-of-00008.safetensors", "missing"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &["model-00003-of-00008.safetensors", "missing"],
+    );
 }
 
 #[test]
 fn unsupported_architecture_names_the_field() {
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("config.json"), |v| v["model_type"] = "gpt2".into());
+    edit_json(&d.path().join("config.json"), |v| {
+        v["model_type"] = "gpt2".into()
+    });
     assert_mentions(&load_err(d.path()), &["config.json", "model_type", "gpt2"]);
 
     let d = copy_of("llama");
     edit_json(&d.path().join("config.json"), |v| {
         v["rope_scaling"]["rope_type"] = "yarn".into();
     });
-    assert_mentions(&load_err(d.path()), &["config.json", "rope_scaling.rope_type", "yarn"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &["config.json", "rope_scaling.rope_type", "yarn"],
+    );
 
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("config.json"), |v| v["num_key_value_heads"] = 3.into());
+    edit_json(&d.path().join("config.json"), |v| {
+        v["num_key_value_heads"] = 3.into()
+    });
     assert_mentions(&load_err(d.path()), &["config.json", "num_key_value_heads"]);
 
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("config.json"), |v| v["hidden_act"] = "gelu".into());
+    edit_json(&d.path().join("config.json"), |v| {
+        v["hidden_act"] = "gelu".into()
+    });
     assert_mentions(&load_err(d.path()), &["config.json", "hidden_act"]);
 }
 
 #[test]
 fn malformed_json_names_file_and_line() {
     let d = copy_of("qwen2");
-    std::fs::write(d.path().join("config.json"), "{\n  \"model_type\": \"qwen2\",\n  oops\n}").unwrap();
+    std::fs::write(
+        d.path().join("config.json"),
+        "{\n  \"model_type\": \"qwen2\",\n  oops\n}",
+    )
+    .unwrap();
     assert_mentions(&load_err(d.path()), &["config.json", "line 3"]);
     let d = copy_of("qwen2");
     edit_json(&d.path().join("config.json"), |v| {
@@ -95,25 +114,43 @@ fn malformed_json_names_file_and_line() {
 #[test]
 fn shape_mismatch_names_file_and_tensor() {
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("config.json"), |v| v["intermediate_size"] = 48.into());
+    edit_json(&d.path().join("config.json"), |v| {
+        v["intermediate_size"] = 48.into()
+    });
     assert_mentions(
         &load_err(d.path()),
-        &["model.safetensors", "model.layers.0.mlp.gate_proj.weight", "shape mismatch"],
+        &[
+            "model.safetensors",
+            "model.layers.0.mlp.gate_proj.weight",
+            "shape mismatch",
+        ],
     );
     // Untying the embeddings needs an lm_head the checkpoint does not have.
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("config.json"), |v| v["tie_word_embeddings"] = false.into());
+    edit_json(&d.path().join("config.json"), |v| {
+        v["tie_word_embeddings"] = false.into()
+    });
     assert_mentions(&load_err(d.path()), &["lm_head.weight", "missing"]);
 }
 
 #[test]
 fn bad_eos_in_generation_config_is_named() {
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("generation_config.json"), |v| v["eos_token_id"] = "x".into());
-    assert_mentions(&load_err(d.path()), &["generation_config.json", "eos_token_id"]);
+    edit_json(&d.path().join("generation_config.json"), |v| {
+        v["eos_token_id"] = "x".into()
+    });
+    assert_mentions(
+        &load_err(d.path()),
+        &["generation_config.json", "eos_token_id"],
+    );
     let d = copy_of("qwen2");
-    edit_json(&d.path().join("generation_config.json"), |v| v["eos_token_id"] = 5000.into());
-    assert_mentions(&load_err(d.path()), &["generation_config.json", "eos_token_id", "5000"]);
+    edit_json(&d.path().join("generation_config.json"), |v| {
+        v["eos_token_id"] = 5000.into()
+    });
+    assert_mentions(
+        &load_err(d.path()),
+        &["generation_config.json", "eos_token_id", "5000"],
+    );
 }
 
 #[test]
@@ -123,15 +160,23 @@ fn missing_or_broken_chat_template_is_named() {
         v.as_object_mut().unwrap().remove("chat_template");
     });
     let p = Policy::from_hf_dir(d.path(), Dtype::F32, Device::Cpu).unwrap();
-    let e = p.apply_chat_template(&[Message::user("hi")], true).unwrap_err();
+    let e = p
+        .apply_chat_template(&[Message::user("hi")], true)
+        .unwrap_err();
     assert!(matches!(e, ModelError::ChatTemplate { .. }));
-    assert_mentions(&e.to_string(), &["tokenizer_config.json", "chat_template", "no chat template"]);
+    assert_mentions(
+        &e.to_string(),
+        &["tokenizer_config.json", "chat_template", "no chat template"],
+    );
 
     let d = copy_of("llama");
     edit_json(&d.path().join("tokenizer_config.json"), |v| {
         v["chat_template"] = "{% for m in messages %}{{ m.content }".into();
     });
-    assert_mentions(&load_err(d.path()), &["tokenizer_config.json", "chat_template", "does not compile"]);
+    assert_mentions(
+        &load_err(d.path()),
+        &["tokenizer_config.json", "chat_template", "does not compile"],
+    );
 
     // The template's own raise_exception surfaces with its message.
     let p = Policy::from_hf_dir(&fixture("llama"), Dtype::F32, Device::Cpu).unwrap();

@@ -8,7 +8,9 @@ use cove::model::{CausalLm, Dtype, Message, Policy};
 use tch::{Device, Kind, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn load(name: &str, dtype: Dtype) -> Policy {
@@ -57,14 +59,25 @@ fn padded(model: &dyn CausalLm, seqs: &[Vec<i64>], left: bool) -> Vec<Tensor> {
         let pad = l - s.len();
         let (ids_row, mask_row, pos_row): (Vec<i64>, Vec<i64>, Vec<i64>) = if left {
             (
-                std::iter::repeat_n(0, pad).chain(s.iter().copied()).collect(),
-                std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, s.len())).collect(),
-                std::iter::repeat_n(0, pad).chain(0..s.len() as i64).collect(),
+                std::iter::repeat_n(0, pad)
+                    .chain(s.iter().copied())
+                    .collect(),
+                std::iter::repeat_n(0, pad)
+                    .chain(std::iter::repeat_n(1, s.len()))
+                    .collect(),
+                std::iter::repeat_n(0, pad)
+                    .chain(0..s.len() as i64)
+                    .collect(),
             )
         } else {
             (
-                s.iter().copied().chain(std::iter::repeat_n(0, pad)).collect(),
-                std::iter::repeat_n(1, s.len()).chain(std::iter::repeat_n(0, pad)).collect(),
+                s.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, pad))
+                    .collect(),
+                std::iter::repeat_n(1, s.len())
+                    .chain(std::iter::repeat_n(0, pad))
+                    .collect(),
                 (0..l as i64).collect(),
             )
         };
@@ -97,7 +110,10 @@ fn check_logits(name: &str) {
     }
     let seqs: Vec<Vec<i64>> = cases.iter().map(|(ids, _)| ids.clone()).collect();
     for left in [true, false] {
-        for (i, got) in padded(policy.model.as_ref(), &seqs, left).iter().enumerate() {
+        for (i, got) in padded(policy.model.as_ref(), &seqs, left)
+            .iter()
+            .enumerate()
+        {
             let d = max_diff(got, &cases[i].1);
             assert!(d <= 1e-4, "{name} padded (left={left}) sequence {i}: {d}");
         }
@@ -115,8 +131,8 @@ fn llama_logits_match_transformers() {
 }
 
 /// Prefill a prefix, then decode one token at a time with the cache: same logits as
-/// the uncached forward, on a left-padded batch of two sequences.
-fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>]) {
+/// the uncached forward, on a left-padded batch of two sequences, within `tol`.
+fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>], tol: f64) {
     let full = padded(model, seqs, true);
     let l = seqs.iter().map(Vec::len).max().unwrap() as i64;
     let b = seqs.len() as i64;
@@ -158,9 +174,16 @@ fn check_cache(model: &dyn CausalLm, seqs: &[Vec<i64>]) {
     assert_eq!(cache.len(), l);
     let cached = Tensor::cat(&steps, 1);
     for (i, s) in seqs.iter().enumerate() {
-        let got = cached.get(i as i64).narrow(0, l - s.len() as i64, s.len() as i64);
+        let got = cached
+            .get(i as i64)
+            .narrow(0, l - s.len() as i64, s.len() as i64);
         let d = max_diff(&got, &full[i]);
-        assert!(d <= 1e-5, "cached vs uncached, sequence {i}: {d}");
+        let scale = full[i].abs().max().double_value(&[]);
+        println!("cached vs uncached, sequence {i}: {d:e} (max |logit| {scale:.2})");
+        assert!(
+            d <= tol,
+            "cached vs uncached, sequence {i}: {d} (max |logit| {scale})"
+        );
     }
 }
 
@@ -169,14 +192,18 @@ fn kv_cached_decoding_matches_uncached_forward() {
     for name in ["qwen2", "llama"] {
         let policy = load(name, Dtype::F32);
         let seqs: Vec<Vec<i64>> = expected(name).into_iter().map(|(ids, _)| ids).collect();
-        check_cache(policy.model.as_ref(), &seqs);
+        // The fixtures' large random weights give logits up to ~10, where f32 rounding
+        // of the two attention paths reaches ~1.4e-5: 5e-5 there.
+        check_cache(policy.model.as_ref(), &seqs, 5e-5);
     }
     let tiny = cove::tiny::policy(&Default::default(), 3, Device::Cpu).unwrap();
     let seqs = vec![
         tiny.encode("What is 12+7?").unwrap(),
-        tiny.encode("<|im_start|>user\nWhat is 100+250?<|im_end|>\n").unwrap(),
+        tiny.encode("<|im_start|>user\nWhat is 100+250?<|im_end|>\n")
+            .unwrap(),
     ];
-    check_cache(tiny.model.as_ref(), &seqs);
+    // The tiny model (transformers' init scale, logits below 1): 1e-5.
+    check_cache(tiny.model.as_ref(), &seqs, 1e-5);
 }
 
 #[derive(serde::Deserialize)]
@@ -199,7 +226,11 @@ fn chat_template_and_tokenizer_match_transformers() {
                 .apply_chat_template(&c.messages, c.add_generation_prompt)
                 .unwrap();
             assert_eq!(got.as_bytes(), c.text.as_bytes(), "{name} chat case {i}");
-            assert_eq!(policy.encode(&got).unwrap(), c.ids, "{name} token ids, case {i}");
+            assert_eq!(
+                policy.encode(&got).unwrap(),
+                c.ids,
+                "{name} token ids, case {i}"
+            );
         }
     }
 }
@@ -211,7 +242,10 @@ fn special_ids_come_from_generation_config() {
     assert_eq!(q.pad_token_id, 0);
     let l = load("llama", Dtype::F32);
     assert_eq!(l.eos_token_ids, vec![2]);
-    assert_eq!(l.pad_token_id, 2, "no pad token: falls back to the first EOS id");
+    assert_eq!(
+        l.pad_token_id, 2,
+        "no pad token: falls back to the first EOS id"
+    );
     assert_eq!(l.model.vocab_size(), 112);
 }
 
@@ -225,7 +259,10 @@ fn half_precision_loads_close_to_f32() {
         assert_eq!(got.kind(), dtype.kind());
         let scale = want.abs().max().double_value(&[]);
         let d = max_diff(&got, &want);
-        assert!(d.is_finite() && d < 0.1 * scale, "{dtype:?}: {d} (logit scale {scale})");
+        assert!(
+            d.is_finite() && d < 0.1 * scale,
+            "{dtype:?}: {d} (logit scale {scale})"
+        );
     }
 }
 
@@ -236,7 +273,10 @@ fn save_pretrained_round_trips() {
     tiny.save_pretrained(dir.path()).unwrap();
     let back = Policy::from_hf_dir(dir.path(), Dtype::F32, Device::Cpu).unwrap();
     let ids = tiny.encode("What is 12+7?").unwrap();
-    let d = max_diff(&single(tiny.model.as_ref(), &ids), &single(back.model.as_ref(), &ids));
+    let d = max_diff(
+        &single(tiny.model.as_ref(), &ids),
+        &single(back.model.as_ref(), &ids),
+    );
     assert_eq!(d, 0.0);
     assert_eq!(back.eos_token_ids, tiny.eos_token_ids);
     assert_eq!(back.pad_token_id, tiny.pad_token_id);
@@ -245,7 +285,10 @@ fn save_pretrained_round_trips() {
         back.apply_chat_template(&msgs, true).unwrap(),
         tiny.apply_chat_template(&msgs, true).unwrap()
     );
-    assert_eq!(back.encode("a b\n<|im_end|>").unwrap(), ids_of(&tiny, "a b\n<|im_end|>"));
+    assert_eq!(
+        back.encode("a b\n<|im_end|>").unwrap(),
+        ids_of(&tiny, "a b\n<|im_end|>")
+    );
 }
 
 fn ids_of(p: &Policy, s: &str) -> Vec<i64> {

@@ -11,13 +11,20 @@ const LOGITS: [f32; 6] = [1.0, 0.5, 2.0, -1.0, 0.0, 1.5];
 /// Draws `n` tokens from `LOGITS` with `cfg` (one batched call) and returns the counts.
 fn counts(cfg: &SamplingConfig, n: i64, seed: u64) -> Vec<f64> {
     let v = LOGITS.len() as i64;
-    let logits = Tensor::from_slice(&LOGITS).view([1, v]).expand([n, v], true).contiguous();
+    let logits = Tensor::from_slice(&LOGITS)
+        .view([1, v])
+        .expand([n, v], true)
+        .contiguous();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let u: Vec<f32> = (0..n).map(|_| (1.0 - rng.random::<f64>()) as f32).collect();
     let (tok, lp, ent) = sample_step(&logits, cfg, &Tensor::from_slice(&u));
     let tok = Vec::<i64>::try_from(&tok).unwrap();
     // Returned log-probs / entropy are those of the untruncated tempered softmax.
-    let t = if cfg.temperature == 0.0 { 1.0 } else { cfg.temperature };
+    let t = if cfg.temperature == 0.0 {
+        1.0
+    } else {
+        cfg.temperature
+    };
     let logp = (Tensor::from_slice(&LOGITS) / t).log_softmax(0, Kind::Float);
     let logp = Vec::<f32>::try_from(&logp).unwrap();
     let lp = Vec::<f32>::try_from(&lp).unwrap();
@@ -65,7 +72,10 @@ const CHI2_DF2: f64 = 13.82;
 #[test]
 fn sampling_frequencies_match_tempered_softmax() {
     for t in [0.7, 1.0, 1.6] {
-        let cfg = SamplingConfig { temperature: t, ..Default::default() };
+        let cfg = SamplingConfig {
+            temperature: t,
+            ..Default::default()
+        };
         let c = counts(&cfg, 40_000, 11);
         let stat = chi2(&c, &tempered(t));
         assert!(stat < CHI2_DF5, "T={t}: chi2 = {stat}");
@@ -75,11 +85,16 @@ fn sampling_frequencies_match_tempered_softmax() {
 #[test]
 fn top_k_keeps_the_k_most_likely() {
     // Order by logit: 2 (2.0), 5 (1.5), 0 (1.0), 1 (0.5), 4, 3.
-    let cfg = SamplingConfig { top_k: 2, ..Default::default() };
+    let cfg = SamplingConfig {
+        top_k: 2,
+        ..Default::default()
+    };
     let c = counts(&cfg, 20_000, 12);
     let p = tempered(1.0);
     let kept = p[2] + p[5];
-    let want: Vec<f64> = (0..6).map(|i| if i == 2 || i == 5 { p[i] / kept } else { 0.0 }).collect();
+    let want: Vec<f64> = (0..6)
+        .map(|i| if i == 2 || i == 5 { p[i] / kept } else { 0.0 })
+        .collect();
     assert!(chi2(&c, &want) < CHI2_DF1);
 }
 
@@ -88,22 +103,39 @@ fn top_p_keeps_the_smallest_nucleus() {
     let p = tempered(1.0);
     // p ≈ [.154, .094, .420, .021, .057, .255]: the top two hold 0.674 < 0.7, so the
     // third (token 0) is kept and the rest dropped.
-    let cfg = SamplingConfig { top_p: 0.7, ..Default::default() };
+    let cfg = SamplingConfig {
+        top_p: 0.7,
+        ..Default::default()
+    };
     let c = counts(&cfg, 20_000, 13);
     let kept = p[2] + p[5] + p[0];
-    let want: Vec<f64> =
-        (0..6).map(|i| if [0, 2, 5].contains(&i) { p[i] / kept } else { 0.0 }).collect();
+    let want: Vec<f64> = (0..6)
+        .map(|i| {
+            if [0, 2, 5].contains(&i) {
+                p[i] / kept
+            } else {
+                0.0
+            }
+        })
+        .collect();
     assert!(chi2(&c, &want) < CHI2_DF2);
     // top-k first, then top-p on the renormalised remainder: of {2, 5}, token 2 holds
     // 0.62 >= 0.6, so token 5 is dropped.
-    let cfg = SamplingConfig { top_k: 2, top_p: 0.6, ..Default::default() };
+    let cfg = SamplingConfig {
+        top_k: 2,
+        top_p: 0.6,
+        ..Default::default()
+    };
     let c = counts(&cfg, 2_000, 14);
     assert_eq!(c[2], 2_000.0);
 }
 
 #[test]
 fn temperature_zero_is_greedy() {
-    let cfg = SamplingConfig { temperature: 0.0, ..Default::default() };
+    let cfg = SamplingConfig {
+        temperature: 0.0,
+        ..Default::default()
+    };
     let c = counts(&cfg, 100, 15);
     assert_eq!(c[2], 100.0);
 }
@@ -113,17 +145,26 @@ fn tiny() -> Policy {
 }
 
 fn prompts(p: &Policy) -> Vec<Vec<i64>> {
-    ["What is 12+7?", "1+1=", "<|im_start|>user\nWhat is 100+250?<|im_end|>\n<|im_start|>assistant\n"]
-        .iter()
-        .map(|s| p.encode(s).unwrap())
-        .collect()
+    [
+        "What is 12+7?",
+        "1+1=",
+        "<|im_start|>user\nWhat is 100+250?<|im_end|>\n<|im_start|>assistant\n",
+    ]
+    .iter()
+    .map(|s| p.encode(s).unwrap())
+    .collect()
 }
 
 #[test]
 fn generation_shapes_determinism_and_limits() {
     let p = tiny();
     let prompts = prompts(&p);
-    let cfg = SamplingConfig { n: 4, max_new_tokens: 12, seed: 3, ..Default::default() };
+    let cfg = SamplingConfig {
+        n: 4,
+        max_new_tokens: 12,
+        seed: 3,
+        ..Default::default()
+    };
     let a = generate(&p, &prompts, &cfg).unwrap();
     assert_eq!(a.len(), 12);
     for (i, s) in a.iter().enumerate() {
@@ -132,15 +173,31 @@ fn generation_shapes_determinism_and_limits() {
         assert_eq!(s.logprobs.len(), s.token_ids.len());
         assert_eq!(s.entropies.len(), s.token_ids.len());
         assert!(s.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
-        assert!(s.entropies.iter().all(|h| *h >= 0.0 && *h <= (99f32).ln() + 1e-4));
+        assert!(
+            s.entropies
+                .iter()
+                .all(|h| *h >= 0.0 && *h <= (99f32).ln() + 1e-4)
+        );
         match s.finish_reason {
             FinishReason::Length => assert_eq!(s.token_ids.len(), 12),
             FinishReason::Eos => assert!(p.eos_token_ids.contains(s.token_ids.last().unwrap())),
             FinishReason::Stop => panic!("no stop strings configured"),
         }
     }
-    assert_eq!(a, generate(&p, &prompts, &cfg).unwrap(), "same seed, same samples");
-    let b = generate(&p, &prompts, &SamplingConfig { seed: 4, ..cfg.clone() }).unwrap();
+    assert_eq!(
+        a,
+        generate(&p, &prompts, &cfg).unwrap(),
+        "same seed, same samples"
+    );
+    let b = generate(
+        &p,
+        &prompts,
+        &SamplingConfig {
+            seed: 4,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
     assert_ne!(a, b, "another seed, other samples");
 }
 
@@ -148,7 +205,12 @@ fn generation_shapes_determinism_and_limits() {
 fn ragged_prompts_decode_like_single_prompts() {
     let p = tiny();
     let prompts = prompts(&p);
-    let cfg = SamplingConfig { n: 2, temperature: 0.0, max_new_tokens: 10, ..Default::default() };
+    let cfg = SamplingConfig {
+        n: 2,
+        temperature: 0.0,
+        max_new_tokens: 10,
+        ..Default::default()
+    };
     let batch = generate(&p, &prompts, &cfg).unwrap();
     for (i, prompt) in prompts.iter().enumerate() {
         let single = generate(&p, std::slice::from_ref(prompt), &cfg).unwrap();
@@ -168,7 +230,11 @@ fn ragged_prompts_decode_like_single_prompts() {
 fn eos_and_stop_strings_end_samples() {
     let mut p = tiny();
     let prompts = prompts(&p);
-    let greedy = SamplingConfig { temperature: 0.0, max_new_tokens: 8, ..Default::default() };
+    let greedy = SamplingConfig {
+        temperature: 0.0,
+        max_new_tokens: 8,
+        ..Default::default()
+    };
     p.eos_token_ids = vec![];
     let free = generate(&p, &prompts[..1], &greedy).unwrap().remove(0);
     assert_eq!(free.finish_reason, FinishReason::Length);
@@ -176,7 +242,11 @@ fn eos_and_stop_strings_end_samples() {
 
     // The third greedy token becomes an EOS: the sample stops there, EOS kept.
     p.eos_token_ids = vec![free.token_ids[2]];
-    let first = free.token_ids.iter().position(|t| *t == free.token_ids[2]).unwrap();
+    let first = free
+        .token_ids
+        .iter()
+        .position(|t| *t == free.token_ids[2])
+        .unwrap();
     let s = generate(&p, &prompts[..1], &greedy).unwrap().remove(0);
     assert_eq!(s.finish_reason, FinishReason::Eos);
     assert_eq!(s.token_ids, free.token_ids[..=first]);
@@ -187,7 +257,10 @@ fn eos_and_stop_strings_end_samples() {
     let text = free.text.clone();
     if text.chars().count() >= 5 {
         let stop: String = text.chars().skip(3).take(2).collect();
-        let cfg = SamplingConfig { stop: vec![stop.clone()], ..greedy.clone() };
+        let cfg = SamplingConfig {
+            stop: vec![stop.clone()],
+            ..greedy.clone()
+        };
         let s = generate(&p, &prompts[..1], &cfg).unwrap().remove(0);
         assert_eq!(s.finish_reason, FinishReason::Stop);
         assert!(!s.text.contains(&stop));
@@ -205,17 +278,45 @@ fn bad_sampling_config_and_prompts_are_errors() {
     let p = tiny();
     let ok = vec![p.encode("hi").unwrap()];
     for (cfg, field) in [
-        (SamplingConfig { n: 0, ..Default::default() }, "`n`"),
-        (SamplingConfig { top_p: 0.0, ..Default::default() }, "`top_p`"),
-        (SamplingConfig { temperature: -1.0, ..Default::default() }, "`temperature`"),
-        (SamplingConfig { stop: vec![String::new()], ..Default::default() }, "`stop`"),
+        (
+            SamplingConfig {
+                n: 0,
+                ..Default::default()
+            },
+            "`n`",
+        ),
+        (
+            SamplingConfig {
+                top_p: 0.0,
+                ..Default::default()
+            },
+            "`top_p`",
+        ),
+        (
+            SamplingConfig {
+                temperature: -1.0,
+                ..Default::default()
+            },
+            "`temperature`",
+        ),
+        (
+            SamplingConfig {
+                stop: vec![String::new()],
+                ..Default::default()
+            },
+            "`stop`",
+        ),
     ] {
         let e = generate(&p, &ok, &cfg).unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
     }
-    let e = generate(&p, &[vec![]], &SamplingConfig::default()).unwrap_err().to_string();
+    let e = generate(&p, &[vec![]], &SamplingConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("prompt 0") && e.contains("empty"), "{e}");
-    let e = generate(&p, &[vec![5000]], &SamplingConfig::default()).unwrap_err().to_string();
+    let e = generate(&p, &[vec![5000]], &SamplingConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("5000"), "{e}");
 }
 
@@ -223,14 +324,24 @@ fn bad_sampling_config_and_prompts_are_errors() {
 fn training_forward_matches_rollout_logprobs() {
     let p = tiny();
     let prompts = prompts(&p);
-    let cfg = SamplingConfig { n: 2, temperature: 0.8, max_new_tokens: 10, seed: 9, ..Default::default() };
+    let cfg = SamplingConfig {
+        n: 2,
+        temperature: 0.8,
+        max_new_tokens: 10,
+        seed: 9,
+        ..Default::default()
+    };
     let samples = generate(&p, &prompts, &cfg).unwrap();
     let pairs: Vec<(&[i64], &[i64])> = samples
         .iter()
         .map(|s| (prompts[s.prompt_index].as_slice(), s.token_ids.as_slice()))
         .collect();
     for budget in [cove::model::LOGIT_BUDGET, 3 * 99] {
-        let opts = LogprobOptions { temperature: 0.8, entropy_grad: true, logit_budget: budget };
+        let opts = LogprobOptions {
+            temperature: 0.8,
+            entropy_grad: true,
+            logit_budget: budget,
+        };
         let out = response_logprobs(p.model.as_ref(), &pairs, p.pad_token_id, &opts).unwrap();
         let r = samples.iter().map(|s| s.token_ids.len()).max().unwrap() as i64;
         assert_eq!(out.logprobs.size(), [samples.len() as i64, r]);
@@ -244,7 +355,10 @@ fn training_forward_matches_rollout_logprobs() {
                 if j < n {
                     assert_eq!(mask[j], 1.0);
                     assert!((lp[j] - s.logprobs[j]).abs() < 1e-4, "sample {b} token {j}");
-                    assert!((ent[j] - s.entropies[j]).abs() < 1e-4, "sample {b} token {j}");
+                    assert!(
+                        (ent[j] - s.entropies[j]).abs() < 1e-4,
+                        "sample {b} token {j}"
+                    );
                 } else {
                     assert_eq!((mask[j], lp[j], ent[j]), (0.0, 0.0, 0.0));
                 }
@@ -255,14 +369,23 @@ fn training_forward_matches_rollout_logprobs() {
         loss.backward();
         let vars = p.model.var_store().trainable_variables();
         assert!(!vars.is_empty());
-        let total: f64 = vars.iter().map(|v| v.grad().abs().sum(Kind::Double).double_value(&[])).sum();
+        let total: f64 = vars
+            .iter()
+            .map(|v| v.grad().abs().sum(Kind::Double).double_value(&[]))
+            .sum();
         assert!(total > 0.0 && total.is_finite());
         for mut v in vars {
             v.zero_grad();
         }
     }
     // Without entropy_grad the entropies are detached.
-    let out = response_logprobs(p.model.as_ref(), &pairs, p.pad_token_id, &LogprobOptions::default()).unwrap();
+    let out = response_logprobs(
+        p.model.as_ref(),
+        &pairs,
+        p.pad_token_id,
+        &LogprobOptions::default(),
+    )
+    .unwrap();
     assert!(out.logprobs.requires_grad());
     assert!(!out.entropies.requires_grad());
 }
@@ -270,11 +393,26 @@ fn training_forward_matches_rollout_logprobs() {
 #[test]
 fn training_forward_rejects_bad_input() {
     let p = tiny();
-    let e = response_logprobs(p.model.as_ref(), &[(&[], &[3])], 0, &LogprobOptions::default()).unwrap_err();
+    let e = response_logprobs(
+        p.model.as_ref(),
+        &[(&[], &[3])],
+        0,
+        &LogprobOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("prompt 0 is empty"));
-    let opts = LogprobOptions { temperature: 0.0, ..Default::default() };
+    let opts = LogprobOptions {
+        temperature: 0.0,
+        ..Default::default()
+    };
     assert!(response_logprobs(p.model.as_ref(), &[(&[3], &[3])], 0, &opts).is_err());
-    let out = response_logprobs(p.model.as_ref(), &[(&[3, 4], &[])], 0, &LogprobOptions::default()).unwrap();
+    let out = response_logprobs(
+        p.model.as_ref(),
+        &[(&[3, 4], &[])],
+        0,
+        &LogprobOptions::default(),
+    )
+    .unwrap();
     assert_eq!(out.mask.size(), [1, 0]);
 }
 
@@ -285,9 +423,21 @@ fn tiny_tokenizer_round_trips_ascii_and_specials() {
     let ids = p.encode(text).unwrap();
     assert_eq!(ids[0], cove::tiny::IM_START);
     assert!(ids.contains(&cove::tiny::IM_END));
-    assert!(ids.iter().all(|&i| (0..cove::tiny::VOCAB_SIZE).contains(&i)));
+    assert!(
+        ids.iter()
+            .all(|&i| (0..cove::tiny::VOCAB_SIZE).contains(&i))
+    );
     assert_eq!(ids.len(), 1 + "user\nWhat is 12+7? ~{}|".len() + 1 + 1);
     assert_eq!(p.decode(&ids).unwrap(), "user\nWhat is 12+7? ~{}|\n");
-    let params: i64 = p.model.var_store().trainable_variables().iter().map(|v| v.numel() as i64).sum();
-    assert!((100_000..1_000_000).contains(&params), "{params} parameters");
+    let params: i64 = p
+        .model
+        .var_store()
+        .trainable_variables()
+        .iter()
+        .map(|v| v.numel() as i64)
+        .sum();
+    assert!(
+        (100_000..1_000_000).contains(&params),
+        "{params} parameters"
+    );
 }

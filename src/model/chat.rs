@@ -55,7 +55,9 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("path", &self.path).finish()
+        f.debug_struct("ChatTemplate")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -100,8 +102,13 @@ impl ChatTemplate {
             None | Some(serde_json::Value::Null) => return Ok(None),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Array(list)) => {
-                let default = list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"));
-                match default.and_then(|t| t.get("template")).and_then(|t| t.as_str()) {
+                let default = list
+                    .iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"));
+                match default
+                    .and_then(|t| t.get("template"))
+                    .and_then(|t| t.as_str())
+                {
                     Some(s) => s.to_string(),
                     None => {
                         return Err(ModelError::ChatTemplate {
@@ -136,9 +143,10 @@ impl ChatTemplate {
         ] {
             let value = match tc.get(field) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(serde_json::Value::Object(o)) => {
-                    o.get("content").and_then(|c| c.as_str()).map(str::to_string)
-                }
+                Some(serde_json::Value::Object(o)) => o
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string),
                 _ => None,
             };
             if let Some(v) = value {
@@ -166,7 +174,10 @@ impl ChatTemplate {
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
             .collect();
         ctx.push(("messages".into(), Value::from_serialize(messages)));
-        ctx.push(("add_generation_prompt".into(), Value::from(add_generation_prompt)));
+        ctx.push((
+            "add_generation_prompt".into(),
+            Value::from(add_generation_prompt),
+        ));
         ctx.push(("tools".into(), Value::from(())));
         ctx.push(("documents".into(), Value::from(())));
         let ctx: Value = ctx.into_iter().collect();
@@ -194,8 +205,18 @@ fn strftime_now(format: String) -> Result<String, Error> {
         .unwrap_or(0);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let name = MONTHS[(m - 1) as usize];
     let mut out = String::new();
@@ -215,7 +236,10 @@ fn strftime_now(format: String) -> Result<String, Error> {
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidOperation,
-                    format!("strftime_now: unsupported directive %{}", other.unwrap_or(' ')),
+                    format!(
+                        "strftime_now: unsupported directive %{}",
+                        other.unwrap_or(' ')
+                    ),
                 ));
             }
         }
@@ -247,7 +271,12 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     Ok(Value::from_safe_string(out))
 }
 
-fn write_json(v: &Value, indent: Option<usize>, depth: usize, out: &mut String) -> Result<(), Error> {
+fn write_json(
+    v: &Value,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), Error> {
     let newline = |out: &mut String, depth: usize| {
         if let Some(n) = indent {
             out.push('\n');

@@ -121,9 +121,18 @@ pub struct Qwen2Config {
 impl Qwen2Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
-            path: path.to_path_buf(),
-            source: e,
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ModelError::MissingFile {
+                    path: path.to_path_buf(),
+                    what: "the model configuration".into(),
+                }
+            } else {
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
         })?;
         let cfg: Qwen2Config = serde_json::from_str(&text).map_err(|e| ModelError::Json {
             path: path.to_path_buf(),
@@ -197,17 +206,28 @@ impl Qwen2Config {
         }
         let hd = self.head_dim();
         if hd <= 0 || hd % 2 != 0 {
-            return Err(bad(path, "head_dim", format!("must be positive and even, got {hd}")));
+            return Err(bad(
+                path,
+                "head_dim",
+                format!("must be positive and even, got {hd}"),
+            ));
         }
         if self.hidden_act != "silu" {
             return Err(bad(
                 path,
                 "hidden_act",
-                format!("unsupported activation `{}` (supported: silu)", self.hidden_act),
+                format!(
+                    "unsupported activation `{}` (supported: silu)",
+                    self.hidden_act
+                ),
             ));
         }
         if self.use_sliding_window {
-            return Err(bad(path, "use_sliding_window", "sliding-window attention is not supported".into()));
+            return Err(bad(
+                path,
+                "use_sliding_window",
+                "sliding-window attention is not supported".into(),
+            ));
         }
         if !positive(self.rms_norm_eps) {
             return Err(bad(path, "rms_norm_eps", "must be positive".into()));
@@ -224,7 +244,11 @@ impl Qwen2Config {
         if let Some(rs) = scaling {
             let need = |name: &str, v: Option<f64>| {
                 v.filter(|x| positive(*x)).ok_or_else(|| {
-                    bad(path, &format!("{field}.{name}"), "missing or not positive".into())
+                    bad(
+                        path,
+                        &format!("{field}.{name}"),
+                        "missing or not positive".into(),
+                    )
                 })
             };
             match rs.rope_type.as_str() {
@@ -236,7 +260,10 @@ impl Qwen2Config {
                     need("factor", rs.factor)?;
                     let lo = need("low_freq_factor", rs.low_freq_factor)?;
                     let hi = need("high_freq_factor", rs.high_freq_factor)?;
-                    need("original_max_position_embeddings", rs.original_max_position_embeddings)?;
+                    need(
+                        "original_max_position_embeddings",
+                        rs.original_max_position_embeddings,
+                    )?;
                     if hi <= lo {
                         return Err(bad(
                             path,
@@ -249,7 +276,9 @@ impl Qwen2Config {
                     return Err(bad(
                         path,
                         &format!("{field}.rope_type"),
-                        format!("unsupported RoPE scaling `{other}` (supported: default, linear, llama3)"),
+                        format!(
+                            "unsupported RoPE scaling `{other}` (supported: default, linear, llama3)"
+                        ),
                     ));
                 }
             }
@@ -311,7 +340,11 @@ impl Qwen2Config {
                     let high_wavelen = old / hi;
                     for x in inv.iter_mut() {
                         let wavelen = 2.0 * std::f32::consts::PI / *x;
-                        let scaled = if wavelen > low_wavelen { *x / factor } else { *x };
+                        let scaled = if wavelen > low_wavelen {
+                            *x / factor
+                        } else {
+                            *x
+                        };
                         let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                         *x = if medium {
                             let smooth = (old / wavelen - lo) / (hi - lo);

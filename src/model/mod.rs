@@ -245,8 +245,20 @@ impl KvCache {
             let grow = (self.len + t).max(2 * cap) - cap;
             let mut shape = kb.size();
             shape[2] = grow;
-            *kb = Tensor::cat(&[&*kb, &Tensor::zeros(shape.as_slice(), (kb.kind(), kb.device()))], 2);
-            *vb = Tensor::cat(&[&*vb, &Tensor::zeros(shape.as_slice(), (vb.kind(), vb.device()))], 2);
+            *kb = Tensor::cat(
+                &[
+                    &*kb,
+                    &Tensor::zeros(shape.as_slice(), (kb.kind(), kb.device())),
+                ],
+                2,
+            );
+            *vb = Tensor::cat(
+                &[
+                    &*vb,
+                    &Tensor::zeros(shape.as_slice(), (vb.kind(), vb.device())),
+                ],
+                2,
+            );
         }
         kb.narrow(2, self.len, t).copy_(k);
         vb.narrow(2, self.len, t).copy_(v);
@@ -383,9 +395,7 @@ impl Policy {
                 path: tok_path.clone(),
                 message: e.to_string(),
             })?;
-        self.model
-            .var_store()
-            .save(dir.join("model.safetensors"))?;
+        self.model.var_store().save(dir.join("model.safetensors"))?;
         Ok(())
     }
 

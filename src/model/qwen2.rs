@@ -52,7 +52,12 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn new(p: &nn::Path, src: &mut dyn WeightSource, dim: i64, eps: f64) -> Result<Self, ModelError> {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        dim: i64,
+        eps: f64,
+    ) -> Result<Self, ModelError> {
         Ok(RmsNorm {
             weight: param(p, "weight", &[dim], Init::Ones, src)?,
             eps,
@@ -80,7 +85,11 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(p: &nn::Path, src: &mut dyn WeightSource, cfg: &Qwen2Config) -> Result<Self, ModelError> {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
         Ok(Attention {
@@ -134,8 +143,10 @@ impl Attention {
             None,
             self.num_heads != self.num_kv_heads,
         );
-        self.o_proj
-            .forward(&out.transpose(1, 2).reshape([b, t, self.num_heads * self.head_dim]))
+        self.o_proj.forward(
+            &out.transpose(1, 2)
+                .reshape([b, t, self.num_heads * self.head_dim]),
+        )
     }
 }
 
@@ -152,7 +163,11 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(p: &nn::Path, src: &mut dyn WeightSource, cfg: &Qwen2Config) -> Result<Self, ModelError> {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
         let (h, i, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Mlp {
             gate_proj: Linear::new(&(p / "gate_proj"), src, h, i, b)?,
@@ -176,7 +191,11 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(p: &nn::Path, src: &mut dyn WeightSource, cfg: &Qwen2Config) -> Result<Self, ModelError> {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
             self_attn: Attention::new(&(p / "self_attn"), src, cfg)?,
@@ -264,7 +283,8 @@ impl Qwen2 {
     /// RoPE cos/sin `[B, 1, T, head_dim]` for `position_ids` `[B, T]`, in f32 then cast.
     fn rope(&self, position_ids: &Tensor) -> (Tensor, Tensor) {
         let kind = self.kind();
-        let freqs = position_ids.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
+        let freqs =
+            position_ids.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
@@ -284,7 +304,7 @@ impl Qwen2 {
         let allowed = key_pos.le_tensor(&query_pos).logical_and(&keys);
         let min = match self.kind() {
             Kind::Half => -65504.0,
-            Kind::BFloat16 => -3.389_531_4e38,
+            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
             _ => f32::MIN as f64,
         };
         Tensor::zeros([b, 1, t, s], (self.kind(), device)).masked_fill(&allowed.logical_not(), min)
@@ -301,7 +321,9 @@ impl CausalLm for Qwen2 {
     ) -> Result<Tensor, ModelError> {
         let dims = input_ids.size();
         if dims.len() != 2 {
-            return Err(ModelError::Input(format!("input_ids must be [B, T], got {dims:?}")));
+            return Err(ModelError::Input(format!(
+                "input_ids must be [B, T], got {dims:?}"
+            )));
         }
         let (b, t) = (dims[0], dims[1]);
         if position_ids.size() != dims {
@@ -344,7 +366,9 @@ impl CausalLm for Qwen2 {
                 .self_attn
                 .forward(&h, &rope, &bias, cache.as_deref_mut().map(|c| (c, i)));
             x = x + h;
-            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x));
+            let h = layer
+                .mlp
+                .forward(&layer.post_attention_layernorm.forward(&x));
             x = x + h;
         }
         if let Some(c) = cache {
@@ -360,7 +384,12 @@ impl CausalLm for Qwen2 {
     fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
         KvCache::new(
             self.layers.len(),
-            [batch, self.config.num_kv_heads(), capacity.max(1), self.config.head_dim()],
+            [
+                batch,
+                self.config.num_kv_heads(),
+                capacity.max(1),
+                self.config.head_dim(),
+            ],
             self.kind(),
             self.device(),
         )

@@ -72,7 +72,11 @@ pub fn response_logprobs(
     let device = model.device();
     let b = pairs.len() as i64;
     let r = pairs.iter().map(|(_, resp)| resp.len()).max().unwrap_or(0) as i64;
-    let l = pairs.iter().map(|(p, resp)| p.len() + resp.len()).max().unwrap_or(0) as i64;
+    let l = pairs
+        .iter()
+        .map(|(p, resp)| p.len() + resp.len())
+        .max()
+        .unwrap_or(0) as i64;
     let mut ids = vec![pad_id; (b * l) as usize];
     let mut valid = vec![0i64; (b * l) as usize];
     let mut targets = Vec::new();
@@ -80,7 +84,9 @@ pub fn response_logprobs(
     let mut dest = Vec::new(); // flat index into [B * R]
     for (row, (prompt, resp)) in pairs.iter().enumerate() {
         if prompt.is_empty() {
-            return Err(ModelError::Input(format!("response_logprobs: prompt {row} is empty")));
+            return Err(ModelError::Input(format!(
+                "response_logprobs: prompt {row} is empty"
+            )));
         }
         let base = row * l as usize;
         for (j, &tok) in prompt.iter().chain(resp.iter()).enumerate() {
@@ -100,7 +106,9 @@ pub fn response_logprobs(
         }
         m
     };
-    let mask = Tensor::from_slice(&mask_vals).view([b, r]).to_device(device);
+    let mask = Tensor::from_slice(&mask_vals)
+        .view([b, r])
+        .to_device(device);
     let zeros = || Tensor::zeros([b, r], (Kind::Float, device));
     if targets.is_empty() {
         return Ok(ResponseLogprobs {
@@ -127,7 +135,10 @@ pub fn response_logprobs(
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
-        let logits = model.logits(&hidden.narrow(0, start, len)).to_kind(Kind::Float) / temperature;
+        let logits = model
+            .logits(&hidden.narrow(0, start, len))
+            .to_kind(Kind::Float)
+            / temperature;
         let logp = logits.log_softmax(-1, Kind::Float);
         lps.push(
             logp.gather(1, &targets.narrow(0, start, len).unsqueeze(1), false)
@@ -144,7 +155,12 @@ pub fn response_logprobs(
         start += len;
     }
     let dest = Tensor::from_slice(&dest).to_device(device);
-    let scatter = |vals: Vec<Tensor>| zeros().view([b * r]).index_add(0, &dest, &Tensor::cat(&vals, 0)).view([b, r]);
+    let scatter = |vals: Vec<Tensor>| {
+        zeros()
+            .view([b * r])
+            .index_add(0, &dest, &Tensor::cat(&vals, 0))
+            .view([b, r])
+    };
     Ok(ResponseLogprobs {
         logprobs: scatter(lps),
         entropies: scatter(ents),

@@ -114,7 +114,9 @@ pub struct SafetensorsSource {
 impl std::fmt::Debug for SafetensorsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let paths: Vec<_> = self.files.iter().map(|m| &m.path).collect();
-        f.debug_struct("SafetensorsSource").field("files", &paths).finish()
+        f.debug_struct("SafetensorsSource")
+            .field("files", &paths)
+            .finish()
     }
 }
 
@@ -130,13 +132,14 @@ impl SafetensorsSource {
                 path: index_path.clone(),
                 source: e,
             })?;
-            let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
-                ModelError::Field {
+            let map = v
+                .get("weight_map")
+                .and_then(Value::as_object)
+                .ok_or_else(|| ModelError::Field {
                     path: index_path.clone(),
                     field: "weight_map".into(),
                     message: "missing or not an object".into(),
-                }
-            })?;
+                })?;
             let mut shard_ids: HashMap<String, usize> = HashMap::new();
             let mut files = Vec::new();
             let mut index = HashMap::new();
@@ -160,7 +163,10 @@ impl SafetensorsSource {
         } else if single.exists() {
             let f = map_file(&single)?;
             let index = f.metadata.tensors().into_keys().map(|k| (k, 0)).collect();
-            Ok(SafetensorsSource { files: vec![f], index })
+            Ok(SafetensorsSource {
+                files: vec![f],
+                index,
+            })
         } else {
             Err(ModelError::MissingFile {
                 path: single,
@@ -200,7 +206,11 @@ impl WeightSource for SafetensorsSource {
         device: Device,
     ) -> Result<Tensor, ModelError> {
         let Some(&id) = self.index.get(name) else {
-            let path = self.files.first().map(|f| f.path.clone()).unwrap_or_default();
+            let path = self
+                .files
+                .first()
+                .map(|f| f.path.clone())
+                .unwrap_or_default();
             return Err(ModelError::Tensor {
                 path,
                 tensor: name.into(),
@@ -219,7 +229,9 @@ impl WeightSource for SafetensorsSource {
             .ok_or_else(|| err("listed in the index but absent from this shard".into()))?;
         let got: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
         if got != shape {
-            return Err(err(format!("shape mismatch: file has {got:?}, config.json implies {shape:?}")));
+            return Err(err(format!(
+                "shape mismatch: file has {got:?}, config.json implies {shape:?}"
+            )));
         }
         let src_kind = match info.dtype {
             StDtype::F32 => Kind::Float,
@@ -328,8 +340,15 @@ pub(crate) fn load_policy(dir: &Path, dtype: Dtype, device: Device) -> Result<Po
     // tokenizer_config.json's `chat_template`.
     let jinja_path = dir.join("chat_template.jinja");
     let chat_template = if jinja_path.exists() {
-        let specials = tok_cfg.as_ref().map(ChatTemplate::specials).unwrap_or_default();
-        Some(ChatTemplate::new(&read(&jinja_path)?, specials, &jinja_path)?)
+        let specials = tok_cfg
+            .as_ref()
+            .map(ChatTemplate::specials)
+            .unwrap_or_default();
+        Some(ChatTemplate::new(
+            &read(&jinja_path)?,
+            specials,
+            &jinja_path,
+        )?)
     } else {
         match &tok_cfg {
             Some(tc) => ChatTemplate::from_tokenizer_config(tc, &tc_path)?,
@@ -360,15 +379,17 @@ pub(crate) fn load_policy(dir: &Path, dtype: Dtype, device: Device) -> Result<Po
     let eos_token_ids = eos.ok_or_else(|| ModelError::Field {
         path: gen_path.clone(),
         field: "eos_token_id".into(),
-        message: "no EOS id in generation_config.json, config.json or tokenizer_config.json"
-            .into(),
+        message: "no EOS id in generation_config.json, config.json or tokenizer_config.json".into(),
     })?;
     for &id in &eos_token_ids {
         if id < 0 || id >= config.vocab_size {
             return Err(ModelError::Field {
                 path: gen_path.clone(),
                 field: "eos_token_id".into(),
-                message: format!("{id} lies outside the vocabulary (vocab_size {})", config.vocab_size),
+                message: format!(
+                    "{id} lies outside the vocabulary (vocab_size {})",
+                    config.vocab_size
+                ),
             });
         }
     }
