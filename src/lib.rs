@@ -10,6 +10,10 @@ pub mod config;
 pub mod doctor;
 pub mod loss;
 pub mod metrics;
+pub mod model;
 pub mod optim;
+pub mod rollout;
+pub mod tiny;
+pub mod trainer;
 
 pub use cove_verifiers as verifiers;

@@ -32,18 +32,34 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Write the tiny built-in policy (random weights from `--seed`) as a Hugging Face
+    /// folder, loadable by transformers and by `cove::model::Policy::from_hf_dir`.
+    ExportTiny {
+        /// Output folder.
+        out: std::path::PathBuf,
+        /// Seed of the random initialisation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
-fn loss_command(input: &std::path::Path, config: Option<&std::path::Path>, seed: u64) -> Result<String, String> {
+fn loss_command(
+    input: &std::path::Path,
+    config: Option<&std::path::Path>,
+    seed: u64,
+) -> Result<String, String> {
     let cfg = match config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<cove::loss::LossConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<cove::loss::LossConfig>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => cove::loss::LossConfig::default(),
     };
     let inputs = cove::loss::compare::LossInputs::read(input).map_err(|e| e.to_string())?;
-    let report = cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
+    let report =
+        cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
@@ -60,7 +76,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Loss { input, config, seed } => match loss_command(&input, config.as_deref(), seed) {
+        Command::Loss {
+            input,
+            config,
+            seed,
+        } => match loss_command(&input, config.as_deref(), seed) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS
@@ -70,5 +90,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ExportTiny { out, seed } => {
+            let saved = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
+                .and_then(|p| p.save_pretrained(&out));
+            match saved {
+                Ok(()) => {
+                    println!("wrote {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cove export-tiny: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

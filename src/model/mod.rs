@@ -1,0 +1,408 @@
+//! Policy models: the [`CausalLm`] trait, the Qwen2/Llama implementation
+//! ([`qwen2::Qwen2`]), Hugging Face loading ([`Policy::from_hf_dir`]), chat templates
+//! ([`ChatTemplate`]) and the training forward ([`response_logprobs`]).
+//!
+//! # Using it
+//! ```no_run
+//! use cove::model::{Dtype, Policy, Message};
+//! use tch::Device;
+//! # fn main() -> Result<(), cove::model::ModelError> {
+//! // A Hugging Face folder (config.json, *.safetensors, tokenizer.json, ...).
+//! let policy = Policy::from_hf_dir("Qwen2.5-Math-1.5B".as_ref(), Dtype::Bf16, Device::cuda_if_available())?;
+//! // Or the tiny model for tests and the demo: `cove::tiny::policy(seed, device)`.
+//! let text = policy.apply_chat_template(&[Message::user("What is 12+7?")], true)?;
+//! let prompt_ids = policy.encode(&text)?;
+//! # Ok(()) }
+//! ```
+//! Generation lives in [`crate::rollout`]; the learner calls [`response_logprobs`] for
+//! per-token log-probabilities (with grad) and entropies, and optimises
+//! `policy.model.var_store()`'s trainable variables.
+//!
+//! # Forward conventions
+//! [`CausalLm::forward`] takes `input_ids` `[B, T]` (i64), `position_ids` `[B, T]` (i64),
+//! an `attention_mask` `[B, S]` over every key (the cached ones, then the `T` new ones;
+//! 1 = real token, 0 = padding) and an optional [`KvCache`]; it returns logits
+//! `[B, T, vocab]` in the model dtype. Attention is causal on top of the mask. Left
+//! padding (generation) and right padding (training) both work.
+
+pub mod chat;
+pub mod config;
+pub mod qwen2;
+pub mod train;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor, nn};
+use tokenizers::Tokenizer;
+
+pub use chat::{ChatTemplate, Message};
+pub use config::{Family, Qwen2Config, RopeScaling};
+pub use train::{LOGIT_BUDGET, LogprobOptions, ResponseLogprobs, response_logprobs};
+
+/// Everything that can go wrong building, loading or running a model. Each variant
+/// names the file and, where there is one, the field or tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A required file is absent.
+    #[error("{path}: missing ({what})")]
+    MissingFile {
+        /// The file that was looked for.
+        path: PathBuf,
+        /// What it is needed for.
+        what: String,
+    },
+    /// A JSON file does not parse (serde names line and column).
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A field has a value this implementation cannot use.
+    #[error("{path}: field `{field}`: {message}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// The field (dotted for nested fields).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A safetensors file is malformed or lacks a tensor.
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// What is wrong (missing, shape mismatch, dtype).
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed on a text.
+    #[error("{path}: tokenizer: {message}")]
+    Tokenizer {
+        /// The file (or `<built-in>` for the tiny tokenizer).
+        path: PathBuf,
+        /// The tokenizers crate's message.
+        message: String,
+    },
+    /// The chat template is absent, does not compile or failed to render.
+    #[error("{path}: field `chat_template`: {message}")]
+    ChatTemplate {
+        /// `tokenizer_config.json` (or `<built-in>`).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A caller passed inputs of the wrong shape or content.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Parameter dtype of a loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit float (parity tests, CPU training of small models).
+    F32,
+    /// bfloat16 (the usual GPU training dtype).
+    Bf16,
+    /// float16.
+    F16,
+}
+
+impl Dtype {
+    /// The libtorch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Dtype::F32 => Kind::Float,
+            Dtype::Bf16 => Kind::BFloat16,
+            Dtype::F16 => Kind::Half,
+        }
+    }
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" | "float32" => Ok(Dtype::F32),
+            "bf16" | "bfloat16" => Ok(Dtype::Bf16),
+            "f16" | "float16" => Ok(Dtype::F16),
+            other => Err(format!("unknown dtype `{other}` (f32, bf16, f16)")),
+        }
+    }
+}
+
+/// A decoder-only language model: ids in, next-token logits out, with a KV cache.
+///
+/// Implemented by [`qwen2::Qwen2`]. The split into [`CausalLm::hidden_states`] and
+/// [`CausalLm::logits`] lets the training forward apply `lm_head` in chunks.
+pub trait CausalLm: Send {
+    /// Final hidden states `[B, T, hidden]` (after the last norm). See the module docs
+    /// for the input conventions. With a cache, the new keys/values are appended to it.
+    fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, ModelError>;
+
+    /// `lm_head` applied to hidden states `[.., hidden]` → logits `[.., vocab]`.
+    fn logits(&self, hidden: &Tensor) -> Tensor;
+
+    /// Logits `[B, T, vocab]` for `input_ids` `[B, T]`; see the module docs.
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, ModelError> {
+        let h = self.hidden_states(input_ids, position_ids, attention_mask, cache)?;
+        Ok(self.logits(&h))
+    }
+
+    /// An empty KV cache for `batch` rows with room for `capacity` positions (it grows
+    /// when exceeded).
+    fn new_cache(&self, batch: i64, capacity: i64) -> KvCache;
+
+    /// The parameters: trainable variables for the optimizer, named variables (Hugging
+    /// Face names) for checkpoints.
+    fn var_store(&self) -> &nn::VarStore;
+
+    /// Mutable access to the parameters (loading a checkpoint, changing the device).
+    fn var_store_mut(&mut self) -> &mut nn::VarStore;
+
+    /// Number of logits per position.
+    fn vocab_size(&self) -> i64;
+
+    /// Device of the parameters.
+    fn device(&self) -> Device;
+
+    /// dtype of the parameters.
+    fn kind(&self) -> Kind;
+}
+
+/// Per-layer key/value cache: buffers `[B, kv_heads, capacity, head_dim]` filled up to
+/// `len` positions. Built by [`CausalLm::new_cache`].
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: i64,
+}
+
+impl KvCache {
+    /// A cache of `layers` layers with zeroed buffers of shape `[batch, heads, capacity, dim]`.
+    pub fn new(layers: usize, shape: [i64; 4], kind: Kind, device: Device) -> Self {
+        let layers = (0..layers)
+            .map(|_| {
+                (
+                    Tensor::zeros(shape, (kind, device)),
+                    Tensor::zeros(shape, (kind, device)),
+                )
+            })
+            .collect();
+        KvCache { layers, len: 0 }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Batch rows of the cache.
+    pub fn batch(&self) -> i64 {
+        self.layers.first().map_or(0, |(k, _)| k.size()[0])
+    }
+
+    /// Appends `k`, `v` `[B, heads, T, dim]` to layer `layer` and returns the keys and
+    /// values of all `len + T` positions. Call for every layer, then [`KvCache::advance`].
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
+        let t = k.size()[2];
+        let (kb, vb) = &mut self.layers[layer];
+        let cap = kb.size()[2];
+        if self.len + t > cap {
+            let grow = (self.len + t).max(2 * cap) - cap;
+            let mut shape = kb.size();
+            shape[2] = grow;
+            *kb = Tensor::cat(
+                &[
+                    &*kb,
+                    &Tensor::zeros(shape.as_slice(), (kb.kind(), kb.device())),
+                ],
+                2,
+            );
+            *vb = Tensor::cat(
+                &[
+                    &*vb,
+                    &Tensor::zeros(shape.as_slice(), (vb.kind(), vb.device())),
+                ],
+                2,
+            );
+        }
+        kb.narrow(2, self.len, t).copy_(k);
+        vb.narrow(2, self.len, t).copy_(v);
+        (kb.narrow(2, 0, self.len + t), vb.narrow(2, 0, self.len + t))
+    }
+
+    /// Marks `t` more positions as cached (after every layer appended them).
+    pub fn advance(&mut self, t: i64) {
+        self.len += t;
+    }
+
+    /// Keeps (and reorders/repeats) the batch rows listed in `index` (i64, on the cache
+    /// device): drops finished rows, or expands one prefill to n samples per prompt.
+    pub fn select_rows(&mut self, index: &Tensor) {
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.index_select(0, index);
+            *v = v.index_select(0, index);
+        }
+    }
+}
+
+/// A model with its tokenizer, special ids and chat template: what rollout and training
+/// need. Built by [`Policy::from_hf_dir`] or [`crate::tiny::policy`].
+pub struct Policy {
+    /// The network.
+    pub model: Box<dyn CausalLm>,
+    /// The tokenizer (`tokenizer.json`).
+    pub tokenizer: Tokenizer,
+    /// Token ids that end a response (`generation_config.json` `eos_token_id`).
+    pub eos_token_ids: Vec<i64>,
+    /// Token id used to pad batches.
+    pub pad_token_id: i64,
+    /// The chat template, when the checkpoint has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// The model's `config.json` contents.
+    pub config: Qwen2Config,
+    /// Where the policy came from (a folder, or `<built-in ...>`), for error messages.
+    pub source: PathBuf,
+}
+
+impl Policy {
+    /// Loads a Hugging Face folder: `config.json`, `model.safetensors` or
+    /// `model.safetensors.index.json` (memory-mapped), `tokenizer.json`,
+    /// `tokenizer_config.json` (chat template, optional) and `generation_config.json`
+    /// (EOS ids, optional; falls back to `config.json` / `tokenizer_config.json`).
+    pub fn from_hf_dir(dir: &Path, dtype: Dtype, device: Device) -> Result<Self, ModelError> {
+        weights::load_policy(dir, dtype, device)
+    }
+
+    /// Token ids of `text` (special-token strings such as `<|im_start|>` are recognised;
+    /// no BOS/EOS is added).
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>, ModelError> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| self.tok_err(e.to_string()))?;
+        Ok(enc.get_ids().iter().map(|&i| i as i64).collect())
+    }
+
+    /// Text of `ids`, special tokens skipped.
+    pub fn decode(&self, ids: &[i64]) -> Result<String, ModelError> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        self.tokenizer
+            .decode(&ids, true)
+            .map_err(|e| self.tok_err(e.to_string()))
+    }
+
+    /// Renders `messages` with the checkpoint's chat template, as transformers'
+    /// `apply_chat_template(..., tokenize=False)` does.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        match &self.chat_template {
+            Some(t) => t.render(messages, add_generation_prompt),
+            None => Err(ModelError::ChatTemplate {
+                path: self.source.join("tokenizer_config.json"),
+                message: "this checkpoint has no chat template".into(),
+            }),
+        }
+    }
+
+    /// Writes the policy as a Hugging Face folder that transformers and
+    /// [`Policy::from_hf_dir`] load: `config.json`, `model.safetensors` (in the current
+    /// dtype), `tokenizer.json`, `tokenizer_config.json` (chat template, EOS and pad
+    /// tokens) and `generation_config.json`.
+    pub fn save_pretrained(&self, dir: &Path) -> Result<(), ModelError> {
+        let io = |path: &Path, e: std::io::Error| ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let write_json = |name: &str, v: &serde_json::Value| {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::Json {
+                path: path.clone(),
+                source: e,
+            })?;
+            std::fs::write(&path, text).map_err(|e| io(&path, e))
+        };
+        let mut config = serde_json::to_value(&self.config).map_err(|e| ModelError::Json {
+            path: dir.join("config.json"),
+            source: e,
+        })?;
+        let dtype = match self.model.kind() {
+            Kind::BFloat16 => "bfloat16",
+            Kind::Half => "float16",
+            _ => "float32",
+        };
+        config["torch_dtype"] = dtype.into();
+        config["eos_token_id"] = self.eos_token_ids.first().copied().into();
+        write_json("config.json", &config)?;
+        write_json(
+            "generation_config.json",
+            &serde_json::json!({"eos_token_id": self.eos_token_ids, "pad_token_id": self.pad_token_id}),
+        )?;
+        let token = |id: i64| self.tokenizer.id_to_token(id as u32);
+        let mut tc = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast"});
+        if let Some(eos) = self.eos_token_ids.first().and_then(|&i| token(i)) {
+            tc["eos_token"] = eos.into();
+        }
+        if let Some(pad) = token(self.pad_token_id) {
+            tc["pad_token"] = pad.into();
+        }
+        if let Some(t) = &self.chat_template {
+            tc["chat_template"] = t.source().into();
+        }
+        write_json("tokenizer_config.json", &tc)?;
+        let tok_path = dir.join("tokenizer.json");
+        self.tokenizer
+            .save(&tok_path, true)
+            .map_err(|e| ModelError::Tokenizer {
+                path: tok_path.clone(),
+                message: e.to_string(),
+            })?;
+        self.model.var_store().save(dir.join("model.safetensors"))?;
+        Ok(())
+    }
+
+    fn tok_err(&self, message: String) -> ModelError {
+        ModelError::Tokenizer {
+            path: self.source.join("tokenizer.json"),
+            message,
+        }
+    }
+}

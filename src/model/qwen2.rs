@@ -1,0 +1,431 @@
+//! Qwen2 / Qwen2.5 and Llama 2/3 decoder, one implementation selected by
+//! [`Qwen2Config`]: q/k/v (and Llama o_proj) bias, tied embeddings, grouped-query
+//! attention, RoPE theta and Llama-3 / linear RoPE scaling, RMSNorm epsilon.
+//!
+//! Module and variable names equal the Hugging Face weight names
+//! (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`, ...), so the
+//! [`nn::VarStore`] maps one-to-one onto `model.safetensors`. The arithmetic follows
+//! transformers' `modeling_qwen2.py` / `modeling_llama.py` (RMSNorm in f32, RoPE
+//! cos/sin in f32 cast to the model dtype, additive attention mask of the dtype's
+//! minimum).
+
+use tch::{Device, Kind, Tensor, nn};
+
+use super::config::Qwen2Config;
+use super::weights::{Init, WeightSource};
+use super::{CausalLm, KvCache, ModelError};
+
+/// A linear layer `y = x Wᵀ + b` with HF layout (`weight` `[out, in]`, optional `bias`).
+#[derive(Debug)]
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        in_dim: i64,
+        out_dim: i64,
+        bias: bool,
+    ) -> Result<Self, ModelError> {
+        let weight = param(p, "weight", &[out_dim, in_dim], Init::Normal, src)?;
+        let bias = if bias {
+            Some(param(p, "bias", &[out_dim], Init::Zeros, src)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// RMSNorm computed in f32 and cast back, as transformers does.
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        dim: i64,
+        eps: f64,
+    ) -> Result<Self, ModelError> {
+        Ok(RmsNorm {
+            weight: param(p, "weight", &[dim], Init::Ones, src)?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = xf * (var + self.eps).rsqrt();
+        &self.weight * normed.to_kind(kind)
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: i64,
+    num_kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
+        let h = cfg.hidden_size;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_kv_heads(), cfg.head_dim());
+        Ok(Attention {
+            q_proj: Linear::new(&(p / "q_proj"), src, h, nh * hd, cfg.qkv_bias())?,
+            k_proj: Linear::new(&(p / "k_proj"), src, h, nkv * hd, cfg.qkv_bias())?,
+            v_proj: Linear::new(&(p / "v_proj"), src, h, nkv * hd, cfg.qkv_bias())?,
+            o_proj: Linear::new(&(p / "o_proj"), src, nh * hd, h, cfg.o_bias())?,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        bias: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor {
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let q = self
+            .q_proj
+            .forward(x)
+            .view([b, t, self.num_heads, self.head_dim])
+            .transpose(1, 2);
+        let k = self
+            .k_proj
+            .forward(x)
+            .view([b, t, self.num_kv_heads, self.head_dim])
+            .transpose(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .view([b, t, self.num_kv_heads, self.head_dim])
+            .transpose(1, 2);
+        let (cos, sin) = rope;
+        let q = &q * cos + rotate_half(&q) * sin;
+        let k = &k * cos + rotate_half(&k) * sin;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v),
+            None => (k, v),
+        };
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(bias),
+            0.0,
+            false,
+            None,
+            self.num_heads != self.num_kv_heads,
+        );
+        self.o_proj.forward(
+            &out.transpose(1, 2)
+                .reshape([b, t, self.num_heads * self.head_dim]),
+        )
+    }
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let d = x.size()[3] / 2;
+    Tensor::cat(&[-x.narrow(3, d, d), x.narrow(3, 0, d)], 3)
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
+        let (h, i, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        Ok(Mlp {
+            gate_proj: Linear::new(&(p / "gate_proj"), src, h, i, b)?,
+            up_proj: Linear::new(&(p / "up_proj"), src, h, i, b)?,
+            down_proj: Linear::new(&(p / "down_proj"), src, i, h, b)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.down_proj
+            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    }
+}
+
+#[derive(Debug)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(
+        p: &nn::Path,
+        src: &mut dyn WeightSource,
+        cfg: &Qwen2Config,
+    ) -> Result<Self, ModelError> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(DecoderLayer {
+            self_attn: Attention::new(&(p / "self_attn"), src, cfg)?,
+            mlp: Mlp::new(&(p / "mlp"), src, cfg)?,
+            input_layernorm: RmsNorm::new(&(p / "input_layernorm"), src, h, eps)?,
+            post_attention_layernorm: RmsNorm::new(&(p / "post_attention_layernorm"), src, h, eps)?,
+        })
+    }
+}
+
+/// The Qwen2 / Llama causal LM (`Qwen2ForCausalLM` / `LlamaForCausalLM`).
+pub struct Qwen2 {
+    vs: nn::VarStore,
+    config: Qwen2Config,
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    /// `lm_head.weight`, or `model.embed_tokens.weight` when the embeddings are tied.
+    lm_head: Tensor,
+    inv_freq: Tensor,
+}
+
+impl std::fmt::Debug for Qwen2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qwen2")
+            .field("config", &self.config)
+            .field("device", &self.vs.device())
+            .finish()
+    }
+}
+
+impl Qwen2 {
+    /// Builds the model from `config`, taking every parameter (by its Hugging Face name)
+    /// from `src`: a safetensors checkpoint or a seeded random initialisation.
+    pub fn new(
+        config: &Qwen2Config,
+        src: &mut dyn WeightSource,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        let mut vs = nn::VarStore::new(device);
+        vs.set_kind(kind);
+        let root = vs.root();
+        let m = &root / "model";
+        let embed_tokens = param(
+            &(&m / "embed_tokens"),
+            "weight",
+            &[config.vocab_size, config.hidden_size],
+            Init::Normal,
+            src,
+        )?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers as usize);
+        for i in 0..config.num_hidden_layers {
+            layers.push(DecoderLayer::new(&(&m / "layers" / i), src, config)?);
+        }
+        let norm = RmsNorm::new(&(&m / "norm"), src, config.hidden_size, config.rms_norm_eps)?;
+        let lm_head = if config.tie_word_embeddings {
+            embed_tokens.shallow_clone()
+        } else {
+            param(
+                &(&root / "lm_head"),
+                "weight",
+                &[config.vocab_size, config.hidden_size],
+                Init::Normal,
+                src,
+            )?
+        };
+        let inv_freq = Tensor::from_slice(&config.inv_freq()).to_device(device);
+        Ok(Qwen2 {
+            vs,
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &Qwen2Config {
+        &self.config
+    }
+
+    /// RoPE cos/sin `[B, 1, T, head_dim]` for `position_ids` `[B, T]`, in f32 then cast.
+    fn rope(&self, position_ids: &Tensor) -> (Tensor, Tensor) {
+        let kind = self.kind();
+        let freqs =
+            position_ids.to_kind(Kind::Float).unsqueeze(-1) * self.inv_freq.view([1, 1, -1]);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+
+    /// Additive attention bias `[B, 1, T, S]`: 0 where a query may attend (causal and
+    /// key not padding), the dtype's minimum elsewhere (transformers' convention, which
+    /// keeps fully padded query rows finite).
+    fn attention_bias(&self, attention_mask: &Tensor, t: i64, past: i64) -> Tensor {
+        let device = self.device();
+        let (b, s) = (attention_mask.size()[0], attention_mask.size()[1]);
+        let keys = attention_mask
+            .to_device(device)
+            .to_kind(Kind::Bool)
+            .view([b, 1, 1, s]);
+        let key_pos = Tensor::arange(s, (Kind::Int64, device)).view([1, 1, 1, s]);
+        let query_pos = (Tensor::arange(t, (Kind::Int64, device)) + past).view([1, 1, t, 1]);
+        let allowed = key_pos.le_tensor(&query_pos).logical_and(&keys);
+        let min = match self.kind() {
+            Kind::Half => -65504.0,
+            Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+            _ => f32::MIN as f64,
+        };
+        Tensor::zeros([b, 1, t, s], (self.kind(), device)).masked_fill(&allowed.logical_not(), min)
+    }
+}
+
+impl CausalLm for Qwen2 {
+    fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, ModelError> {
+        let dims = input_ids.size();
+        if dims.len() != 2 {
+            return Err(ModelError::Input(format!(
+                "input_ids must be [B, T], got {dims:?}"
+            )));
+        }
+        let (b, t) = (dims[0], dims[1]);
+        if position_ids.size() != dims {
+            return Err(ModelError::Input(format!(
+                "position_ids {:?} must match input_ids {dims:?}",
+                position_ids.size()
+            )));
+        }
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = cache.as_ref()
+            && !c.is_empty()
+            && c.batch() != b
+        {
+            return Err(ModelError::Input(format!(
+                "KV cache holds {} rows, input has {b}",
+                c.batch()
+            )));
+        }
+        if attention_mask.size() != [b, past + t] {
+            return Err(ModelError::Input(format!(
+                "attention_mask {:?} must be [B, cached + T] = [{b}, {}]",
+                attention_mask.size(),
+                past + t
+            )));
+        }
+        let ids = input_ids.to_device(self.device());
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(ModelError::Input(format!(
+                "token ids must lie in [0, {}), got [{lo}, {hi}]",
+                self.config.vocab_size
+            )));
+        }
+        let rope = self.rope(&position_ids.to_device(self.device()));
+        let bias = self.attention_bias(attention_mask, t, past);
+        let mut x = Tensor::embedding(&self.embed_tokens, &ids, -1, false, false);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(&x);
+            let h = layer
+                .self_attn
+                .forward(&h, &rope, &bias, cache.as_deref_mut().map(|c| (c, i)));
+            x = x + h;
+            let h = layer
+                .mlp
+                .forward(&layer.post_attention_layernorm.forward(&x));
+            x = x + h;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        Ok(self.norm.forward(&x))
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear(&self.lm_head, None::<&Tensor>)
+    }
+
+    fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
+        KvCache::new(
+            self.layers.len(),
+            [
+                batch,
+                self.config.num_kv_heads(),
+                capacity.max(1),
+                self.config.head_dim(),
+            ],
+            self.kind(),
+            self.device(),
+        )
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    fn vocab_size(&self) -> i64 {
+        self.config.vocab_size
+    }
+
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn kind(&self) -> Kind {
+        self.embed_tokens.kind()
+    }
+}
+
+/// Takes parameter `name` under `p` from `src` and registers it (trainable) in the var
+/// store under its Hugging Face name.
+fn param(
+    p: &nn::Path,
+    name: &str,
+    shape: &[i64],
+    init: Init,
+    src: &mut dyn WeightSource,
+) -> Result<Tensor, ModelError> {
+    let full = p.path(name);
+    let t = src.tensor(&full, shape, init, p.kind(), p.device())?;
+    Ok(p.add(name, t, true))
+}
