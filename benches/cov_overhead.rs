@@ -44,7 +44,9 @@ fn loss_benches(c: &mut Criterion) {
         let opts = (Kind::Float, device);
         let logp0 = -Tensor::rand([b, t], opts) * 6.0;
         let old = &logp0 + Tensor::randn([b, t], opts) * 0.25;
-        let adv = (Tensor::randn([b, 1], opts) * 1.5).expand([b, t], false).contiguous();
+        let adv = (Tensor::randn([b, 1], opts) * 1.5)
+            .expand([b, t], false)
+            .contiguous();
         let valid = Tensor::ones([b, t], (Kind::Bool, device));
         let mut group = c.benchmark_group(format!("loss/{b}x{t}"));
         for (name, control) in methods() {
@@ -70,7 +72,8 @@ fn loss_benches(c: &mut Criterion) {
                         adv: &adv,
                         valid: &valid,
                     };
-                    let m = micro_batch_loss(&cfg, ctl.as_ref(), &plan, 0, (0, b), &tokens, None, None);
+                    let m =
+                        micro_batch_loss(&cfg, ctl.as_ref(), &plan, 0, (0, b), &tokens, None, None);
                     m.loss.backward();
                     logp.grad().double_value(&[0, 0])
                 })
@@ -86,15 +89,29 @@ fn tiny_step_benches(c: &mut Criterion) {
     let rows = 16usize;
     let prompt: Vec<i64> = (0..16).map(|i| 4 + i % 90).collect();
     let responses: Vec<Vec<i64>> = (0..rows)
-        .map(|r| (0..(32 + 2 * r as i64)).map(|i| 4 + (i * 7 + r as i64) % 90).collect())
+        .map(|r| {
+            (0..(32 + 2 * r as i64))
+                .map(|i| 4 + (i * 7 + r as i64) % 90)
+                .collect()
+        })
         .collect();
-    let pairs: Vec<(&[i64], &[i64])> = responses.iter().map(|r| (prompt.as_slice(), r.as_slice())).collect();
+    let pairs: Vec<(&[i64], &[i64])> = responses
+        .iter()
+        .map(|r| (prompt.as_slice(), r.as_slice()))
+        .collect();
     let old = tch::no_grad(|| {
-        cove::model::response_logprobs(policy.model.as_ref(), &pairs, policy.pad_token_id, &Default::default())
-            .unwrap()
+        cove::model::response_logprobs(
+            policy.model.as_ref(),
+            &pairs,
+            policy.pad_token_id,
+            &Default::default(),
+        )
+        .unwrap()
     });
     let width = old.logprobs.size()[1];
-    let adv_vals: Vec<f32> = (0..rows).map(|r| if r % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let adv_vals: Vec<f32> = (0..rows)
+        .map(|r| if r % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
     let adv = Tensor::from_slice(&adv_vals)
         .to_device(device)
         .view([rows as i64, 1])
@@ -108,7 +125,8 @@ fn tiny_step_benches(c: &mut Criterion) {
             ..LossConfig::default()
         };
         let ctl = cfg.control.build().unwrap();
-        let params: Vec<(String, Tensor)> = policy.model.var_store().variables().into_iter().collect();
+        let params: Vec<(String, Tensor)> =
+            policy.model.var_store().variables().into_iter().collect();
         let mut opt = AdamW::new(
             params,
             OptimConfig {
@@ -138,7 +156,16 @@ fn tiny_step_benches(c: &mut Criterion) {
                     adv: &adv,
                     valid: &valid,
                 };
-                let m = micro_batch_loss(&cfg, ctl.as_ref(), &plan, 0, (0, rows as i64), &tokens, Some(&out.entropies), None);
+                let m = micro_batch_loss(
+                    &cfg,
+                    ctl.as_ref(),
+                    &plan,
+                    0,
+                    (0, rows as i64),
+                    &tokens,
+                    Some(&out.entropies),
+                    None,
+                );
                 m.loss.backward();
                 opt.clip_grad_norm();
                 opt.step(0.0);

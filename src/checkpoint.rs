@@ -89,12 +89,19 @@ pub fn save(
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let final_dir = dir.join(step_dir_name(state.step));
-    let tmp = dir.join(format!(".tmp-{}-{}", step_dir_name(state.step), std::process::id()));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        step_dir_name(state.step),
+        std::process::id()
+    ));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    for (name, tensors) in [("model.safetensors", model), ("optimizer.safetensors", optimizer)] {
+    for (name, tensors) in [
+        ("model.safetensors", model),
+        ("optimizer.safetensors", optimizer),
+    ] {
         let path = tmp.join(name);
         Tensor::write_safetensors(tensors, &path).map_err(|e| CheckpointError::Tensors {
             path: path.clone(),
@@ -127,7 +134,9 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok())
+        if let Some(n) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
             && entry.path().join("state.json").is_file()
         {
             out.push((n, entry.path()));
@@ -151,7 +160,11 @@ pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
     }
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
-        if entry.file_name().to_string_lossy().starts_with(".tmp-step-") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp-step-")
+        {
             std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
         }
     }
@@ -176,7 +189,11 @@ pub fn load(
             why: e.to_string(),
         })
     };
-    Ok((state, read("model.safetensors")?, read("optimizer.safetensors")?))
+    Ok((
+        state,
+        read("model.safetensors")?,
+        read("optimizer.safetensors")?,
+    ))
 }
 
 /// Copies saved tensors into the live variables `into` (names must match exactly).
@@ -198,7 +215,11 @@ pub fn copy_into(
         if src.size() != dst.size() {
             return Err(CheckpointError::Tensors {
                 path: path.to_path_buf(),
-                why: format!("`{name}` has shape {:?}, the model {:?}", src.size(), dst.size()),
+                why: format!(
+                    "`{name}` has shape {:?}, the model {:?}",
+                    src.size(),
+                    dst.size()
+                ),
             });
         }
         dst.shallow_clone().copy_(src);

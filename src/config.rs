@@ -287,17 +287,26 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_field() {
-        let e = TrainConfig::from_toml_str("group_size = 8\nmicro_batch_size = 3\n", Path::new("run.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("run.toml") && e.contains("micro_batch_size"), "{e}");
+        let e = TrainConfig::from_toml_str(
+            "group_size = 8\nmicro_batch_size = 3\n",
+            Path::new("run.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("run.toml") && e.contains("micro_batch_size"),
+            "{e}"
+        );
         let e = TrainConfig::from_toml_str("[loss]\nagg = \"token-sum\"\n", Path::new("run.toml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("run.toml") && e.contains("line 2"), "{e}");
-        let e = TrainConfig::from_toml_str("[loss.control]\nkind = \"clip-cov\"\nlb = 5.0\nub = 1.0\n", Path::new("r.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = TrainConfig::from_toml_str(
+            "[loss.control]\nkind = \"clip-cov\"\nlb = 5.0\nub = 1.0\n",
+            Path::new("r.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("ub"), "{e}");
     }
 
@@ -308,6 +317,9 @@ mod tests {
             Path::new("a.toml"),
         )
         .unwrap();
-        assert!(matches!(cfg.loss.control, crate::loss::ControlConfig::Adaptive { .. }));
+        assert!(matches!(
+            cfg.loss.control,
+            crate::loss::ControlConfig::Adaptive { .. }
+        ));
     }
 }

@@ -106,7 +106,9 @@ pub enum TrainError {
 
 /// SplitMix64 of `a` combined with `b`: derives independent seeds.
 pub fn mix_seed(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = a ^ b
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -259,7 +261,13 @@ impl<R: Reward> Trainer<R> {
     }
 
     fn named_params(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.policy.model.var_store().variables().into_iter().collect();
+        let mut v: Vec<(String, Tensor)> = self
+            .policy
+            .model
+            .var_store()
+            .variables()
+            .into_iter()
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -323,7 +331,12 @@ impl<R: Reward> Trainer<R> {
     /// Writes a checkpoint of the current state now (atomically) and prunes old ones.
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
         let dir = self.checkpoint_dir();
-        let path = checkpoint::save(&dir, &self.named_params(), &self.opt.state_tensors(), &self.state)?;
+        let path = checkpoint::save(
+            &dir,
+            &self.named_params(),
+            &self.opt.state_tensors(),
+            &self.state,
+        )?;
         checkpoint::prune(&dir, self.cfg.checkpoint.keep)?;
         Ok(path)
     }
@@ -337,15 +350,21 @@ impl<R: Reward> Trainer<R> {
     ) -> Result<(), TrainError> {
         let path = self.cfg.out_dir.join("metrics.jsonl");
         if self.metrics.is_none() {
-            self.metrics = Some(
-                MetricsWriter::open(&path).map_err(|source| TrainError::Metrics { path: path.clone(), source })?,
-            );
+            self.metrics =
+                Some(
+                    MetricsWriter::open(&path).map_err(|source| TrainError::Metrics {
+                        path: path.clone(),
+                        source,
+                    })?,
+                );
         }
         while self.state.step < self.cfg.steps {
             let m = self.step()?;
             if let Some(w) = &mut self.metrics {
-                w.write(&m)
-                    .map_err(|source| TrainError::Metrics { path: path.clone(), source })?;
+                w.write(&m).map_err(|source| TrainError::Metrics {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             let every = self.cfg.checkpoint.every;
             if (every > 0 && self.state.step % every == 0) || self.state.step == self.cfg.steps {
@@ -363,7 +382,10 @@ impl<R: Reward> Trainer<R> {
         let epoch = self.state.data_cursor / n;
         if self.order.0 != epoch {
             let mut perm: Vec<usize> = (0..self.data.len()).collect();
-            perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(self.cfg.seed, epoch)));
+            perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(
+                self.cfg.seed,
+                epoch,
+            )));
             self.order = (epoch, perm);
         }
         let i = self.order.1[(self.state.data_cursor % n) as usize];
@@ -373,7 +395,11 @@ impl<R: Reward> Trainer<R> {
 
     /// Samples and scores one batch (with dynamic-sampling refills); returns the rows
     /// and the number of groups dropped.
-    fn collect(&mut self, step_seed: u64, secs: &mut PhaseSeconds) -> Result<(Vec<Row>, usize), TrainError> {
+    fn collect(
+        &mut self,
+        step_seed: u64,
+        secs: &mut PhaseSeconds,
+    ) -> Result<(Vec<Row>, usize), TrainError> {
         let g = self.cfg.group_size;
         let ds = self.cfg.dynamic_sampling;
         let rounds = if ds.enabled { ds.max_rounds } else { 1 };
@@ -386,7 +412,10 @@ impl<R: Reward> Trainer<R> {
                 break;
             }
             let examples: Vec<usize> = (0..need).map(|_| self.next_example()).collect();
-            let prompts: Vec<Vec<i64>> = examples.iter().map(|&i| self.prompt_ids[i].clone()).collect();
+            let prompts: Vec<Vec<i64>> = examples
+                .iter()
+                .map(|&i| self.prompt_ids[i].clone())
+                .collect();
             let sampling = SamplingConfig {
                 n: g,
                 temperature: self.cfg.rollout.temperature,
@@ -456,7 +485,11 @@ impl<R: Reward> Trainer<R> {
             ent.push(pad_to(&out.entropies, width));
             mask.push(pad_to(&out.mask, width));
         }
-        Ok((Tensor::cat(&lp, 0), Tensor::cat(&ent, 0), Tensor::cat(&mask, 0).gt(0.5)))
+        Ok((
+            Tensor::cat(&lp, 0),
+            Tensor::cat(&ent, 0),
+            Tensor::cat(&mask, 0).gt(0.5),
+        ))
     }
 
     /// Runs one training step and returns its metrics.
@@ -479,8 +512,11 @@ impl<R: Reward> Trainer<R> {
             m.accuracy = rows.iter().filter(|r| r.score.correct).count() as f64 / n as f64;
             m.response_len_mean = lengths.iter().sum::<usize>() as f64 / n as f64;
             m.response_len_max = lengths.iter().copied().max().unwrap_or(0);
-            m.truncation_rate =
-                rows.iter().filter(|r| r.finish == FinishReason::Length).count() as f64 / n as f64;
+            m.truncation_rate = rows
+                .iter()
+                .filter(|r| r.finish == FinishReason::Length)
+                .count() as f64
+                / n as f64;
             let width = m.response_len_max as i64;
             if width > 0 {
                 self.update(&rows, &adv, width, step_seed, &mut secs, &mut m)?;
@@ -517,7 +553,8 @@ impl<R: Reward> Trainer<R> {
                 return Err(TrainError::Config(ConfigError::Invalid {
                     path: "<config>".into(),
                     field: "ref_kl",
-                    why: "set, but the trainer has no reference policy (Trainer::with_reference)".into(),
+                    why: "set, but the trainer has no reference policy (Trainer::with_reference)"
+                        .into(),
                 }));
             }
             _ => None,
@@ -530,7 +567,10 @@ impl<R: Reward> Trainer<R> {
             .expand([n, width], false)
             .contiguous();
         let n_tok = valid.sum(Kind::Double).double_value(&[]);
-        m.entropy = entropy.masked_fill(&valid.logical_not(), 0.0).sum(Kind::Double).double_value(&[])
+        m.entropy = entropy
+            .masked_fill(&valid.logical_not(), 0.0)
+            .sum(Kind::Double)
+            .double_value(&[])
             / n_tok.max(1.0);
         let lb = match &self.cfg.loss.control {
             ControlConfig::ClipCov { lb, .. } => *lb,
@@ -545,7 +585,8 @@ impl<R: Reward> Trainer<R> {
         let t = Instant::now();
         let mb = self.cfg.mini_batch_size as i64;
         let mu = self.cfg.micro_batch_size as i64;
-        let mbs_per_step = (self.cfg.prompts_per_step * self.cfg.group_size).div_ceil(self.cfg.mini_batch_size);
+        let mbs_per_step =
+            (self.cfg.prompts_per_step * self.cfg.group_size).div_ceil(self.cfg.mini_batch_size);
         let total_opt = self.cfg.steps as usize * mbs_per_step * self.cfg.ppo_epochs;
         let entropy_grad = self.control.entropy_coef() != 0.0;
         let mut sums = LossSums::default();
@@ -568,7 +609,8 @@ impl<R: Reward> Trainer<R> {
                 // old one: its log-probs are `old`. Later mini-batches need a fresh pass.
                 let current = if needs_current {
                     let r = &rows[start as usize..(start + len) as usize];
-                    self.logprobs_no_grad(&self.policy, r, mu as usize, width)?.0
+                    self.logprobs_no_grad(&self.policy, r, mu as usize, width)?
+                        .0
                 } else {
                     old_mb.shallow_clone()
                 };
@@ -578,7 +620,13 @@ impl<R: Reward> Trainer<R> {
                     adv: &adv_mb,
                     valid: &valid_mb,
                 };
-                let plan = plan_mini_batch(&self.cfg.loss, self.control.as_ref(), &scope, n_micro, mb_seed);
+                let plan = plan_mini_batch(
+                    &self.cfg.loss,
+                    self.control.as_ref(),
+                    &scope,
+                    n_micro,
+                    mb_seed,
+                );
                 let mut mb_loss = 0.0;
                 let mut ms = 0;
                 let mut k = 0;

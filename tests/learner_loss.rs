@@ -16,8 +16,11 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 fn golden() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/loss.json"))
-        .expect("tests/golden/loss.json (run scripts/golden_loss.py golden)");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/loss.json"
+    ))
+    .expect("tests/golden/loss.json (run scripts/golden_loss.py golden)");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -38,7 +41,10 @@ fn to_rows(x: &Tensor) -> Vec<Vec<f64>> {
 fn assert_close(a: &[Vec<f64>], b: &[Vec<f64>], tol: f64, what: &str) {
     for (i, (ra, rb)) in a.iter().zip(b).enumerate() {
         for (j, (x, y)) in ra.iter().zip(rb).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}][{j}]: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{i}][{j}]: {x} vs {y}"
+            );
         }
     }
 }
@@ -88,8 +94,17 @@ fn ppo_surrogate_matches_golden_with_clip_higher_and_dual_clip() {
             dual_clip: case["dual_clip"].as_f64(),
         };
         let s = ppo_surrogate(&x.logp, &x.old, &x.adv, &x.valid, &clip);
-        assert_close(&to_rows(&s.loss), &rows(&case["token_loss"]), 1e-12, "ppo loss");
-        assert_eq!(to_rows(&s.clipped), rows(&case["clipped"]), "ppo clipped {clip:?}");
+        assert_close(
+            &to_rows(&s.loss),
+            &rows(&case["token_loss"]),
+            1e-12,
+            "ppo loss",
+        );
+        assert_eq!(
+            to_rows(&s.clipped),
+            rows(&case["clipped"]),
+            "ppo clipped {clip:?}"
+        );
     }
 }
 
@@ -116,7 +131,8 @@ fn clip_cov_candidates_and_selection_match_golden() {
         assert_eq!(cand, rows(&case["candidates"]), "candidates r={r}");
         let count = case["count"].as_i64().unwrap();
         assert_eq!(
-            selection_count(r, n_valid).min(cand.iter().flatten().filter(|&&c| c != 0.0).count() as i64),
+            selection_count(r, n_valid)
+                .min(cand.iter().flatten().filter(|&&c| c != 0.0).count() as i64),
             count
         );
         for seed in [0u64, 1, 77, u64::MAX] {
@@ -125,7 +141,10 @@ fn clip_cov_candidates_and_selection_match_golden() {
             for (sr, cr) in sel.iter().zip(&cand) {
                 for (s, c) in sr.iter().zip(cr) {
                     if *s != 0.0 {
-                        assert!(*c != 0.0, "selected token is not a candidate (r={r}, seed={seed})");
+                        assert!(
+                            *c != 0.0,
+                            "selected token is not a candidate (r={r}, seed={seed})"
+                        );
                         n += 1;
                     }
                 }
@@ -133,7 +152,8 @@ fn clip_cov_candidates_and_selection_match_golden() {
             assert_eq!(n, count, "selected count r={r} seed={seed}");
         }
         // The full loss: golden surrogate with Cove's selection zeroed, token-mean.
-        let report = compute_loss(&x.raw, &cfg(ControlConfig::ClipCov { ratio: r, lb, ub }), 5).unwrap();
+        let report =
+            compute_loss(&x.raw, &cfg(ControlConfig::ClipCov { ratio: r, lb, ub }), 5).unwrap();
         let pg = rows(&case["pg"]);
         let mut expect = 0.0;
         for (i, row) in pg.iter().enumerate() {
@@ -142,12 +162,19 @@ fn clip_cov_candidates_and_selection_match_golden() {
                 assert!((report.token_loss[i][j] - want).abs() < 1e-12);
                 expect += want;
                 if report.selected[i][j] {
-                    assert_eq!(report.grad_logp[i][j], 0.0, "Clip-Cov-selected gradient is exactly zero");
+                    assert_eq!(
+                        report.grad_logp[i][j], 0.0,
+                        "Clip-Cov-selected gradient is exactly zero"
+                    );
                 }
             }
         }
         expect /= n_valid as f64;
-        assert!((report.loss - expect).abs() < 1e-12, "{} vs {expect}", report.loss);
+        assert!(
+            (report.loss - expect).abs() < 1e-12,
+            "{} vs {expect}",
+            report.loss
+        );
     }
 }
 
@@ -165,7 +192,8 @@ fn clip_cov_selection_is_seeded() {
     let a = to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, 9));
     let b = to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, 9));
     assert_eq!(a, b, "same seed, same selection");
-    let differs = (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, s)) != a);
+    let differs =
+        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, s)) != a);
     assert!(differs, "the seed changes the selection");
 }
 
@@ -194,10 +222,23 @@ fn kl_cov_topk_and_penalty_match_golden() {
         valid: &x.valid,
     };
     for case in g["kl_cov"].as_array().unwrap() {
-        let (k, beta) = (case["ratio"].as_f64().unwrap(), case["beta"].as_f64().unwrap());
-        assert_eq!(to_rows(&kl_cov_select(&scope, k)), rows(&case["selected"]), "top-k k={k}");
-        let report = compute_loss(&x.raw, &cfg(ControlConfig::KlCov { ratio: k, beta }), 0).unwrap();
-        assert_close(&report.token_loss, &rows(&case["token_loss"]), 1e-12, "kl-cov loss");
+        let (k, beta) = (
+            case["ratio"].as_f64().unwrap(),
+            case["beta"].as_f64().unwrap(),
+        );
+        assert_eq!(
+            to_rows(&kl_cov_select(&scope, k)),
+            rows(&case["selected"]),
+            "top-k k={k}"
+        );
+        let report =
+            compute_loss(&x.raw, &cfg(ControlConfig::KlCov { ratio: k, beta }), 0).unwrap();
+        assert_close(
+            &report.token_loss,
+            &rows(&case["token_loss"]),
+            1e-12,
+            "kl-cov loss",
+        );
         let want = case["loss_token_mean"].as_f64().unwrap();
         assert!((report.loss - want).abs() < 1e-12);
         // Analytic gradient: (-A * ratio + beta * sign(logp - old) [selected]) / N.
@@ -210,11 +251,18 @@ fn kl_cov_topk_and_penalty_match_golden() {
                     x.raw.advantages[i][j],
                     x.raw.mask[i][j],
                 );
-                let mut want = if m != 0.0 { -a * (lp - old).exp() / n } else { 0.0 };
+                let mut want = if m != 0.0 {
+                    -a * (lp - old).exp() / n
+                } else {
+                    0.0
+                };
                 if report.selected[i][j] {
                     want += beta * (lp - old).signum() / n;
                 }
-                assert!((report.grad_logp[i][j] - want).abs() < 1e-12, "grad [{i}][{j}]");
+                assert!(
+                    (report.grad_logp[i][j] - want).abs() < 1e-12,
+                    "grad [{i}][{j}]"
+                );
             }
         }
     }
@@ -275,7 +323,11 @@ fn hand(logp: &[f64], old: &[f64], adv: &[f64]) -> (Tensor, Tensor, Tensor, Tens
 #[test]
 fn clip_cov_bounds_are_strict() {
     // A = [1, -1, 2, -2] (mean 0), logp mean 0: cov = [1, 1, 5, 5], exactly on the bounds.
-    let (lp, old, adv, valid) = hand(&[1.0, -1.0, 2.5, -2.5], &[1.0, -1.0, 2.5, -2.5], &[1.0, -1.0, 2.0, -2.0]);
+    let (lp, old, adv, valid) = hand(
+        &[1.0, -1.0, 2.5, -2.5],
+        &[1.0, -1.0, 2.5, -2.5],
+        &[1.0, -1.0, 2.0, -2.0],
+    );
     let scope = ScopeTensors {
         logp: &lp,
         old_logp: &old,
@@ -285,8 +337,16 @@ fn clip_cov_bounds_are_strict() {
     let cov = token_covariance(&lp, &adv, &valid);
     assert_eq!(to_rows(&cov), vec![vec![1.0, 1.0, 5.0, 5.0]]);
     let cand = clip_cov_candidates(&scope, &cov, 1.0, 5.0, &PpoClip::default());
-    assert_eq!(cand.sum(Kind::Int64).int64_value(&[]), 0, "lb and ub are excluded");
-    let (lp, old, adv, valid) = hand(&[1.5, -1.5, 2.0, -2.0], &[1.5, -1.5, 2.0, -2.0], &[1.0, -1.0, 2.0, -2.0]);
+    assert_eq!(
+        cand.sum(Kind::Int64).int64_value(&[]),
+        0,
+        "lb and ub are excluded"
+    );
+    let (lp, old, adv, valid) = hand(
+        &[1.5, -1.5, 2.0, -2.0],
+        &[1.5, -1.5, 2.0, -2.0],
+        &[1.0, -1.0, 2.0, -2.0],
+    );
     let scope = ScopeTensors {
         logp: &lp,
         old_logp: &old,
@@ -301,7 +361,11 @@ fn clip_cov_bounds_are_strict() {
 #[test]
 fn clip_cov_excludes_ppo_clipped_tokens() {
     // Token 0 has cov 1.5 but ratio e^0.5 > 1.2 with A > 0: PPO clipped, not a candidate.
-    let (lp, old, adv, valid) = hand(&[1.5, -1.5, 2.0, -2.0], &[1.0, -1.5, 2.0, -2.0], &[1.0, -1.0, 2.0, -2.0]);
+    let (lp, old, adv, valid) = hand(
+        &[1.5, -1.5, 2.0, -2.0],
+        &[1.0, -1.5, 2.0, -2.0],
+        &[1.0, -1.0, 2.0, -2.0],
+    );
     let scope = ScopeTensors {
         logp: &lp,
         old_logp: &old,
@@ -309,7 +373,13 @@ fn clip_cov_excludes_ppo_clipped_tokens() {
         valid: &valid,
     };
     let cov = token_covariance(&lp, &adv, &valid);
-    let cand = to_rows(&clip_cov_candidates(&scope, &cov, 1.0, 5.0, &PpoClip::default()));
+    let cand = to_rows(&clip_cov_candidates(
+        &scope,
+        &cov,
+        1.0,
+        5.0,
+        &PpoClip::default(),
+    ));
     assert_eq!(cand, vec![vec![0.0, 1.0, 1.0, 1.0]]);
 }
 
@@ -317,7 +387,11 @@ fn clip_cov_excludes_ppo_clipped_tokens() {
 fn selection_count_floors_and_keeps_one() {
     assert_eq!(selection_count(2e-4, 121), 1, "max(int(0.0242), 1)");
     assert_eq!(selection_count(0.049, 121), 5, "int(5.929) truncates");
-    assert_eq!(selection_count(0.05, 60), 3, "0.05 * 60 = 3.0000000000000004");
+    assert_eq!(
+        selection_count(0.05, 60),
+        3,
+        "0.05 * 60 = 3.0000000000000004"
+    );
     assert_eq!(selection_count(2e-3, 10_000), 20);
     assert_eq!(selection_count(0.0, 5), 1);
 }
@@ -335,7 +409,11 @@ fn all_masked_batch_gives_zero_loss_and_zero_grads() {
     for control in [
         ControlConfig::None,
         ControlConfig::default(),
-        ControlConfig::ClipCov { ratio: 2e-4, lb: 1.0, ub: 5.0 },
+        ControlConfig::ClipCov {
+            ratio: 2e-4,
+            lb: 1.0,
+            ub: 5.0,
+        },
         ControlConfig::EntropyBonus { coef: 0.01 },
     ] {
         for agg in [
@@ -369,10 +447,14 @@ fn bad_inputs_name_the_field() {
         mask: vec![vec![1.0; 3]; 2],
     };
     inputs.old_logp[1].pop();
-    let e = compute_loss(&inputs, &LossConfig::default(), 0).unwrap_err().to_string();
+    let e = compute_loss(&inputs, &LossConfig::default(), 0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("old_logp") && e.contains("row 1"), "{e}");
     inputs.old_logp[1].push(f64::NAN);
-    let e = compute_loss(&inputs, &LossConfig::default(), 0).unwrap_err().to_string();
+    let e = compute_loss(&inputs, &LossConfig::default(), 0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("old_logp") && e.contains("not finite"), "{e}");
 }
 
@@ -384,9 +466,13 @@ fn fused_cpu_selection_equals_tensor_ops() {
         let (b, t) = (16, 300);
         let logp = -Tensor::rand([b, t], opts) * 6.0;
         let old = &logp + Tensor::randn([b, t], opts) * 0.25;
-        let adv = (Tensor::randn([b, 1], opts) * 1.5).expand([b, t], false).contiguous();
+        let adv = (Tensor::randn([b, 1], opts) * 1.5)
+            .expand([b, t], false)
+            .contiguous();
         let lens = Tensor::randint_low(0, t + 1, [b, 1], (Kind::Int64, tch::Device::Cpu));
-        let valid = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu)).view([1, t]).lt_tensor(&lens);
+        let valid = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu))
+            .view([1, t])
+            .lt_tensor(&lens);
         let scope = ScopeTensors {
             logp: &logp,
             old_logp: &old,

@@ -18,14 +18,24 @@ fn config(out: &Path) -> cove::config::TrainConfig {
     cfg.steps = STEPS;
     cfg.checkpoint.every = 2;
     cfg.checkpoint.keep = 10;
-    cfg.loss.control = cove::loss::ControlConfig::ClipCov { ratio: 0.02, lb: 0.1, ub: 5.0 };
+    cfg.loss.control = cove::loss::ControlConfig::ClipCov {
+        ratio: 0.02,
+        lb: 0.1,
+        ub: 5.0,
+    };
     cfg.optim.warmup_steps = 2;
     cfg.optim.schedule = cove::optim::LrSchedule::Cosine;
     cfg
 }
 
 fn params(t: &cove::trainer::Trainer<learner_common::Digits>) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = t.policy().model.var_store().variables().into_iter().collect();
+    let mut v: Vec<(String, Tensor)> = t
+        .policy()
+        .model
+        .var_store()
+        .variables()
+        .into_iter()
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -37,8 +47,13 @@ fn killed_run_resumes_to_identical_parameters() {
         let mut t = trainer(config(Path::new(&dir)));
         t.run(|m| {
             if m.step == 3 {
-                std::fs::create_dir_all(Path::new(&dir).join("checkpoints/.tmp-step-00000004-1")).unwrap();
-                std::fs::write(Path::new(&dir).join("checkpoints/.tmp-step-00000004-1/model.safetensors"), b"torn").unwrap();
+                std::fs::create_dir_all(Path::new(&dir).join("checkpoints/.tmp-step-00000004-1"))
+                    .unwrap();
+                std::fs::write(
+                    Path::new(&dir).join("checkpoints/.tmp-step-00000004-1/model.safetensors"),
+                    b"torn",
+                )
+                .unwrap();
                 std::process::abort();
             }
             ControlFlow::Continue(())
@@ -48,7 +63,11 @@ fn killed_run_resumes_to_identical_parameters() {
     }
     let crashed = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["killed_run_resumes_to_identical_parameters", "--exact", "--test-threads=1"])
+        .args([
+            "killed_run_resumes_to_identical_parameters",
+            "--exact",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, crashed.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -67,7 +86,11 @@ fn killed_run_resumes_to_identical_parameters() {
         .iter()
         .map(|m| m.step)
         .collect();
-    assert_eq!(steps, (1..=STEPS).collect::<Vec<_>>(), "metrics after the checkpoint are rewritten once");
+    assert_eq!(
+        steps,
+        (1..=STEPS).collect::<Vec<_>>(),
+        "metrics after the checkpoint are rewritten once"
+    );
 
     let clean = tempfile::tempdir().unwrap();
     let mut straight = trainer(config(clean.path()));
@@ -78,5 +101,10 @@ fn killed_run_resumes_to_identical_parameters() {
     }
     // And training did move the parameters.
     let fresh = trainer(config(clean.path()));
-    assert!(params(&fresh).iter().zip(&params(&straight)).any(|((_, a), (_, b))| !a.equal(b)));
+    assert!(
+        params(&fresh)
+            .iter()
+            .zip(&params(&straight))
+            .any(|((_, a), (_, b))| !a.equal(b))
+    );
 }

@@ -24,9 +24,13 @@ fn batch() -> Batch {
     let opts = (Kind::Double, Device::Cpu);
     let logp = -Tensor::rand([B, T], opts) * 6.0;
     let old = &logp + Tensor::randn([B, T], opts) * 0.2;
-    let adv = (Tensor::randn([B, 1], opts) * 1.5).expand([B, T], false).contiguous();
+    let adv = (Tensor::randn([B, 1], opts) * 1.5)
+        .expand([B, T], false)
+        .contiguous();
     let lens = Tensor::randint_low(2, T + 1, [B, 1], (Kind::Int64, Device::Cpu));
-    let valid = Tensor::arange(T, (Kind::Int64, Device::Cpu)).view([1, T]).lt_tensor(&lens);
+    let valid = Tensor::arange(T, (Kind::Int64, Device::Cpu))
+        .view([1, T])
+        .lt_tensor(&lens);
     let entropy = Tensor::rand([B, T], opts);
     Batch {
         logp,
@@ -66,7 +70,16 @@ fn accumulated_grad(b: &Batch, cfg: &LossConfig, m: i64) -> (Tensor, f64) {
             adv: &adv,
             valid: &valid,
         };
-        let micro = micro_batch_loss(cfg, control.as_ref(), &plan, i as usize, rows, &t, Some(&ent), None);
+        let micro = micro_batch_loss(
+            cfg,
+            control.as_ref(),
+            &plan,
+            i as usize,
+            rows,
+            &t,
+            Some(&ent),
+            None,
+        );
         micro.loss.backward();
         selected += micro.sums.selected;
     }
@@ -80,8 +93,15 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn controls() -> Vec<ControlConfig> {
     vec![
         ControlConfig::None,
-        ControlConfig::ClipCov { ratio: 0.05, lb: 0.5, ub: 5.0 },
-        ControlConfig::KlCov { ratio: 0.05, beta: 1.0 },
+        ControlConfig::ClipCov {
+            ratio: 0.05,
+            lb: 0.5,
+            ub: 5.0,
+        },
+        ControlConfig::KlCov {
+            ratio: 0.05,
+            beta: 1.0,
+        },
         ControlConfig::EntropyBonus { coef: 0.1 },
     ]
 }
@@ -118,8 +138,15 @@ fn mini_batch_scope_update_does_not_depend_on_micro_batch_size() {
 fn micro_batch_scope_documents_the_difference() {
     let b = batch();
     for control in [
-        ControlConfig::ClipCov { ratio: 0.05, lb: 0.5, ub: 5.0 },
-        ControlConfig::KlCov { ratio: 0.05, beta: 1.0 },
+        ControlConfig::ClipCov {
+            ratio: 0.05,
+            lb: 0.5,
+            ub: 5.0,
+        },
+        ControlConfig::KlCov {
+            ratio: 0.05,
+            beta: 1.0,
+        },
     ] {
         let cfg = LossConfig {
             control: control.clone(),

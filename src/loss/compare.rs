@@ -5,8 +5,7 @@
 //! safetensors files.
 
 use super::{
-    CovStats, LossConfig, ScopeTensors, TokenTensors, cov_stats, micro_batch_loss,
-    plan_mini_batch,
+    CovStats, LossConfig, ScopeTensors, TokenTensors, cov_stats, micro_batch_loss, plan_mini_batch,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -93,10 +92,11 @@ impl LossInputs {
     pub fn read(path: &Path) -> Result<LossInputs, CompareError> {
         let p = path.display().to_string();
         if path.extension().is_some_and(|e| e == "safetensors") {
-            let tensors = Tensor::read_safetensors(path).map_err(|e| CompareError::Safetensors {
-                path: p.clone(),
-                why: e.to_string(),
-            })?;
+            let tensors =
+                Tensor::read_safetensors(path).map_err(|e| CompareError::Safetensors {
+                    path: p.clone(),
+                    why: e.to_string(),
+                })?;
             let get = |name: &str| -> Result<Vec<Vec<f64>>, CompareError> {
                 let t = tensors
                     .iter()
@@ -210,7 +210,16 @@ pub fn compute_loss(
         adv: &adv,
         valid: &valid,
     };
-    let micro = micro_batch_loss(cfg, control.as_ref(), &plan, 0, (0, b as i64), &tokens, None, None);
+    let micro = micro_batch_loss(
+        cfg,
+        control.as_ref(),
+        &plan,
+        0,
+        (0, b as i64),
+        &tokens,
+        None,
+        None,
+    );
     micro.loss.backward();
     let n = micro.sums.tokens.max(1.0);
     let lb = match cfg.control {

@@ -51,7 +51,9 @@ const M32: i64 = 0xFFFF_FFFF;
 
 /// `(x * c) mod 2^32` for `0 <= x, c < 2^32` without int64 overflow (split in halves).
 fn mul_mod32(x: &Tensor, c: i64) -> Tensor {
-    let hi = (x * (c >> 16)).bitwise_and(0xFFFF).bitwise_left_shift_tensor_scalar(16);
+    let hi = (x * (c >> 16))
+        .bitwise_and(0xFFFF)
+        .bitwise_left_shift_tensor_scalar(16);
     (hi + x * (c & 0xFFFF)).bitwise_and(M32)
 }
 
@@ -106,8 +108,24 @@ pub fn clip_cov_select(
         return clip_cov_select_tensor(scope, ratio, lb, ub, clip, seed);
     }
     let (cand, n_valid) = match scope.logp.kind() {
-        Kind::Float => cpu::clip_cov_candidates::<f32>(scope.logp, scope.old_logp, scope.adv, scope.valid, lb, ub, clip),
-        _ => cpu::clip_cov_candidates::<f64>(scope.logp, scope.old_logp, scope.adv, scope.valid, lb, ub, clip),
+        Kind::Float => cpu::clip_cov_candidates::<f32>(
+            scope.logp,
+            scope.old_logp,
+            scope.adv,
+            scope.valid,
+            lb,
+            ub,
+            clip,
+        ),
+        _ => cpu::clip_cov_candidates::<f64>(
+            scope.logp,
+            scope.old_logp,
+            scope.adv,
+            scope.valid,
+            lb,
+            ub,
+            clip,
+        ),
     };
     let chosen = cpu::choose(cand, selection_count(ratio, n_valid) as usize, seed);
     cpu::mask_from_indices(&chosen, scope.valid)
@@ -349,12 +367,22 @@ impl ControlConfig {
         let control: Box<dyn EntropyControl> = match *self {
             ControlConfig::None => Box::new(NoControl),
             ControlConfig::ClipCov { ratio, lb, ub } => {
-                check("ratio", ratio, (0.0..=1.0).contains(&ratio), "must be in [0, 1]")?;
+                check(
+                    "ratio",
+                    ratio,
+                    (0.0..=1.0).contains(&ratio),
+                    "must be in [0, 1]",
+                )?;
                 check("ub", ub, ub > lb, "must be greater than lb")?;
                 Box::new(ClipCov { ratio, lb, ub })
             }
             ControlConfig::KlCov { ratio, beta } => {
-                check("ratio", ratio, (0.0..=1.0).contains(&ratio), "must be in [0, 1]")?;
+                check(
+                    "ratio",
+                    ratio,
+                    (0.0..=1.0).contains(&ratio),
+                    "must be in [0, 1]",
+                )?;
                 check("beta", beta, beta >= 0.0, "must be >= 0")?;
                 Box::new(KlCov { ratio, beta })
             }
@@ -369,7 +397,12 @@ impl ControlConfig {
                 min,
                 max,
             } => {
-                check("target_entropy", target_entropy, target_entropy > 0.0, "must be > 0")?;
+                check(
+                    "target_entropy",
+                    target_entropy,
+                    target_entropy > 0.0,
+                    "must be > 0",
+                )?;
                 check("gain", gain, gain > 0.0, "must be > 0")?;
                 check("min", min, min > 0.0 && min <= max, "must be in (0, max]")?;
                 let inner = match **base {

@@ -24,9 +24,12 @@ pub fn applicable(valid: &Tensor, floats: &[&Tensor]) -> bool {
         && valid.kind() == Kind::Bool
         && valid.is_contiguous()
         && matches!(kind, Kind::Float | Kind::Double)
-        && floats
-            .iter()
-            .all(|t| t.device() == Device::Cpu && t.kind() == kind && t.is_contiguous() && t.size() == valid.size())
+        && floats.iter().all(|t| {
+            t.device() == Device::Cpu
+                && t.kind() == kind
+                && t.is_contiguous()
+                && t.size() == valid.size()
+        })
 }
 
 /// A float element the kernels read.
@@ -91,7 +94,12 @@ pub fn clip_cov_candidates<T: Real>(
     ub: f64,
     clip: &PpoClip,
 ) -> (Vec<i64>, i64) {
-    let (l, o, a, v) = (slice::<T>(logp), slice::<T>(old), slice::<T>(adv), bools(valid));
+    let (l, o, a, v) = (
+        slice::<T>(logp),
+        slice::<T>(old),
+        slice::<T>(adv),
+        bools(valid),
+    );
     let (ml, ma, n) = means(l, a, v);
     let (lo, hi) = (1.0 - clip.eps_low, 1.0 + clip.eps_high);
     let idx: Vec<i64> = l

@@ -176,7 +176,11 @@ pub fn micro_batch_loss(
             } else {
                 t.valid.zeros_like()
             };
-            (sel, AggNorm::of(t.valid, cfg.seq_norm_len), 1.0 / plan.micro_batches.max(1) as f64)
+            (
+                sel,
+                AggNorm::of(t.valid, cfg.seq_norm_len),
+                1.0 / plan.micro_batches.max(1) as f64,
+            )
         }
     };
     let s = control.token_loss(t, &selected, &cfg.clip);
@@ -198,7 +202,10 @@ pub fn micro_batch_loss(
         LossSums {
             tokens: t.valid.sum(Kind::Int64).int64_value(&[]) as f64,
             clipped: s.clipped.sum(Kind::Int64).int64_value(&[]) as f64,
-            selected: selected.logical_and(t.valid).sum(Kind::Int64).int64_value(&[]) as f64,
+            selected: selected
+                .logical_and(t.valid)
+                .sum(Kind::Int64)
+                .int64_value(&[]) as f64,
             approx_kl: f(&(t.old_logp - t.logp.detach())),
             entropy: entropy.map(|h| f(&h.detach())).unwrap_or(0.0),
         }
@@ -242,7 +249,9 @@ pub fn cov_stats(logp: &Tensor, adv: &Tensor, valid: &Tensor, lb: f64) -> CovSta
     CovStats {
         mean: cov.mean(Kind::Double).double_value(&[]),
         max: cov.max().double_value(&[]),
-        p999: cov.quantile_scalar(0.999, None, false, "linear").double_value(&[]),
+        p999: cov
+            .quantile_scalar(0.999, None, false, "linear")
+            .double_value(&[]),
         frac_above_lb: cov.gt(lb).sum(Kind::Double).double_value(&[]) / n as f64,
     }
 }

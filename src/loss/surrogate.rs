@@ -75,7 +75,13 @@ pub fn ppo_surrogate(
 
 /// Which tokens PPO clips, without building the loss (used by Clip-Cov's selection on
 /// detached tensors).
-pub fn ppo_clipped(logp: &Tensor, old_logp: &Tensor, adv: &Tensor, valid: &Tensor, clip: &PpoClip) -> Tensor {
+pub fn ppo_clipped(
+    logp: &Tensor,
+    old_logp: &Tensor,
+    adv: &Tensor,
+    valid: &Tensor,
+    clip: &PpoClip,
+) -> Tensor {
     let ratio = masked_ratio(logp, old_logp, valid);
     let neg_adv = -adv;
     let pg1 = &neg_adv * &ratio;

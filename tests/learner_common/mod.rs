@@ -31,13 +31,22 @@ impl Reward for Digits {
 
 /// Eight short prompts.
 pub fn dataset() -> Vec<Example<()>> {
-    ["A number:", "Digits:", "Count:", "Say 7:", "Year:", "PIN:", "Code:", "Sum:"]
-        .into_iter()
-        .map(|p| Example {
-            prompt: p.to_string(),
-            task: (),
-        })
-        .collect()
+    [
+        "A number:",
+        "Digits:",
+        "Count:",
+        "Say 7:",
+        "Year:",
+        "PIN:",
+        "Code:",
+        "Sum:",
+    ]
+    .into_iter()
+    .map(|p| Example {
+        prompt: p.to_string(),
+        task: (),
+    })
+    .collect()
 }
 
 /// A small, fast configuration: 4 prompts x 8 samples of up to 6 tokens, two

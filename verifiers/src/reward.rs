@@ -206,7 +206,10 @@ mod tests {
 
     #[test]
     fn weighted_sum_adds_and_takes_correct_from_the_first() {
-        let r = WeightedSum::new(vec![(1.0, Box::new(Exact) as _), (0.5, Box::new(Short) as _)]);
+        let r = WeightedSum::new(vec![
+            (1.0, Box::new(Exact) as _),
+            (0.5, Box::new(Short) as _),
+        ]);
         let s = r.score(&"42".to_string(), "42");
         assert_eq!(s.reward, 1.5);
         assert!(s.correct);
