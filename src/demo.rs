@@ -26,14 +26,15 @@ use crate::app::{self, RunDir};
 use crate::data::synth::{self, SynthProblem};
 use crate::law::{self, EntropyWatch, LawPoint};
 use crate::loss::ControlConfig;
-use crate::model::{Message, Policy, response_logprobs};
+use crate::model::{LogprobOptions, Message, Policy, response_logprobs};
+use crate::optim::{AdamW, OptimConfig};
 use crate::report::{self, Series};
 use crate::rollout::{SamplingConfig, generate};
 use crate::trainer::{Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::math::{MathOptions, MathVerifier};
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
+use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -216,7 +217,21 @@ fn warm_start(
     if acc >= sft.target_accuracy {
         return Ok((acc, 0));
     }
-    let mut opt = tch::nn::Adam::default().build(policy.model.var_store(), sft.lr)?;
+    let params = policy
+        .model
+        .var_store()
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    let mut opt = AdamW::new(
+        params,
+        OptimConfig {
+            lr: sft.lr,
+            weight_decay: 0.0,
+            ..OptimConfig::default()
+        },
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5f7);
     let eos = policy.eos_token_ids[0];
     for step in 1..=sft.max_steps {
@@ -232,9 +247,17 @@ fn warm_start(
             .iter()
             .map(|(p, r)| (p.as_slice(), r.as_slice()))
             .collect();
-        let out = response_logprobs(&*policy.model, &pairs, policy.pad_token_id, 1.0, false)?;
+        let out = response_logprobs(
+            &*policy.model,
+            &pairs,
+            policy.pad_token_id,
+            &LogprobOptions::default(),
+        )?;
         let loss = -(&out.logprobs * &out.mask).sum(tch::Kind::Float) / out.mask.sum(tch::Kind::Float);
-        opt.backward_step(&loss);
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm();
+        opt.step(sft.lr);
         if step % sft.eval_every == 0 || step == sft.max_steps {
             acc = accuracy(policy, test_prompts, test, cfg.grpo.rollout.temperature, max_new, cfg.seed)?;
             log(format!(
