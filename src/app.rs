@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 /// Why a configuration could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,7 +67,11 @@ pub fn parse_set(flag: &str) -> Result<(Vec<String>, toml::Value), ConfigError> 
     let (key, raw) = flag
         .split_once('=')
         .ok_or_else(|| bad("expected key=value"))?;
-    let path: Vec<String> = key.trim().split('.').map(|s| s.trim().to_string()).collect();
+    let path: Vec<String> = key
+        .trim()
+        .split('.')
+        .map(|s| s.trim().to_string())
+        .collect();
     if path.iter().any(String::is_empty) {
         return Err(bad("empty key segment"));
     }
@@ -84,7 +87,9 @@ pub fn parse_set(flag: &str) -> Result<(Vec<String>, toml::Value), ConfigError> 
 /// Applies one `--set` flag to `table`, creating intermediate tables.
 pub fn apply_set(table: &mut toml::Table, flag: &str) -> Result<(), ConfigError> {
     let (path, value) = parse_set(flag)?;
-    let (last, parents) = path.split_last().expect("parse_set never returns an empty path");
+    let (last, parents) = path
+        .split_last()
+        .expect("parse_set never returns an empty path");
     let mut cursor = table;
     for part in parents {
         let entry = cursor
@@ -106,11 +111,10 @@ pub fn resolve_table(
     sets: &[String],
 ) -> Result<toml::Table, ConfigError> {
     let parse = |text: &str, origin: String| {
-        text.parse::<toml::Table>()
-            .map_err(|e| ConfigError::Toml {
-                origin,
-                message: e.to_string(),
-            })
+        text.parse::<toml::Table>().map_err(|e| ConfigError::Toml {
+            origin,
+            message: e.to_string(),
+        })
     };
     let mut table = parse(defaults, "embedded defaults".to_string())?;
     if let Some(path) = file {
@@ -225,7 +229,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "[train]\nsteps = 50\nmode = \"kl_cov\"\n").unwrap();
-        let sets = vec!["train.lr=5e-7".to_string(), "train.mode=clip_cov".to_string()];
+        let sets = vec![
+            "train.lr=5e-7".to_string(),
+            "train.mode=clip_cov".to_string(),
+        ];
         let (cfg, table): (Demo, _) = resolve(DEFAULTS, Some(&file), &sets).unwrap();
         assert_eq!(
             cfg,
@@ -244,7 +251,11 @@ mod tests {
     #[test]
     fn errors_name_the_flag_or_field() {
         let err = resolve::<Demo>(DEFAULTS, None, &["train.lr".into()]).unwrap_err();
-        assert!(err.to_string().contains("--set train.lr: expected key=value"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("--set train.lr: expected key=value"),
+            "{err}"
+        );
         let err = resolve::<Demo>(DEFAULTS, None, &["name.x=1".into()]).unwrap_err();
         assert!(err.to_string().contains("`name` is not a table"), "{err}");
         let err = resolve::<Demo>(DEFAULTS, None, &["train.lrr=1".into()]).unwrap_err();

@@ -189,7 +189,11 @@ pub fn accuracy(
     let samples = generate(policy, prompts, &cfg)?;
     let correct = samples
         .iter()
-        .filter(|s| verifier.score(&problems[s.prompt_index].answer, &s.text).correct)
+        .filter(|s| {
+            verifier
+                .score(&problems[s.prompt_index].answer, &s.text)
+                .correct
+        })
         .count();
     Ok(correct as f64 / problems.len().max(1) as f64)
 }
@@ -212,8 +216,18 @@ fn warm_start(
         return Err(format!("sft.levels {:?} select no training problem", sft.levels).into());
     }
     let max_new = cfg.grpo.rollout.max_new_tokens;
-    let mut acc = accuracy(policy, test_prompts, test, cfg.grpo.rollout.temperature, max_new, cfg.seed)?;
-    log(format!("warm start: step 0, test accuracy {:.1}%", acc * 100.0));
+    let mut acc = accuracy(
+        policy,
+        test_prompts,
+        test,
+        cfg.grpo.rollout.temperature,
+        max_new,
+        cfg.seed,
+    )?;
+    log(format!(
+        "warm start: step 0, test accuracy {:.1}%",
+        acc * 100.0
+    ));
     if acc >= sft.target_accuracy {
         return Ok((acc, 0));
     }
@@ -253,13 +267,21 @@ fn warm_start(
             policy.pad_token_id,
             &LogprobOptions::default(),
         )?;
-        let loss = -(&out.logprobs * &out.mask).sum(tch::Kind::Float) / out.mask.sum(tch::Kind::Float);
+        let loss =
+            -(&out.logprobs * &out.mask).sum(tch::Kind::Float) / out.mask.sum(tch::Kind::Float);
         opt.zero_grad();
         loss.backward();
         opt.clip_grad_norm();
         opt.step(sft.lr);
         if step % sft.eval_every == 0 || step == sft.max_steps {
-            acc = accuracy(policy, test_prompts, test, cfg.grpo.rollout.temperature, max_new, cfg.seed)?;
+            acc = accuracy(
+                policy,
+                test_prompts,
+                test,
+                cfg.grpo.rollout.temperature,
+                max_new,
+                cfg.seed,
+            )?;
             log(format!(
                 "warm start: step {step}, loss {:.3}, test accuracy {:.1}%",
                 loss.double_value(&[]),
@@ -300,7 +322,11 @@ pub fn run(
     let log = |line: String| eprintln!("[demo {:>6.1}s] {line}", started.elapsed().as_secs_f64());
     let interrupted = app::interrupt_flag();
 
-    let (train, test) = synth::generate_splits(synth::DEFAULT_SEED, synth::DEFAULT_TRAIN, synth::DEFAULT_TEST);
+    let (train, test) = synth::generate_splits(
+        synth::DEFAULT_SEED,
+        synth::DEFAULT_TRAIN,
+        synth::DEFAULT_TEST,
+    );
     let test: Vec<SynthProblem> = test.into_iter().take(cfg.eval_problems).collect();
     let tiny = crate::tiny::TinyConfig::default();
     let policy = crate::tiny::policy(&tiny, cfg.seed, tch::Device::Cpu)?;
@@ -385,7 +411,13 @@ pub fn run(
             bar.inc(1);
             if interrupted.load(Ordering::SeqCst) {
                 let path = trainer.save_checkpoint()?;
-                bar.suspend(|| log(format!("{}: interrupted; checkpoint {}", method.name, path.display())));
+                bar.suspend(|| {
+                    log(format!(
+                        "{}: interrupted; checkpoint {}",
+                        method.name,
+                        path.display()
+                    ))
+                });
                 result.interrupted = true;
                 break;
             }
@@ -406,7 +438,10 @@ pub fn run(
         results.push(result);
     }
 
-    let base_points = results.first().map(|r| r.points.clone()).unwrap_or_default();
+    let base_points = results
+        .first()
+        .map(|r| r.points.clone())
+        .unwrap_or_default();
     let law = law::fit(&base_points).ok();
     let extrapolation = law::fit_fraction(&base_points, cfg.fit_fraction).ok();
     let outcome = DemoOutcome {
@@ -474,13 +509,18 @@ fn write_report(cfg: &DemoConfig, run: &RunDir, o: &DemoOutcome) -> Result<(), D
         )?;
     }
     std::fs::write(run.root.join("summary.md"), summary(cfg, o))?;
-    std::fs::write(run.root.join("outcome.json"), serde_json::to_string_pretty(o)?)?;
+    std::fs::write(
+        run.root.join("outcome.json"),
+        serde_json::to_string_pretty(o)?,
+    )?;
     Ok(())
 }
 
 fn control_text(c: &ControlConfig) -> String {
     match c {
-        ControlConfig::ClipCov { ratio, lb, ub } => format!("Clip-Cov r = {ratio}, lb = {lb}, ub = {ub}"),
+        ControlConfig::ClipCov { ratio, lb, ub } => {
+            format!("Clip-Cov r = {ratio}, lb = {lb}, ub = {ub}")
+        }
         ControlConfig::KlCov { ratio, beta } => format!("KL-Cov k = {ratio}, beta = {beta}"),
         other => format!("{other:?}"),
     }
@@ -529,7 +569,16 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
         o.seconds
     ));
     s.push_str(&report::markdown_table(
-        &["method", "entropy start", "entropy end", "accuracy start", "accuracy end", "fit a", "fit b", "seconds"],
+        &[
+            "method",
+            "entropy start",
+            "entropy end",
+            "accuracy start",
+            "accuracy end",
+            "fit a",
+            "fit b",
+            "seconds",
+        ],
         &rows,
     ));
     s.push_str("\nControls: ");
@@ -580,7 +629,9 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
         s.push_str(&format!(
             "- {}: {}\n",
             m.name,
-            m.warning.as_deref().unwrap_or("no entropy-collapse warning")
+            m.warning
+                .as_deref()
+                .unwrap_or("no entropy-collapse warning")
         ));
     }
     s.push_str(

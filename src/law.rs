@@ -30,7 +30,9 @@ pub enum LawError {
         perf: f64,
     },
     /// `--fit-fraction` outside (0, 1) or leaving no held-out point.
-    #[error("fit fraction {fraction} leaves {fit} fit points and {held_out} held-out points of {total}; need at least 2 and 1")]
+    #[error(
+        "fit fraction {fraction} leaves {fit} fit points and {held_out} held-out points of {total}; need at least 2 and 1"
+    )]
     BadFraction {
         /// The requested fraction.
         fraction: f64,
@@ -359,7 +361,13 @@ pub fn run_fit(args: &FitArgs) -> Result<String, Box<dyn std::error::Error>> {
             label: args.metrics.display().to_string(),
             points: points.iter().map(|p| (p.entropy, p.perf)).collect(),
         };
-        crate::report::law_chart(png, "entropy vs performance", &args.perf_key, &[series], &law)?;
+        crate::report::law_chart(
+            png,
+            "entropy vs performance",
+            &args.perf_key,
+            &[series],
+            &law,
+        )?;
         out.push_str(&format!("plot: {}\n", png.display()));
     }
     Ok(out)
@@ -455,7 +463,10 @@ mod tests {
         assert!(matches!(fit(&flat), Err(LawError::Degenerate(_))));
         let mut nan = curve(0.1, 0.5, 1.0, 5, 0.0);
         nan[3].perf = f64::NAN;
-        assert!(matches!(fit(&nan), Err(LawError::NotFinite { index: 3, .. })));
+        assert!(matches!(
+            fit(&nan),
+            Err(LawError::NotFinite { index: 3, .. })
+        ));
         let pts = curve(0.1, 0.5, 1.0, 10, 0.0);
         assert!(matches!(
             fit_fraction(&pts, 1.0),
@@ -474,7 +485,10 @@ mod tests {
         assert_eq!(watch.observe(1, 1.2), None);
         assert_eq!(watch.observe(2, f64::NAN), None);
         let warning = watch.observe(3, 0.9).expect("0.9 < 0.5 * 2.0");
-        assert!(warning.contains("step 3") && warning.contains("50%"), "{warning}");
+        assert!(
+            warning.contains("step 3") && warning.contains("50%"),
+            "{warning}"
+        );
         assert_eq!(watch.observe(4, 0.5), None, "warns only once");
     }
 

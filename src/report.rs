@@ -65,7 +65,9 @@ fn register_font() {
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -174,10 +176,7 @@ fn chart(
         chart
             .draw_series(LineSeries::new(curve, style))
             .map_err(|e| err(&e))?
-            .label(format!(
-                "fit: R = -{:.3}·exp(H) + {:.3}",
-                law.a, law.b
-            ))
+            .label(format!("fit: R = -{:.3}·exp(H) + {:.3}", law.a, law.b))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
@@ -211,7 +210,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = Series {
             label: "GRPO".into(),
-            points: (0..20).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect(),
+            points: (0..20)
+                .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
+                .collect(),
         };
         let b = Series {
             label: "KL-Cov".into(),

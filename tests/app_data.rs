@@ -41,10 +41,17 @@ fn bad_rows_name_file_row_and_field() {
     let err = load_math(&fixture("gsm8k_bad.jsonl"), None).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DataError::BadRow { row: 2, .. }), "{msg}");
-    assert!(msg.contains("gsm8k_bad.jsonl: row 2") && msg.contains("`answer`"), "{msg}");
+    assert!(
+        msg.contains("gsm8k_bad.jsonl: row 2") && msg.contains("`answer`"),
+        "{msg}"
+    );
 
     let err = load_math(&fixture("not_json.jsonl"), None).unwrap_err();
-    assert!(err.to_string().contains("not_json.jsonl: row 2: not valid JSON"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not_json.jsonl: row 2: not valid JSON"),
+        "{err}"
+    );
 
     let custom = MathFields {
         prompt: "problem".into(),
@@ -52,7 +59,10 @@ fn bad_rows_name_file_row_and_field() {
         ..MathFields::problem_answer()
     };
     let err = load_math(&fixture("math500.jsonl"), Some(&custom)).unwrap_err();
-    assert!(err.to_string().contains("row 1: missing field `final`"), "{err}");
+    assert!(
+        err.to_string().contains("row 1: missing field `final`"),
+        "{err}"
+    );
 
     let err = read_rows(&fixture("gsm8k.csv")).unwrap_err();
     assert!(matches!(err, DataError::UnknownFormat { .. }));
@@ -141,7 +151,8 @@ fn verl_parquet_bad_row_is_named() {
     write_verl_parquet(&path, &["1", ""]);
     let err = load_math(&path, None).unwrap_err();
     assert!(
-        err.to_string().contains("bad.parquet: row 2: field `reward_model.ground_truth` is an empty answer"),
+        err.to_string()
+            .contains("bad.parquet: row 2: field `reward_model.ground_truth` is an empty answer"),
         "{err}"
     );
     std::fs::write(dir.path().join("junk.parquet"), b"not parquet").unwrap();
@@ -170,17 +181,26 @@ fn apps_rows_become_stdio_and_call_tests() {
         rows[0].tests,
         serde_json::json!({"kind": "stdio", "inputs": ["3\n", "12\n"], "outputs": ["9\n", "144\n"]})
     );
-    assert_eq!(rows[0].solution.as_deref(), Some("n = int(input())\nprint(n * n)\n"));
+    assert_eq!(
+        rows[0].solution.as_deref(),
+        Some("n = int(input())\nprint(n * n)\n")
+    );
     assert_eq!(rows[0].id, "11");
     assert_eq!(
         rows[1].tests,
         serde_json::json!({"kind": "call", "fn_name": "add", "inputs": [[1, 2], [5, 7]], "outputs": [[3], [12]]})
     );
-    assert_eq!(rows[2].tests["inputs"][0], "a\nb", "TACO line lists are joined");
+    assert_eq!(
+        rows[2].tests["inputs"][0], "a\nb",
+        "TACO line lists are joined"
+    );
     assert_eq!(rows[2].solution, None);
     let err = load_code(&fixture("apps_bad.jsonl"), None).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("apps_bad.jsonl: row 2: field `input_output`: 2 inputs but 1 outputs"), "{msg}");
+    assert!(
+        msg.contains("apps_bad.jsonl: row 2: field `input_output`: 2 inputs but 1 outputs"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -188,14 +208,36 @@ fn humaneval_and_mbpp_rows_become_assert_tests() {
     let he = load_code(&fixture("humaneval.jsonl"), None).unwrap();
     assert_eq!(he[0].tests["kind"], "assert");
     assert_eq!(he[0].tests["entry_point"], "add");
-    assert!(he[0].tests["code"].as_str().unwrap().ends_with("check(add)\n"));
-    assert!(he[0].solution.as_deref().unwrap().contains("def add(a: int, b: int) -> int:"));
-    assert!(he[0].solution.as_deref().unwrap().ends_with("return a + b\n"));
+    assert!(
+        he[0].tests["code"]
+            .as_str()
+            .unwrap()
+            .ends_with("check(add)\n")
+    );
+    assert!(
+        he[0]
+            .solution
+            .as_deref()
+            .unwrap()
+            .contains("def add(a: int, b: int) -> int:")
+    );
+    assert!(
+        he[0]
+            .solution
+            .as_deref()
+            .unwrap()
+            .ends_with("return a + b\n")
+    );
     let mbpp = load_code(&fixture("mbpp.jsonl"), None).unwrap();
     assert_eq!(mbpp[0].tests["entry_point"], "similar_elements");
     let code = mbpp[0].tests["code"].as_str().unwrap();
     assert_eq!(code.lines().count(), 2, "{code}");
-    assert!(mbpp[0].prompt.user_text().contains("Your code should pass this test:"));
+    assert!(
+        mbpp[0]
+            .prompt
+            .user_text()
+            .contains("Your code should pass this test:")
+    );
 }
 
 #[test]
@@ -204,7 +246,11 @@ fn cove_code_rows_pass_through_and_bad_kinds_are_named() {
     assert_eq!(rows[1].tests["kind"], "call");
     assert_eq!(rows[1].id, "inc");
     let err = load_code(&fixture("cove_code_bad.jsonl"), None).unwrap_err();
-    assert!(err.to_string().contains("row 1: field `tests.kind` is `fuzz`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("row 1: field `tests.kind` is `fuzz`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -216,7 +262,10 @@ fn committed_synthetic_set_matches_its_generator() {
         let loaded = load_math(&root.join(name), None).unwrap();
         assert_eq!(loaded.len(), problems.len(), "{name}");
         for (l, p) in loaded.iter().zip(problems.iter()) {
-            assert_eq!((&l.id, l.prompt.user_text(), &l.answer, l.level), (&p.id, p.problem.as_str(), &p.answer, Some(p.level)));
+            assert_eq!(
+                (&l.id, l.prompt.user_text(), &l.answer, l.level),
+                (&p.id, p.problem.as_str(), &p.answer, Some(p.level))
+            );
         }
     }
 }
@@ -251,7 +300,11 @@ fn real_reference_datasets_load_completely() {
         }
         let loaded = load_math(&path, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(loaded.len(), rows, "{file}");
-        assert!(loaded.iter().all(|e| !e.answer.is_empty() && !e.prompt.user_text().is_empty()));
+        assert!(
+            loaded
+                .iter()
+                .all(|e| !e.answer.is_empty() && !e.prompt.user_text().is_empty())
+        );
         if file.starts_with("gsm8k") {
             assert!(loaded.iter().all(|e| !e.answer.contains("####")), "{file}");
         }

@@ -35,11 +35,21 @@ fn demo_pipeline_writes_a_complete_report() {
         assert!(first["entropy"].as_f64().unwrap() > 0.0);
         assert!(first["test_accuracy"].is_number());
     }
-    for f in ["summary.md", "config.toml", "sft.safetensors", "outcome.json", "plots/entropy_vs_step.png", "plots/accuracy_vs_step.png"] {
+    for f in [
+        "summary.md",
+        "config.toml",
+        "sft.safetensors",
+        "outcome.json",
+        "plots/entropy_vs_step.png",
+        "plots/accuracy_vs_step.png",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert!(summary.contains("| grpo |") && summary.contains("| kl-cov |"), "{summary}");
+    assert!(
+        summary.contains("| grpo |") && summary.contains("| kl-cov |"),
+        "{summary}"
+    );
     // Same seed and warm start: the three runs start from the same test accuracy.
     let starts: Vec<f64> = outcome.methods.iter().map(|m| m.accuracy[0].1).collect();
     assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");

@@ -213,13 +213,17 @@ pub struct RunOptions {
 pub fn run_training<C, R>(
     defaults: &str,
     args: &TrainArgs,
-    make: impl FnOnce(&C) -> Result<(crate::trainer::Trainer<R>, RunOptions), Box<dyn std::error::Error>>,
+    make: impl FnOnce(
+        &C,
+    )
+        -> Result<(crate::trainer::Trainer<R>, RunOptions), Box<dyn std::error::Error>>,
 ) -> Result<String, Box<dyn std::error::Error>>
 where
     C: serde::de::DeserializeOwned,
     R: crate::verifiers::Reward,
 {
-    let (cfg, table): (C, toml::Table) = resolve(defaults, args.config.as_deref(), &args.all_sets())?;
+    let (cfg, table): (C, toml::Table) =
+        resolve(defaults, args.config.as_deref(), &args.all_sets())?;
     let (mut trainer, run_opts) = make(&cfg)?;
     if run_opts.threads > 0 {
         tch::set_num_threads(run_opts.threads);
@@ -235,10 +239,17 @@ where
     )?;
     Ok(format!(
         "{} after {} steps; run folder {} (config.toml, metrics.jsonl, checkpoints/, plots/)\n{}",
-        if outcome.interrupted { "stopped" } else { "finished" },
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
         outcome.steps,
         run.root.display(),
-        outcome.warning.map(|w| format!("warning: {w}\n")).unwrap_or_default(),
+        outcome
+            .warning
+            .map(|w| format!("warning: {w}\n"))
+            .unwrap_or_default(),
     ))
 }
 
@@ -322,7 +333,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
     let samples = crate::rollout::generate(&policy, &prompts, &cfg)?;
     let correct = samples
         .iter()
-        .filter(|s| verifier.score(&rows[s.prompt_index].answer, &s.text).correct)
+        .filter(|s| {
+            verifier
+                .score(&rows[s.prompt_index].answer, &s.text)
+                .correct
+        })
         .count();
     Ok(format!(
         "{}: {} problems x {} samples, accuracy {:.2}% ({correct}/{})\n",
@@ -333,4 +348,3 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
         samples.len()
     ))
 }
-

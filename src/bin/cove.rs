@@ -1,7 +1,9 @@
 //! The `cove` command-line tool.
 
 use clap::{Parser, Subcommand};
-use cove::verifiers::code::{self, CodeConfig, CodeVerifier, Extract, Limits, RuntimeKind, Scoring};
+use cove::verifiers::code::{
+    self, CodeConfig, CodeVerifier, Extract, Limits, RuntimeKind, Scoring,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -154,21 +156,35 @@ struct CodeArgs {
 
 fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
     let config = CodeConfig {
-        runtime: if args.runtime == "preview1" { RuntimeKind::Preview1 } else { RuntimeKind::Component },
+        runtime: if args.runtime == "preview1" {
+            RuntimeKind::Preview1
+        } else {
+            RuntimeKind::Component
+        },
         limits: Limits {
-            time: Duration::try_from_secs_f64(args.time_limit).map_err(|e| format!("--time-limit: {e}"))?,
+            time: Duration::try_from_secs_f64(args.time_limit)
+                .map_err(|e| format!("--time-limit: {e}"))?,
             memory_bytes: args.memory_mib << 20,
             ..Limits::default()
         },
-        scoring: if args.scoring == "pass-fraction" { Scoring::PassFraction } else { Scoring::AllOrNothing },
+        scoring: if args.scoring == "pass-fraction" {
+            Scoring::PassFraction
+        } else {
+            Scoring::AllOrNothing
+        },
         stop_at_first_failure: args.stop_at_first_failure,
-        extract: if args.raw { Extract::Raw } else { Extract::LastPythonBlock },
+        extract: if args.raw {
+            Extract::Raw
+        } else {
+            Extract::LastPythonBlock
+        },
         threads: args.threads,
     };
     let verifier = CodeVerifier::new(config).map_err(|e| e.to_string())?;
     let summary = match &args.output {
         Some(path) => {
-            let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file =
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
             code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::BufWriter::new(file))
         }
         None => code::jsonl::verify_jsonl(&verifier, &args.input, &mut std::io::stdout().lock()),
@@ -183,19 +199,30 @@ fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
         summary.all_passed,
         summary.errors.len()
     );
-    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if summary.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn loss_command(input: &std::path::Path, config: Option<&std::path::Path>, seed: u64) -> Result<String, String> {
+fn loss_command(
+    input: &std::path::Path,
+    config: Option<&std::path::Path>,
+    seed: u64,
+) -> Result<String, String> {
     let cfg = match config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<cove::loss::LossConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<cove::loss::LossConfig>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => cove::loss::LossConfig::default(),
     };
     let inputs = cove::loss::compare::LossInputs::read(input).map_err(|e| e.to_string())?;
-    let report = cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
+    let report =
+        cove::loss::compare::compute_loss(&inputs, &cfg, seed).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
 }
 
@@ -221,7 +248,11 @@ fn main() -> ExitCode {
             eprintln!("cove verify code: {msg}");
             ExitCode::FAILURE
         }),
-        Command::Loss { input, config, seed } => match loss_command(&input, config.as_deref(), seed) {
+        Command::Loss {
+            input,
+            config,
+            seed,
+        } => match loss_command(&input, config.as_deref(), seed) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS

@@ -63,14 +63,25 @@ fn main() -> ExitCode {
             let mut checked = (0, 0);
             for row in rows {
                 let suite: TestSuite = serde_json::from_value(row.tests.clone()).map_err(|e| {
-                    format!("{}: row `{}`: field `tests`: {e}", cfg.data.train.display(), row.id)
+                    format!(
+                        "{}: row `{}`: field `tests`: {e}",
+                        cfg.data.train.display(),
+                        row.id
+                    )
                 })?;
-                if let Some(solution) = row.solution.as_deref().filter(|_| checked.1 < cfg.data.check_solutions) {
+                if let Some(solution) = row
+                    .solution
+                    .as_deref()
+                    .filter(|_| checked.1 < cfg.data.check_solutions)
+                {
                     let score = verifier.score(&suite, solution);
                     checked.1 += 1;
                     checked.0 += score.correct as usize;
                     if !score.correct {
-                        eprintln!("warning: reference solution of `{}` fails: {}", row.id, score.details);
+                        eprintln!(
+                            "warning: reference solution of `{}` fails: {}",
+                            row.id, score.details
+                        );
                     }
                 }
                 data.push(Example {
@@ -79,7 +90,10 @@ fn main() -> ExitCode {
                 });
             }
             if checked.1 > 0 {
-                eprintln!("sandbox check: {}/{} reference solutions accepted", checked.0, checked.1);
+                eprintln!(
+                    "sandbox check: {}/{} reference solutions accepted",
+                    checked.0, checked.1
+                );
             }
             let policy = cfg.model.load()?;
             let trainer = Trainer::new(cfg.trainer.clone(), policy, verifier, data)?;

@@ -37,7 +37,9 @@ pub struct CodeExample {
 }
 
 /// The public layouts this loader understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeLayout {
     /// Cove's own set: `id`, `prompt`, `tests` (verifier shape), `solution`.
@@ -132,7 +134,9 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
             let solution = match field(row, "solutions") {
                 Some(Value::String(s)) if !s.trim().is_empty() => {
                     let list: Vec<String> = serde_json::from_str(s).map_err(|e| {
-                        ctx.bad(format!("field `solutions` is not a JSON list of strings: {e}"))
+                        ctx.bad(format!(
+                            "field `solutions` is not a JSON list of strings: {e}"
+                        ))
                     })?;
                     list.into_iter().next()
                 }
@@ -162,7 +166,8 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
                     "code": format!("{test}\n\ncheck({entry_point})\n"),
                     "entry_point": entry_point,
                 }),
-                solution: optional_string("canonical_solution").map(|body| format!("{prompt}{body}")),
+                solution: optional_string("canonical_solution")
+                    .map(|body| format!("{prompt}{body}")),
             })
         }
         CodeLayout::Mbpp => {
@@ -171,7 +176,10 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
                     .iter()
                     .map(|v| {
                         v.as_str().map(String::from).ok_or_else(|| {
-                            ctx.bad(format!("field `test_list` holds {}, not a string", kind_of(v)))
+                            ctx.bad(format!(
+                                "field `test_list` holds {}, not a string",
+                                kind_of(v)
+                            ))
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
@@ -327,7 +335,8 @@ mod tests {
             Some("min_cost")
         );
         assert_eq!(
-            mbpp_entry_point("assert set(similar_elements((3, 4), (5, 4))) == set((4,))").as_deref(),
+            mbpp_entry_point("assert set(similar_elements((3, 4), (5, 4))) == set((4,))")
+                .as_deref(),
             Some("similar_elements")
         );
         assert_eq!(

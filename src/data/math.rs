@@ -137,7 +137,10 @@ pub fn load_math(path: &Path, fields: Option<&MathFields>) -> Result<Vec<MathExa
                     .rsplit_once("####")
                     .map(|(_, a)| a.trim().to_string())
                     .ok_or_else(|| {
-                        ctx.bad(format!("field `{}` has no `#### answer` line", fields.answer))
+                        ctx.bad(format!(
+                            "field `{}` has no `#### answer` line",
+                            fields.answer
+                        ))
                     })?,
             };
             if answer.is_empty() {

@@ -227,11 +227,12 @@ impl RowCtx<'_> {
         match self.get(key)? {
             serde_json::Value::String(s) => Ok(Prompt::Text(s.clone())),
             v @ serde_json::Value::Array(_) => {
-                let messages: Vec<ChatMessage> = serde_json::from_value(v.clone()).map_err(|e| {
-                    self.bad(format!(
-                        "field `{key}` must be a list of {{role, content}} messages: {e}"
-                    ))
-                })?;
+                let messages: Vec<ChatMessage> =
+                    serde_json::from_value(v.clone()).map_err(|e| {
+                        self.bad(format!(
+                            "field `{key}` must be a list of {{role, content}} messages: {e}"
+                        ))
+                    })?;
                 if messages.is_empty() {
                     return Err(self.bad(format!("field `{key}` is an empty message list")));
                 }

@@ -103,12 +103,7 @@ fn problem(rng: &mut ChaCha8Rng, level: u32) -> (String, i64) {
 /// Generates up to `n` distinct problems, none of whose text appears in `exclude`.
 /// Levels take turns (1, 2, ..., 5, 1, ...), so each has `n/5` problems unless its space
 /// runs out (level 1 has only 100 distinct sums), in which case the others fill in.
-pub fn generate(
-    seed: u64,
-    n: usize,
-    split: &str,
-    exclude: &HashSet<String>,
-) -> Vec<SynthProblem> {
+pub fn generate(seed: u64, n: usize, split: &str, exclude: &HashSet<String>) -> Vec<SynthProblem> {
     /// Consecutive duplicates after which a level counts as exhausted.
     const MAX_TRIES: usize = 500;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
