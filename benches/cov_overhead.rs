@@ -10,7 +10,7 @@
 //! `cargo bench --bench cov_overhead -- --warm-up-time 1 --measurement-time 5`
 
 use cove::loss::{
-    ControlConfig, LossConfig, ScopeTensors, TokenTensors, micro_batch_loss, plan_mini_batch,
+    ControlConfig, LossConfig, TokenTensors, micro_batch_loss, plan_mini_batch, single_batch_loss,
 };
 use cove::optim::{AdamW, OptimConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -58,22 +58,13 @@ fn loss_benches(c: &mut Criterion) {
             group.bench_function(name, |bench| {
                 bench.iter(|| {
                     let logp = logp0.detach().set_requires_grad(true);
-                    let detached = logp.detach();
-                    let scope = ScopeTensors {
-                        logp: &detached,
-                        old_logp: &old,
-                        adv: &adv,
-                        valid: &valid,
-                    };
-                    let plan = plan_mini_batch(&cfg, ctl.as_ref(), &scope, 1, 3);
                     let tokens = TokenTensors {
                         logp: &logp,
                         old_logp: &old,
                         adv: &adv,
                         valid: &valid,
                     };
-                    let m =
-                        micro_batch_loss(&cfg, ctl.as_ref(), &plan, 0, (0, b), &tokens, None, None);
+                    let m = single_batch_loss(&cfg, ctl.as_ref(), &tokens, None, 3);
                     m.loss.backward();
                     logp.grad().double_value(&[0, 0])
                 })
@@ -125,10 +116,8 @@ fn tiny_step_benches(c: &mut Criterion) {
             ..LossConfig::default()
         };
         let ctl = cfg.control.build().unwrap();
-        let params: Vec<(String, Tensor)> =
-            policy.model.var_store().variables().into_iter().collect();
         let mut opt = AdamW::new(
-            params,
+            policy.model.var_store(),
             OptimConfig {
                 lr: 0.0,
                 ..OptimConfig::default()
@@ -136,7 +125,7 @@ fn tiny_step_benches(c: &mut Criterion) {
         );
         group.bench_function(name, |bench| {
             bench.iter(|| {
-                let scope = ScopeTensors {
+                let scope = TokenTensors {
                     logp: &old.logprobs,
                     old_logp: &old.logprobs,
                     adv: &adv,

@@ -104,56 +104,52 @@ fn group_stats(scores: &[f64], groups: &[usize]) -> HashMap<usize, GroupStats> {
         .collect()
 }
 
+/// Maps each score through `f(score, its group's statistics)`.
+fn per_group(scores: &[f64], groups: &[usize], f: impl Fn(f64, &GroupStats) -> f64) -> Vec<f64> {
+    let stats = group_stats(scores, groups);
+    scores
+        .iter()
+        .zip(groups)
+        .map(|(&s, g)| f(s, &stats[g]))
+        .collect()
+}
+
 /// GRPO advantages: `(r - mean) / (std + 1e-6)` per group, unbiased std. A group whose
 /// rewards are all equal (a group of one included) gets exactly 0: it carries no
 /// learning signal. (verl gives a group of one its raw score; Cove does not.)
 pub fn grpo(scores: &[f64], groups: &[usize]) -> Vec<f64> {
-    let stats = group_stats(scores, groups);
-    scores
-        .iter()
-        .zip(groups)
-        .map(|(&s, g)| {
-            let st = &stats[g];
-            if st.all_equal {
-                0.0
-            } else {
-                (s - st.mean) / (st.std + GRPO_EPS)
-            }
-        })
-        .collect()
+    per_group(scores, groups, |s, st| {
+        if st.all_equal {
+            0.0
+        } else {
+            (s - st.mean) / (st.std + GRPO_EPS)
+        }
+    })
 }
 
 /// Dr.GRPO advantages: `r - group mean`; equal-reward groups get exactly 0.
 pub fn dr_grpo(scores: &[f64], groups: &[usize]) -> Vec<f64> {
-    let stats = group_stats(scores, groups);
-    scores
-        .iter()
-        .zip(groups)
-        .map(|(&s, g)| {
-            let st = &stats[g];
+    per_group(
+        scores,
+        groups,
+        |s, st| {
             if st.all_equal { 0.0 } else { s - st.mean }
-        })
-        .collect()
+        },
+    )
 }
 
 /// RLOO advantages: `r_i - mean_{j != i} r_j = n/(n-1) * (r_i - mean)`; a group of one
 /// (no other response to compare with) or of equal rewards gets 0.
 pub fn rloo(scores: &[f64], groups: &[usize]) -> Vec<f64> {
-    let stats = group_stats(scores, groups);
-    scores
-        .iter()
-        .zip(groups)
-        .map(|(&s, g)| {
-            let st = &stats[g];
-            if st.all_equal || st.count < 2 {
-                0.0
-            } else {
-                let n = st.count as f64;
-                let others = (st.mean * n - s) / (n - 1.0);
-                s - others
-            }
-        })
-        .collect()
+    per_group(scores, groups, |s, st| {
+        if st.all_equal || st.count < 2 {
+            0.0
+        } else {
+            let n = st.count as f64;
+            let others = (st.mean * n - s) / (n - 1.0);
+            s - others
+        }
+    })
 }
 
 /// REINFORCE++ with baseline (verl's `reinforce_plus_plus_baseline`): subtract the

@@ -7,6 +7,7 @@
 //! plain string when it is not one). The resolved table is written to the run folder as
 //! `config.toml`, so every run records exactly what it ran with.
 
+pub mod tasks;
 pub mod training;
 
 use std::path::{Path, PathBuf};

@@ -171,10 +171,11 @@ pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Reads a checkpoint folder: its state and tensors.
-pub fn load(
-    ckpt: &Path,
-) -> Result<(TrainState, Vec<(String, Tensor)>, Vec<(String, Tensor)>), CheckpointError> {
+/// Named tensors, as a checkpoint stores them.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// Reads a checkpoint folder: its state, the model's tensors and the optimizer's.
+pub fn load(ckpt: &Path) -> Result<(TrainState, NamedTensors, NamedTensors), CheckpointError> {
     let state_path = ckpt.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let state: TrainState =

@@ -227,13 +227,14 @@ impl TrainConfig {
         if self.group_size == 0 {
             return bad("group_size", "must be at least 1".into());
         }
-        if self.mini_batch_size == 0 || batch % self.mini_batch_size != 0 {
+        if self.mini_batch_size == 0 || !batch.is_multiple_of(self.mini_batch_size) {
             return bad(
                 "mini_batch_size",
                 format!("must divide prompts_per_step x group_size = {batch}"),
             );
         }
-        if self.micro_batch_size == 0 || self.mini_batch_size % self.micro_batch_size != 0 {
+        if self.micro_batch_size == 0 || !self.mini_batch_size.is_multiple_of(self.micro_batch_size)
+        {
             return bad(
                 "micro_batch_size",
                 format!("must divide mini_batch_size = {}", self.mini_batch_size),
@@ -252,14 +253,16 @@ impl TrainConfig {
             return bad("optim.lr", "must be finite and >= 0".into());
         }
         let c = &self.loss.clip;
-        if !(c.eps_low >= 0.0 && c.eps_low < 1.0) {
-            return bad("loss.clip.eps_low", "must be in [0, 1)".into());
+        // eps_low = 1 puts the lower clip at ratio 0, where it never binds: the paper's
+        // "PPO clip 1.0" for Clip-Cov.
+        if !(0.0..=1.0).contains(&c.eps_low) {
+            return bad("loss.clip.eps_low", "must be in [0, 1]".into());
         }
         if !(c.eps_high >= 0.0 && c.eps_high.is_finite()) {
             return bad("loss.clip.eps_high", "must be >= 0".into());
         }
         if let Some(d) = c.dual_clip
-            && !(d > 1.0)
+            && d.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater)
         {
             return bad("loss.clip.dual_clip", "must be > 1".into());
         }

@@ -231,15 +231,8 @@ fn warm_start(
     if acc >= sft.target_accuracy {
         return Ok((acc, 0));
     }
-    let params = policy
-        .model
-        .var_store()
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
     let mut opt = AdamW::new(
-        params,
+        policy.model.var_store(),
         OptimConfig {
             lr: sft.lr,
             weight_decay: 0.0,

@@ -87,9 +87,14 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// A fresh optimizer for the named trainable leaves `params` (sorted by name, so
+    /// A fresh optimizer over the trainable variables of `vars` (sorted by name, so
     /// the state layout does not depend on hash-map order).
-    pub fn new(mut params: Vec<(String, Tensor)>, cfg: OptimConfig) -> AdamW {
+    pub fn new(vars: &tch::nn::VarStore, cfg: OptimConfig) -> AdamW {
+        let mut params: Vec<(String, Tensor)> = vars
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let (names, params): (Vec<String>, Vec<Tensor>) = params.into_iter().unzip();
         let m = params.iter().map(Tensor::zeros_like).collect();

@@ -36,7 +36,7 @@ use crate::advantage::Advantage;
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::config::{ConfigError, KlEstimator, TrainConfig};
 use crate::loss::{
-    ControlConfig, EntropyControl, LossSums, ScopeTensors, SelectionScope, TokenTensors, cov_stats,
+    ControlConfig, EntropyControl, LossSums, SelectionScope, TokenTensors, cov_stats,
     micro_batch_loss, plan_mini_batch,
 };
 use crate::metrics::{MetricsWriter, PhaseSeconds, StepMetrics};
@@ -180,14 +180,7 @@ impl<R: Reward> Trainer<R> {
             }
             prompt_ids.push(ids);
         }
-        let params: Vec<(String, Tensor)> = policy
-            .model
-            .var_store()
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        let opt = AdamW::new(params, cfg.optim.clone());
+        let opt = AdamW::new(policy.model.var_store(), cfg.optim.clone());
         let control = cfg.loss.control.build().map_err(|e| ConfigError::Invalid {
             path: "<config>".into(),
             field: "loss.control",
@@ -367,7 +360,9 @@ impl<R: Reward> Trainer<R> {
                 })?;
             }
             let every = self.cfg.checkpoint.every;
-            if (every > 0 && self.state.step % every == 0) || self.state.step == self.cfg.steps {
+            if (every > 0 && self.state.step.is_multiple_of(every))
+                || self.state.step == self.cfg.steps
+            {
                 self.save_checkpoint()?;
             }
             if on_step(&m).is_break() {
@@ -614,7 +609,7 @@ impl<R: Reward> Trainer<R> {
                 } else {
                     old_mb.shallow_clone()
                 };
-                let scope = ScopeTensors {
+                let scope = TokenTensors {
                     logp: &current,
                     old_logp: &old_mb,
                     adv: &adv_mb,

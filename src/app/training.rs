@@ -253,6 +253,33 @@ where
     ))
 }
 
+/// A training binary's `main`: [`run_training`], printing its summary (exit 0) or
+/// `{binary}: error: ...` (exit 1).
+pub fn training_main<C, R>(
+    binary: &str,
+    defaults: &str,
+    args: &TrainArgs,
+    make: impl FnOnce(
+        &C,
+    )
+        -> Result<(crate::trainer::Trainer<R>, RunOptions), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned,
+    R: crate::verifiers::Reward,
+{
+    match run_training(defaults, args, make) {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{binary}: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Arguments of `cove eval`: math accuracy of a policy on a dataset.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {

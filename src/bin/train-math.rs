@@ -11,12 +11,8 @@
 //! folder resumes.
 
 use clap::Parser;
-use cove::app::training::{ModelSpec, RunOptions, TrainArgs, run_training};
-use cove::config::TrainConfig;
-use cove::data::math::{MathFields, load_math};
-use cove::trainer::{Example, Trainer};
-use cove::verifiers::math::{MathOptions, MathVerifier};
-use std::path::PathBuf;
+use cove::app::tasks::{MATH_DEFAULTS, MathRun};
+use cove::app::training::{TrainArgs, training_main};
 use std::process::ExitCode;
 
 /// GRPO on a math dataset with the math-answer verifier.
@@ -27,58 +23,7 @@ struct Cli {
     args: TrainArgs,
 }
 
-/// The `[data]` section.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Data {
-    /// JSONL or verl Parquet file.
-    train: PathBuf,
-    /// Field mapping (default: detected from the first row).
-    fields: Option<MathFields>,
-    /// Use only the first N rows.
-    limit: Option<usize>,
-}
-
-/// The whole configuration.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    model: ModelSpec,
-    data: Data,
-    run: RunOptions,
-    trainer: TrainConfig,
-    verifier: MathOptions,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = run_training(
-        include_str!("../../configs/train-math.toml"),
-        &cli.args,
-        |cfg: &Config| {
-            let mut rows = load_math(&cfg.data.train, cfg.data.fields.as_ref())?;
-            rows.truncate(cfg.data.limit.unwrap_or(usize::MAX));
-            let data = rows
-                .into_iter()
-                .map(|r| Example {
-                    prompt: r.prompt.user_text().to_string(),
-                    task: r.answer,
-                })
-                .collect();
-            let policy = cfg.model.load()?;
-            let reward = MathVerifier::new(cfg.verifier.clone());
-            let trainer = Trainer::new(cfg.trainer.clone(), policy, reward, data)?;
-            Ok((trainer, cfg.run.clone()))
-        },
-    );
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("train-math: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    training_main("train-math", MATH_DEFAULTS, &cli.args, MathRun::build)
 }

@@ -4,9 +4,7 @@
 //! `logp`, and the metrics. `cove loss` exposes it on the command line for JSON or
 //! safetensors files.
 
-use super::{
-    CovStats, LossConfig, ScopeTensors, TokenTensors, cov_stats, micro_batch_loss, plan_mini_batch,
-};
+use super::{CovStats, LossConfig, TokenTensors, cov_stats, single_batch_loss};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -196,30 +194,13 @@ pub fn compute_loss(
     let old = tensor(&inputs.old_logp, b, t);
     let adv = tensor(&inputs.advantages, b, t);
     let valid = tensor(&inputs.mask, b, t).ne(0.0);
-    let detached = logp.detach();
-    let scope = ScopeTensors {
-        logp: &detached,
-        old_logp: &old,
-        adv: &adv,
-        valid: &valid,
-    };
-    let plan = plan_mini_batch(cfg, control.as_ref(), &scope, 1, seed);
     let tokens = TokenTensors {
         logp: &logp,
         old_logp: &old,
         adv: &adv,
         valid: &valid,
     };
-    let micro = micro_batch_loss(
-        cfg,
-        control.as_ref(),
-        &plan,
-        0,
-        (0, b as i64),
-        &tokens,
-        None,
-        None,
-    );
+    let micro = single_batch_loss(cfg, control.as_ref(), &tokens, None, seed);
     micro.loss.backward();
     let n = micro.sums.tokens.max(1.0);
     let lb = match cfg.control {
@@ -238,6 +219,6 @@ pub fn compute_loss(
         clip_frac: micro.sums.clipped / n,
         selected_frac: micro.sums.selected / n,
         approx_kl: micro.sums.approx_kl / n,
-        cov: cov_stats(&detached, &adv, &valid, lb),
+        cov: cov_stats(&logp.detach(), &adv, &valid, lb),
     })
 }

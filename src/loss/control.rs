@@ -15,9 +15,10 @@ use super::surrogate::{PpoClip, Surrogate, masked_ratio, ppo_clipped, ppo_surrog
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// The detached tensors of one selection scope, all `[B, T]`.
-pub struct ScopeTensors<'a> {
-    /// Log-probabilities of the current policy (detached).
+/// The per-token tensors of a selection scope or of some of its rows, all `[B, T]`.
+/// Selection reads `logp` detached; the loss keeps its gradient.
+pub struct TokenTensors<'a> {
+    /// Current-policy log-probabilities (with grad when building a loss).
     pub logp: &'a Tensor,
     /// Log-probabilities of the policy that generated the batch.
     pub old_logp: &'a Tensor,
@@ -25,6 +26,16 @@ pub struct ScopeTensors<'a> {
     pub adv: &'a Tensor,
     /// Boolean mask of valid (response) tokens.
     pub valid: &'a Tensor,
+}
+
+impl<'a> TokenTensors<'a> {
+    /// The same tokens with `logp` replaced (a detached copy, for selection).
+    pub fn with_logp<'b>(&self, logp: &'b Tensor) -> TokenTensors<'b>
+    where
+        'a: 'b,
+    {
+        TokenTensors { logp, ..*self }
+    }
 }
 
 /// Per-token covariance `(logp - mean logp) * (A - mean A)`, means over valid tokens;
@@ -79,7 +90,7 @@ pub fn hash_keys(index: &Tensor, seed: u64) -> Tensor {
 
 /// Clip-Cov candidates: valid tokens not clipped by PPO with `lb < cov < ub` (strict).
 pub fn clip_cov_candidates(
-    scope: &ScopeTensors,
+    scope: &TokenTensors,
     cov: &Tensor,
     lb: f64,
     ub: f64,
@@ -97,7 +108,7 @@ pub fn clip_cov_candidates(
 /// by `seed`) among the candidates, or all candidates if fewer. Returns a `[B, T]` bool
 /// on the scope's device (fused kernel for CPU tensors, tensor ops elsewhere).
 pub fn clip_cov_select(
-    scope: &ScopeTensors,
+    scope: &TokenTensors,
     ratio: f64,
     lb: f64,
     ub: f64,
@@ -133,7 +144,7 @@ pub fn clip_cov_select(
 
 /// [`clip_cov_select`] written as tensor ops (any device).
 pub fn clip_cov_select_tensor(
-    scope: &ScopeTensors,
+    scope: &TokenTensors,
     ratio: f64,
     lb: f64,
     ub: f64,
@@ -162,7 +173,7 @@ pub fn clip_cov_select_tensor(
 /// KL-Cov selection: the top `max(int(k * N), 1)` valid tokens by covariance (none if
 /// no token is valid). Returns a `[B, T]` bool on the scope's device (fused kernel for
 /// CPU tensors, tensor ops elsewhere).
-pub fn kl_cov_select(scope: &ScopeTensors, k: f64) -> Tensor {
+pub fn kl_cov_select(scope: &TokenTensors, k: f64) -> Tensor {
     if !cpu::applicable(scope.valid, &[scope.logp, scope.adv]) {
         return kl_cov_select_tensor(scope, k);
     }
@@ -175,7 +186,7 @@ pub fn kl_cov_select(scope: &ScopeTensors, k: f64) -> Tensor {
 }
 
 /// [`kl_cov_select`] written as tensor ops (any device).
-pub fn kl_cov_select_tensor(scope: &ScopeTensors, k: f64) -> Tensor {
+pub fn kl_cov_select_tensor(scope: &TokenTensors, k: f64) -> Tensor {
     let _guard = tch::no_grad_guard();
     let n_valid = scope.valid.sum(Kind::Int64).int64_value(&[]);
     let flat_valid = scope.valid.flatten(0, -1);
@@ -191,18 +202,6 @@ pub fn kl_cov_select_tensor(scope: &ScopeTensors, k: f64) -> Tensor {
         .zeros_like()
         .index_fill(0, &idx, 1)
         .view_as(scope.valid)
-}
-
-/// The per-token tensors of some rows of a scope; `logp` carries the gradient.
-pub struct TokenTensors<'a> {
-    /// Current-policy log-probabilities (with grad).
-    pub logp: &'a Tensor,
-    /// Old-policy log-probabilities.
-    pub old_logp: &'a Tensor,
-    /// Per-token advantages.
-    pub adv: &'a Tensor,
-    /// Boolean mask of valid tokens.
-    pub valid: &'a Tensor,
 }
 
 /// Clip-Cov loss: the PPO surrogate with the selected tokens' terms multiplied by 0
@@ -240,7 +239,7 @@ pub trait EntropyControl: Send {
     fn selects(&self) -> bool;
     /// Chooses, over one selection scope, the tokens whose loss term changes; a `[B, T]`
     /// bool on the scope's device. `seed` keys any random choice.
-    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor;
+    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor;
     /// The per-token loss of some rows of a scope given their slice of the selection.
     fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate;
     /// Coefficient of the entropy bonus subtracted from the loss (0: none).
@@ -435,7 +434,7 @@ impl EntropyControl for NoControl {
     fn selects(&self) -> bool {
         false
     }
-    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
     fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
@@ -464,7 +463,7 @@ impl EntropyControl for ClipCov {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor {
         clip_cov_select(scope, self.ratio, self.lb, self.ub, clip, seed)
     }
     fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
@@ -493,7 +492,7 @@ impl EntropyControl for KlCov {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
         kl_cov_select(scope, self.ratio)
     }
     fn token_loss(&self, t: &TokenTensors, selected: &Tensor, _clip: &PpoClip) -> Surrogate {
@@ -520,7 +519,7 @@ impl EntropyControl for EntropyBonus {
     fn selects(&self) -> bool {
         false
     }
-    fn select(&self, scope: &ScopeTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
     fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
@@ -560,7 +559,7 @@ impl EntropyControl for Adaptive {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &ScopeTensors, clip: &PpoClip, seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor {
         self.inner.select(scope, clip, seed)
     }
     fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {

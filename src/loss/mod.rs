@@ -21,7 +21,7 @@ pub mod cpu;
 pub mod surrogate;
 
 pub use aggregate::{AggNorm, LossAgg, aggregate};
-pub use control::{ControlConfig, EntropyControl, ScopeTensors, TokenTensors};
+pub use control::{ControlConfig, EntropyControl, TokenTensors};
 pub use surrogate::{PpoClip, Surrogate, ppo_surrogate};
 
 use serde::{Deserialize, Serialize};
@@ -73,21 +73,22 @@ pub struct MiniBatchPlan {
 }
 
 /// Plans a mini-batch: in `mini_batch` scope, selects over the whole mini-batch (the
-/// tensors of `scope`, detached, current policy) and fixes the normaliser. In
-/// `micro_batch` scope nothing is decided here. `scope.logp` is only read when the
-/// control selects.
+/// tensors of `scope`; `logp` is the current policy's, read detached) and fixes the
+/// normaliser. In `micro_batch` scope nothing is decided here. `scope.logp` is only
+/// read when the control selects.
 pub fn plan_mini_batch(
     cfg: &LossConfig,
     control: &dyn EntropyControl,
-    scope: &ScopeTensors,
+    scope: &TokenTensors,
     micro_batches: usize,
     seed: u64,
 ) -> MiniBatchPlan {
     match cfg.scope {
         SelectionScope::MiniBatch => MiniBatchPlan {
-            selected: control
-                .selects()
-                .then(|| control.select(scope, &cfg.clip, seed)),
+            selected: control.selects().then(|| {
+                let detached = scope.logp.detach();
+                control.select(&scope.with_logp(&detached), &cfg.clip, seed)
+            }),
             norm: Some(AggNorm::of(scope.valid, cfg.seq_norm_len)),
             micro_batches,
             seed,
@@ -164,14 +165,9 @@ pub fn micro_batch_loss(
             1.0,
         ),
         SelectionScope::MicroBatch => {
-            let detached = t.logp.detach();
-            let scope = ScopeTensors {
-                logp: &detached,
-                old_logp: t.old_logp,
-                adv: t.adv,
-                valid: t.valid,
-            };
             let sel = if control.selects() {
+                let detached = t.logp.detach();
+                let scope = t.with_logp(&detached);
                 control.select(&scope, &cfg.clip, micro_seed(plan.seed, index))
             } else {
                 t.valid.zeros_like()
@@ -193,7 +189,7 @@ pub fn micro_batch_loss(
     if let Some(h) = entropy
         && coef != 0.0
     {
-        loss = loss - aggregate(h, t.valid, cfg.agg, &norm) * coef;
+        loss = &loss - aggregate(h, t.valid, cfg.agg, &norm) * coef;
     }
     let loss = loss * scale;
     let sums = tch::no_grad(|| {
@@ -216,6 +212,20 @@ pub fn micro_batch_loss(
         selected,
         sums,
     }
+}
+
+/// The loss of a mini-batch processed whole, as its own single micro-batch: the plan
+/// and [`micro_batch_loss`] in one call (for comparisons and benchmarks).
+pub fn single_batch_loss(
+    cfg: &LossConfig,
+    control: &dyn EntropyControl,
+    t: &TokenTensors,
+    entropy: Option<&Tensor>,
+    seed: u64,
+) -> MicroLoss {
+    let plan = plan_mini_batch(cfg, control, t, 1, seed);
+    let rows = (0, t.valid.size()[0]);
+    micro_batch_loss(cfg, control, &plan, 0, rows, t, entropy, None)
 }
 
 /// The seed of micro-batch `index` in `micro_batch` scope.

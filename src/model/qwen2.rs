@@ -365,11 +365,11 @@ impl CausalLm for Qwen2 {
             let h = layer
                 .self_attn
                 .forward(&h, &rope, &bias, cache.as_deref_mut().map(|c| (c, i)));
-            x = x + h;
+            x = &x + h; // not `+=`: autograd needs the pre-residual `x` (RMSNorm input)
             let h = layer
                 .mlp
                 .forward(&layer.post_attention_layernorm.forward(&x));
-            x = x + h;
+            x = &x + h;
         }
         if let Some(c) = cache {
             c.advance(t);

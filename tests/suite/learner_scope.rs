@@ -3,8 +3,8 @@
 //! verl's `micro_batch` scope it is not, and this test documents by how much.
 
 use cove::loss::{
-    ControlConfig, LossAgg, LossConfig, ScopeTensors, SelectionScope, TokenTensors,
-    micro_batch_loss, plan_mini_batch,
+    ControlConfig, LossAgg, LossConfig, SelectionScope, TokenTensors, micro_batch_loss,
+    plan_mini_batch,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -20,6 +20,7 @@ struct Batch {
 }
 
 fn batch() -> Batch {
+    let _rng = crate::global_rng_lock();
     tch::manual_seed(7);
     let opts = (Kind::Double, Device::Cpu);
     let logp = -Tensor::rand([B, T], opts) * 6.0;
@@ -47,9 +48,8 @@ fn accumulated_grad(b: &Batch, cfg: &LossConfig, m: i64) -> (Tensor, f64) {
     let control = cfg.control.build().unwrap();
     let param = b.logp.detach().set_requires_grad(true);
     let ent_param = b.entropy.detach().set_requires_grad(true);
-    let detached = param.detach();
-    let scope = ScopeTensors {
-        logp: &detached,
+    let scope = TokenTensors {
+        logp: &param,
         old_logp: &b.old,
         adv: &b.adv,
         valid: &b.valid,

@@ -1,7 +1,7 @@
 //! End to end on CPU with the tiny policy: the reward rises within a few dozen steps,
 //! and on a fixed seed entropy falls faster under plain GRPO than under KL-Cov.
 
-mod learner_common;
+use crate::learner_common;
 
 use cove::loss::ControlConfig;
 use learner_common::{small_config, trainer};

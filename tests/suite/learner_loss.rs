@@ -9,7 +9,7 @@ use cove::loss::control::{
     kl_cov_select_tensor, selection_count, token_covariance,
 };
 use cove::loss::{
-    AggNorm, ControlConfig, LossAgg, LossConfig, PpoClip, ScopeTensors, SelectionScope, aggregate,
+    AggNorm, ControlConfig, LossAgg, LossConfig, PpoClip, SelectionScope, TokenTensors, aggregate,
     ppo_surrogate,
 };
 use serde_json::Value;
@@ -112,7 +112,7 @@ fn ppo_surrogate_matches_golden_with_clip_higher_and_dual_clip() {
 fn clip_cov_candidates_and_selection_match_golden() {
     let g = golden();
     let x = inputs(&g);
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &x.logp,
         old_logp: &x.old,
         adv: &x.adv,
@@ -182,7 +182,7 @@ fn clip_cov_candidates_and_selection_match_golden() {
 fn clip_cov_selection_is_seeded() {
     let g = golden();
     let x = inputs(&g);
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &x.logp,
         old_logp: &x.old,
         adv: &x.adv,
@@ -215,7 +215,7 @@ fn hash_keys_are_unique_and_spread() {
 fn kl_cov_topk_and_penalty_match_golden() {
     let g = golden();
     let x = inputs(&g);
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &x.logp,
         old_logp: &x.old,
         adv: &x.adv,
@@ -328,7 +328,7 @@ fn clip_cov_bounds_are_strict() {
         &[1.0, -1.0, 2.5, -2.5],
         &[1.0, -1.0, 2.0, -2.0],
     );
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &lp,
         old_logp: &old,
         adv: &adv,
@@ -347,7 +347,7 @@ fn clip_cov_bounds_are_strict() {
         &[1.5, -1.5, 2.0, -2.0],
         &[1.0, -1.0, 2.0, -2.0],
     );
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &lp,
         old_logp: &old,
         adv: &adv,
@@ -366,7 +366,7 @@ fn clip_cov_excludes_ppo_clipped_tokens() {
         &[1.0, -1.5, 2.0, -2.0],
         &[1.0, -1.0, 2.0, -2.0],
     );
-    let scope = ScopeTensors {
+    let scope = TokenTensors {
         logp: &lp,
         old_logp: &old,
         adv: &adv,
@@ -460,6 +460,7 @@ fn bad_inputs_name_the_field() {
 
 #[test]
 fn fused_cpu_selection_equals_tensor_ops() {
+    let _rng = crate::global_rng_lock();
     for kind in [Kind::Float, Kind::Double] {
         tch::manual_seed(3);
         let opts = (kind, tch::Device::Cpu);
@@ -473,7 +474,7 @@ fn fused_cpu_selection_equals_tensor_ops() {
         let valid = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu))
             .view([1, t])
             .lt_tensor(&lens);
-        let scope = ScopeTensors {
+        let scope = TokenTensors {
             logp: &logp,
             old_logp: &old,
             adv: &adv,

@@ -3,7 +3,7 @@
 //! checkpoint folder as a kill during a write would leave) resumes from the last good
 //! checkpoint and ends with parameters bit-identical to an uninterrupted run.
 
-mod learner_common;
+use crate::learner_common;
 
 use learner_common::{small_config, trainer};
 use std::ops::ControlFlow;
@@ -64,7 +64,7 @@ fn killed_run_resumes_to_identical_parameters() {
     let crashed = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "killed_run_resumes_to_identical_parameters",
+            "learner_resume::killed_run_resumes_to_identical_parameters",
             "--exact",
             "--test-threads=1",
         ])

@@ -1,0 +1,22 @@
+//! Cove's integration tests, one binary (one link of libtorch, wasmtime and the
+//! tokenizers stack instead of one per file): each module is one area of the crate.
+
+mod app_data;
+mod app_demo;
+mod doctor;
+mod learner_common;
+mod learner_e2e;
+mod learner_loss;
+mod learner_resume;
+mod learner_scope;
+mod model_errors;
+mod model_parity;
+mod model_rollout;
+mod tch_smoke;
+
+/// Serialises the tests that seed and draw from libtorch's process-global generator
+/// (`tch::manual_seed`), which would otherwise race now that they share a process.
+pub fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
