@@ -324,12 +324,16 @@ pub fn run(
         synth::DEFAULT_TRAIN,
         synth::DEFAULT_TEST,
     );
-    let in_task = |p: &&SynthProblem| cfg.levels.contains(&p.level);
-    let warm_pool: Vec<&SynthProblem> = train.iter().filter(in_task).collect();
-    let task: Vec<SynthProblem> = train.iter().chain(&test).filter(in_task).cloned().collect();
-    if warm_pool.is_empty() {
-        return Err(format!("levels {:?} select no training problem", cfg.levels).into());
+    let task: Vec<SynthProblem> = train
+        .iter()
+        .chain(&test)
+        .filter(|p| cfg.levels.contains(&p.level))
+        .cloned()
+        .collect();
+    if task.is_empty() {
+        return Err(format!("levels {:?} select no problem", cfg.levels).into());
     }
+    let warm_pool: Vec<&SynthProblem> = task.iter().collect();
     let test: Vec<SynthProblem> = task.iter().take(cfg.eval_problems).cloned().collect();
     let tiny = crate::tiny::TinyConfig::default();
     let policy = crate::tiny::policy(&tiny, cfg.seed, tch::Device::Cpu)?;
