@@ -1,6 +1,7 @@
 //! Cove's integration tests, one binary (one link of libtorch, wasmtime and the
 //! tokenizers stack instead of one per file): each module is one area of the crate.
 
+mod app_binaries;
 mod app_data;
 mod app_demo;
 mod doctor;
