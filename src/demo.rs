@@ -3,10 +3,10 @@
 //! The task is a slice of the synthetic math set ([`crate::data::synth`]): every problem
 //! of the configured levels, both splits (by default levels 1 and 4, the 164 one-digit
 //! sum and product facts). From nothing: build the tiny policy ([`crate::tiny`]),
-//! warm-start it with a short supervised phase on the task's training-split problems only
-//! until its accuracy over the task is inside the target window (10–60% by default), then
-//! run GRPO three times on the whole task from that same warm start with the same seed
-//! and budget — no entropy control, Clip-Cov and KL-Cov — and write a report folder:
+//! warm-start it with a short supervised phase on the task until its accuracy is inside
+//! the target window (10–60% by default), then run GRPO three times from that same warm
+//! start with the same seed and budget — no entropy control, Clip-Cov and KL-Cov — and
+//! write a report folder:
 //!
 //! ```text
 //! OUT/config.toml                    resolved configuration
@@ -24,10 +24,11 @@
 //! character-level model does not learn to generalise arithmetic to unseen problems in
 //! minutes on a CPU (tried: 1,500 supervised steps on two-digit ± one-digit problems
 //! stayed under 10% held-out). What it can do is what the paper studies: trade policy
-//! entropy for reward on the prompts it trains on, including problems the warm start
-//! never showed, which only exploration can find. The paper's Cov ratios (2e-4, 2e-3) select `max(int(r·N), 1)` = 1
-//! token of the toy's few hundred per step, which does nothing; the demo's defaults use
-//! larger ratios, and the summary says so.
+//! entropy for reward on the prompts it trains on.
+//!
+//! The paper's Cov ratios (2e-4, 2e-3) select `max(int(r·N), 1)` = 1 token of a toy
+//! mini-batch's ~190, which does nothing; the demo's defaults use larger ratios, and the
+//! summary says so.
 
 use crate::app::{self, RunDir};
 use crate::data::synth::{self, SynthProblem};
@@ -58,8 +59,8 @@ pub struct DemoConfig {
     pub seed: u64,
     /// libtorch intra-op threads (the target machine has 2 cores).
     pub threads: i32,
-    /// The task: every problem of these levels of the synthetic set, both splits. GRPO
-    /// trains on all of them; the warm start sees only those of the training split.
+    /// The task: every problem of these levels of the synthetic set, both splits (the
+    /// warm start, GRPO and the accuracy all use it).
     pub levels: Vec<u32>,
     /// Problems of the task used for accuracy (the first N).
     pub eval_problems: usize,
@@ -144,10 +145,8 @@ pub struct MethodResult {
 /// The demo's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DemoOutcome {
-    /// Problems in the task (GRPO's prompts).
+    /// Problems in the task.
     pub task_problems: usize,
-    /// Of those, the training-split problems the warm start trained on.
-    pub warm_problems: usize,
     /// Task accuracy after the warm start.
     pub sft_accuracy: f64,
     /// SFT steps run.
@@ -454,7 +453,6 @@ pub fn run(
     let extrapolation = law::fit_fraction(&base_points, cfg.fit_fraction).ok();
     let outcome = DemoOutcome {
         task_problems: task.len(),
-        warm_problems: warm_pool.len(),
         sft_accuracy,
         sft_steps,
         methods: results,
@@ -536,6 +534,13 @@ fn control_text(c: &ControlConfig) -> String {
     }
 }
 
+/// Mean of the second coordinate over the last tenth of `points` (at least one point):
+/// the end of a noisy curve.
+fn tail_mean(points: &[(f64, f64)]) -> Option<f64> {
+    let k = points.len().div_ceil(10);
+    (k > 0).then(|| points[points.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64)
+}
+
 /// The markdown summary.
 pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     let f = |v: Option<f64>, pct: bool| match v {
@@ -551,8 +556,10 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
                 m.name.clone(),
                 f(m.entropy.first().map(|e| e.1), false),
                 f(m.entropy.last().map(|e| e.1), false),
+                f(tail_mean(&m.entropy), false),
                 f(m.accuracy.first().map(|a| a.1), true),
                 f(m.accuracy.last().map(|a| a.1), true),
+                f(tail_mean(&m.accuracy), true),
             ];
             let fit = law::fit(&m.points).ok();
             row.push(f(fit.map(|l| l.a), false));
@@ -564,17 +571,15 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     let mut s = String::from("# Cove demo: entropy collapse and the Cov methods\n\n");
     s.push_str(&format!(
         "Task: the {} problems of levels {:?} of the synthetic math set. Tiny policy ({} steps \
-         of supervised warm start on the {} of them in the training split, to {:.1}% task \
-         accuracy), then GRPO on all {} for {} steps x {} prompts x {} samples per method, same \
-         seed ({}) and budget. Accuracy: {} problems of the task, one sample each at \
-         temperature {} (pass@1, the quantity GRPO maximises; not a held-out score), every {} \
-         steps. Total wall time {:.0} s.\n\n",
+         of supervised warm start on them, to {:.1}% task accuracy), then GRPO on them for {} \
+         steps x {} prompts x {} samples per method, same seed ({}) and budget. Accuracy: {} \
+         problems of the task, one sample each at temperature {} (pass@1, the quantity GRPO \
+         maximises; not a held-out score), every {} steps; \"last 10%\" columns average the \
+         last tenth of the steps or evaluations. Total wall time {:.0} s.\n\n",
         o.task_problems,
         cfg.levels,
         o.sft_steps,
-        o.warm_problems,
         o.sft_accuracy * 100.0,
-        o.task_problems,
         cfg.grpo.steps,
         cfg.grpo.prompts_per_step,
         cfg.grpo.group_size,
@@ -589,8 +594,10 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
             "method",
             "entropy start",
             "entropy end",
+            "entropy last 10%",
             "accuracy start",
             "accuracy end",
+            "accuracy last 10%",
             "fit a",
             "fit b",
             "seconds",
@@ -607,8 +614,10 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     );
     s.push_str(
         ". The paper's ratios (Clip-Cov 2e-4, KL-Cov 2e-3 for 7B) select max(int(r*N), 1) = 1 \
-         token of the few hundred this toy produces per step, so the demo tunes them up \
-         (values above); everything else is the paper's recipe at toy scale.\n\n",
+         token of the ~190 response tokens of one of this toy's optimizer mini-batches \
+         (selection is per mini-batch), so the demo tunes them up (values above); everything \
+         else is the paper's recipe at toy scale (no KL to the reference, no entropy bonus, \
+         beta 1, lb 1, ub 5).\n\n",
     );
     match (&o.law, &o.extrapolation) {
         (Some(l), ex) => {

@@ -2,7 +2,7 @@
 //! Parquet file, on the committed synthetic math set, and on the real reference files in
 //! `../shared/datasets` (skipped, with a note, when that folder is absent).
 
-use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Fields, Schema};
 use cove::data::code::{CodeLayout, load_code};
 use cove::data::math::{MathFields, load_math};
 use cove::data::{DataError, Prompt, read_rows};
