@@ -3,6 +3,8 @@
 //! - `loss/<B>x<T>/<method>`: loss forward + backward (selection, metric sums and
 //!   normaliser included, exactly what the trainer runs per mini-batch) on float32
 //!   `[B, T]` tensors, 64x1024 and 256x2048 tokens, CPU (or CUDA when available).
+//! - `loss/<B>x<T>/<method>_selection_only`: the Clip-Cov / KL-Cov token selection
+//!   alone (what the controls add before the loss).
 //! - `tiny_step/<method>`: one optimizer step of the tiny policy on 16 fixed
 //!   (prompt, response) pairs: training forward, loss, backward, AdamW.
 //!
@@ -69,6 +71,17 @@ fn loss_benches(c: &mut Criterion) {
                     logp.grad().double_value(&[0, 0])
                 })
             });
+            if ctl.selects() {
+                group.bench_function(format!("{name}_selection_only"), |bench| {
+                    let tokens = TokenTensors {
+                        logp: &logp0,
+                        old_logp: &old,
+                        adv: &adv,
+                        valid: &valid,
+                    };
+                    bench.iter(|| plan_mini_batch(&cfg, ctl.as_ref(), &tokens, 1, 3).selected)
+                });
+            }
         }
         group.finish();
     }
