@@ -83,8 +83,10 @@ pub struct Qwen2Config {
     /// Number of key/value heads (grouped-query attention); defaults to the query heads.
     #[serde(default)]
     pub num_key_value_heads: Option<i64>,
-    /// Per-head width; defaults to `hidden_size / num_attention_heads`.
-    #[serde(default)]
+    /// Per-head width; defaults to `hidden_size / num_attention_heads`. Left out of an
+    /// exported `config.json` when unset: transformers 5 reads `"head_dim": null` as a
+    /// value and fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<i64>,
     /// MLP activation; only `silu` is supported.
     #[serde(default = "default_act")]
