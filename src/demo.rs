@@ -212,21 +212,23 @@ pub fn accuracy(
 fn warm_start(
     cfg: &DemoConfig,
     policy: &Policy,
-    pool: &[&SynthProblem],
+    pool: &[SynthProblem],
     test_prompts: &[Vec<i64>],
     test: &[SynthProblem],
     log: &dyn Fn(String),
 ) -> Result<(f64, usize), DemoError> {
     let sft = &cfg.sft;
-    let max_new = cfg.grpo.rollout.max_new_tokens;
-    let mut acc = accuracy(
-        policy,
-        test_prompts,
-        test,
-        cfg.grpo.rollout.temperature,
-        max_new,
-        cfg.seed,
-    )?;
+    let eval = || {
+        accuracy(
+            policy,
+            test_prompts,
+            test,
+            cfg.grpo.rollout.temperature,
+            cfg.grpo.rollout.max_new_tokens,
+            cfg.seed,
+        )
+    };
+    let mut acc = eval()?;
     log(format!(
         "warm start: step 0, task accuracy {:.1}%",
         acc * 100.0
@@ -244,17 +246,20 @@ fn warm_start(
     );
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5f7);
     let eos = policy.eos_token_ids[0];
-    for step in 1..=sft.max_steps {
-        let batch: Vec<&&SynthProblem> = pool.choose_multiple(&mut rng, sft.batch_size).collect();
-        let mut owned = Vec::with_capacity(batch.len());
-        for p in &batch {
-            let text = policy.apply_chat_template(&[Message::user(&p.problem)], true)?;
+    // (prompt, answer + EOS) token ids of every problem, tokenized once.
+    let prompts = prompt_ids(policy, pool)?;
+    let examples: Vec<(Vec<i64>, Vec<i64>)> = prompts
+        .into_iter()
+        .zip(pool)
+        .map(|(prompt, p)| {
             let mut response = policy.encode(&p.answer)?;
             response.push(eos);
-            owned.push((policy.encode(&text)?, response));
-        }
-        let pairs: Vec<(&[i64], &[i64])> = owned
-            .iter()
+            Ok((prompt, response))
+        })
+        .collect::<Result<_, DemoError>>()?;
+    for step in 1..=sft.max_steps {
+        let pairs: Vec<(&[i64], &[i64])> = examples
+            .choose_multiple(&mut rng, sft.batch_size)
             .map(|(p, r)| (p.as_slice(), r.as_slice()))
             .collect();
         let out = response_logprobs(
@@ -270,14 +275,7 @@ fn warm_start(
         opt.clip_grad_norm();
         opt.step(sft.lr);
         if step % sft.eval_every == 0 || step == sft.max_steps {
-            acc = accuracy(
-                policy,
-                test_prompts,
-                test,
-                cfg.grpo.rollout.temperature,
-                max_new,
-                cfg.seed,
-            )?;
+            acc = eval()?;
             log(format!(
                 "warm start: step {step}, loss {:.3}, task accuracy {:.1}%",
                 loss.double_value(&[]),
@@ -332,13 +330,11 @@ pub fn run(
     if task.is_empty() {
         return Err(format!("levels {:?} select no problem", cfg.levels).into());
     }
-    let warm_pool: Vec<&SynthProblem> = task.iter().collect();
     let test: Vec<SynthProblem> = task.iter().take(cfg.eval_problems).cloned().collect();
     let tiny = crate::tiny::TinyConfig::default();
     let policy = crate::tiny::policy(&tiny, cfg.seed, tch::Device::Cpu)?;
     let test_prompts = prompt_ids(&policy, &test)?;
-    let (sft_accuracy, sft_steps) =
-        warm_start(cfg, &policy, &warm_pool, &test_prompts, &test, &log)?;
+    let (sft_accuracy, sft_steps) = warm_start(cfg, &policy, &task, &test_prompts, &test, &log)?;
     let sft_path = out.join("sft.safetensors");
     policy.model.var_store().save(&sft_path)?;
     drop(policy);
