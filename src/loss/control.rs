@@ -11,7 +11,9 @@
 //! top-k are tensor ops and only scalar counts are read back.
 
 use super::cpu;
-use super::surrogate::{PpoClip, Surrogate, masked_ratio, ppo_clipped, ppo_surrogate};
+use super::surrogate::{
+    PpoClip, Surrogate, masked_ratio, ppo_clipped, ppo_surrogate, ppo_surrogate_dropping,
+};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -118,27 +120,14 @@ pub fn clip_cov_select(
     if !cpu::applicable(scope.valid, &[scope.logp, scope.old_logp, scope.adv]) {
         return clip_cov_select_tensor(scope, ratio, lb, ub, clip, seed);
     }
-    let (cand, n_valid) = match scope.logp.kind() {
-        Kind::Float => cpu::clip_cov_candidates::<f32>(
-            scope.logp,
-            scope.old_logp,
-            scope.adv,
-            scope.valid,
-            lb,
-            ub,
-            clip,
-        ),
-        _ => cpu::clip_cov_candidates::<f64>(
-            scope.logp,
-            scope.old_logp,
-            scope.adv,
-            scope.valid,
-            lb,
-            ub,
-            clip,
-        ),
+    let count = |n| selection_count(ratio, n);
+    let (t, v) = (scope, scope.valid);
+    let (chosen, _) = match scope.logp.kind() {
+        Kind::Float => {
+            cpu::clip_cov_choose::<f32>(t.logp, t.old_logp, t.adv, v, lb, ub, clip, count, seed)
+        }
+        _ => cpu::clip_cov_choose::<f64>(t.logp, t.old_logp, t.adv, v, lb, ub, clip, count, seed),
     };
-    let chosen = cpu::choose(cand, selection_count(ratio, n_valid) as usize, seed);
     cpu::mask_from_indices(&chosen, scope.valid)
 }
 
@@ -207,11 +196,7 @@ pub fn kl_cov_select_tensor(scope: &TokenTensors, k: f64) -> Tensor {
 /// Clip-Cov loss: the PPO surrogate with the selected tokens' terms multiplied by 0
 /// (their gradient is exactly zero).
 pub fn clip_cov_loss(t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
-    let s = ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip);
-    Surrogate {
-        loss: s.loss.masked_fill(selected, 0.0),
-        ..s
-    }
+    ppo_surrogate_dropping(t.logp, t.old_logp, t.adv, t.valid, Some(selected), clip)
 }
 
 /// KL-Cov loss: `-A * ratio` everywhere (no PPO clipping), plus

@@ -42,9 +42,11 @@ pub struct Surrogate {
 /// The importance ratio with masked-out positions forced to 1, so padding holding
 /// `-inf` or garbage log-probabilities can never produce NaN in values or gradients.
 pub fn masked_ratio(logp: &Tensor, old_logp: &Tensor, valid: &Tensor) -> Tensor {
-    (logp - old_logp)
-        .masked_fill(&valid.logical_not(), 0.0)
-        .exp()
+    ratio_outside(logp, old_logp, &valid.logical_not())
+}
+
+fn ratio_outside(logp: &Tensor, old_logp: &Tensor, invalid: &Tensor) -> Tensor {
+    (logp - old_logp).masked_fill(invalid, 0.0).exp()
 }
 
 /// PPO surrogate: `max(-A * ratio, -A * clamp(ratio, 1 - eps_low, 1 + eps_high))`,
@@ -56,7 +58,23 @@ pub fn ppo_surrogate(
     valid: &Tensor,
     clip: &PpoClip,
 ) -> Surrogate {
-    let ratio = masked_ratio(logp, old_logp, valid);
+    ppo_surrogate_dropping(logp, old_logp, adv, valid, None, clip)
+}
+
+/// [`ppo_surrogate`] with the terms of the `dropped` tokens (a `[B, T]` bool) multiplied
+/// by 0, as Clip-Cov does: their loss and gradient are exactly zero. The drop is folded
+/// into the padding mask the surrogate applies anyway, so it costs one boolean `or`
+/// instead of an extra float pass forward and backward.
+pub fn ppo_surrogate_dropping(
+    logp: &Tensor,
+    old_logp: &Tensor,
+    adv: &Tensor,
+    valid: &Tensor,
+    dropped: Option<&Tensor>,
+    clip: &PpoClip,
+) -> Surrogate {
+    let invalid = valid.logical_not();
+    let ratio = ratio_outside(logp, old_logp, &invalid);
     let neg_adv = -adv;
     let pg1 = &neg_adv * &ratio;
     let pg2 = &neg_adv * ratio.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
@@ -66,8 +84,12 @@ pub fn ppo_surrogate(
         let pg3 = &neg_adv * c;
         loss = loss.minimum(&pg3).where_self(&adv.lt(0.0), &loss);
     }
+    let zeroed = match dropped {
+        Some(d) => invalid.logical_or(d),
+        None => invalid,
+    };
     Surrogate {
-        loss: loss.masked_fill(&valid.logical_not(), 0.0),
+        loss: loss.masked_fill(&zeroed, 0.0),
         ratio,
         clipped,
     }

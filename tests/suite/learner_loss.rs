@@ -464,7 +464,8 @@ fn fused_cpu_selection_equals_tensor_ops() {
     for kind in [Kind::Float, Kind::Double] {
         tch::manual_seed(3);
         let opts = (kind, tch::Device::Cpu);
-        let (b, t) = (16, 300);
+        // 16 x 301: not a multiple of the kernels' 64-token block, so the tail runs too.
+        let (b, t) = (16, 301);
         let logp = -Tensor::rand([b, t], opts) * 6.0;
         let old = &logp + Tensor::randn([b, t], opts) * 0.25;
         let adv = (Tensor::randn([b, 1], opts) * 1.5)
@@ -474,6 +475,10 @@ fn fused_cpu_selection_equals_tensor_ops() {
         let valid = Tensor::arange(t, (Kind::Int64, tch::Device::Cpu))
             .view([1, t])
             .lt_tensor(&lens);
+        // Padding holds what a model's padding may hold: -inf and NaN.
+        let invalid = valid.logical_not();
+        let logp = logp.masked_fill(&invalid, f64::NEG_INFINITY);
+        let old = old.masked_fill(&invalid, f64::NAN);
         let scope = TokenTensors {
             logp: &logp,
             old_logp: &old,
@@ -494,5 +499,23 @@ fn fused_cpu_selection_equals_tensor_ops() {
             let ops = kl_cov_select_tensor(&scope, k);
             assert!(fused.equal(&ops), "{kind:?} kl-cov k={k}");
         }
+    }
+}
+
+#[test]
+fn top_n_keeps_exactly_the_n_best() {
+    use cove::loss::cpu::TopN;
+    let items: Vec<i64> = (0..5000).map(|i| (i * 7919 + 13) % 10007).collect();
+    for n in [1usize, 2, 7, 100, 2499, 5000, 6000] {
+        let mut top = TopN::new(n, |a: &i64, b: &i64| a.cmp(b));
+        for &x in &items {
+            top.push(x);
+        }
+        let mut kept = top.finish();
+        kept.sort();
+        let mut expected = items.clone();
+        expected.sort();
+        expected.truncate(n);
+        assert_eq!(kept, expected, "n={n}");
     }
 }
