@@ -11,7 +11,7 @@ use crate::data::code::{CodeLayout, load_code};
 use crate::data::math::{MathFields, load_math};
 use crate::trainer::{Example, Trainer};
 use crate::verifiers::Reward;
-use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite};
+use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
 use crate::verifiers::math::{MathOptions, MathVerifier};
 use std::path::PathBuf;
 
@@ -103,11 +103,18 @@ pub struct CodeRun {
 impl CodeRun {
     /// Loads the data (checking the first reference solutions in the sandbox, with a
     /// warning for each that fails) and the policy, and builds the trainer.
+    ///
+    /// Programs run in one worker process per core, started from the current executable:
+    /// its `main` must call [`crate::verifiers::code::serve_if_worker`] first, as
+    /// `train-code`'s does.
     pub fn build(&self) -> BuildResult<CodeVerifier> {
         let train = &self.data.train;
         let mut rows = load_code(train, self.data.layout)?;
         rows.truncate(self.data.limit.unwrap_or(usize::MAX));
-        let verifier = CodeVerifier::new(CodeConfig::default())?;
+        let verifier = CodeVerifier::with_worker_processes(
+            CodeConfig::default(),
+            WorkerCommand::current_exe()?,
+        )?;
         let mut data = Vec::with_capacity(rows.len());
         let (mut accepted, mut checked) = (0, 0);
         for row in rows {

@@ -149,9 +149,13 @@ struct CodeArgs {
     /// Memory cap per execution, in MiB.
     #[arg(long, default_value_t = 512)]
     memory_mib: usize,
-    /// Worker threads (0: one per core).
+    /// Worker processes, or threads with --in-process (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Run programs on threads of this process instead of worker processes (threads of
+    /// one process barely scale across cores; processes do).
+    #[arg(long)]
+    in_process: bool,
 }
 
 fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
@@ -180,7 +184,13 @@ fn verify_code(args: CodeArgs) -> Result<ExitCode, String> {
         },
         threads: args.threads,
     };
-    let verifier = CodeVerifier::new(config).map_err(|e| e.to_string())?;
+    let verifier = if args.in_process {
+        CodeVerifier::new(config)
+    } else {
+        code::WorkerCommand::current_exe()
+            .and_then(|command| CodeVerifier::with_worker_processes(config, command))
+    }
+    .map_err(|e| e.to_string())?;
     let summary = match &args.output {
         Some(path) => {
             let file =
@@ -227,6 +237,7 @@ fn loss_command(
 }
 
 fn main() -> ExitCode {
+    code::serve_if_worker();
     let cli = Cli::parse();
     match cli.command {
         Command::Doctor => {

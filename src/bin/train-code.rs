@@ -22,6 +22,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Rewards run in worker processes started from this binary (see `CodeRun::build`).
+    cove::verifiers::code::serve_if_worker();
     let cli = Cli::parse();
     training_main("train-code", CODE_DEFAULTS, &cli.args, CodeRun::build)
 }

@@ -61,3 +61,91 @@ fn train_math_trains_a_step() {
     run(env!("CARGO_BIN_EXE_train-math"), &out);
     one_step_metrics(&out);
 }
+
+/// Every reference and wrong solution of `datasets/code/problems.jsonl` as
+/// `cove verify code` input lines, with the verdict each must get.
+fn problem_set_lines() -> (String, Vec<(f64, String)>) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/code/problems.jsonl"),
+    )
+    .unwrap();
+    let (mut lines, mut expected) = (String::new(), Vec::new());
+    for row in text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    {
+        let mut add = |code: &str, score: f64, verdict: &str| {
+            let response = format!("Here it is:\n```python\n{code}```\n");
+            let line = serde_json::json!({"response": response, "tests": row["tests"]});
+            lines.push_str(&format!("{line}\n"));
+            expected.push((score, verdict.to_string()));
+        };
+        add(row["solution"].as_str().unwrap(), 1.0, "Accepted");
+        for wrong in row["wrong"].as_array().unwrap() {
+            add(
+                wrong["code"].as_str().unwrap(),
+                0.0,
+                wrong["verdict"].as_str().unwrap(),
+            );
+        }
+    }
+    (lines, expected)
+}
+
+/// `cove verify code` output lines as (score, first non-accepted verdict or Accepted).
+fn verify_code(input: &Path, extra: &[&str]) -> Vec<(f64, String)> {
+    let output = Command::new(env!("CARGO_BIN_EXE_cove"))
+        .args(["verify", "code", "--threads", "2", "--input"])
+        .arg(input)
+        .args(extra)
+        .output()
+        .expect("cove starts");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let verdicts = v["verdicts"].as_array().unwrap();
+            let first_bad = verdicts
+                .iter()
+                .map(|c| c["verdict"].as_str().unwrap())
+                .find(|&k| k != "Accepted")
+                .unwrap_or("Accepted");
+            (v["score"].as_f64().unwrap(), first_bad.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn verify_code_gives_the_same_verdicts_in_worker_processes_and_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("responses.jsonl");
+    let (lines, expected) = problem_set_lines();
+    std::fs::write(&input, lines).unwrap();
+    assert!(expected.len() > 60, "{}", expected.len());
+    let processes = verify_code(&input, &[]);
+    assert_eq!(processes, expected);
+    assert_eq!(verify_code(&input, &["--in-process"]), processes);
+}
+
+#[test]
+fn a_worker_command_that_is_not_a_worker_is_refused() {
+    use cove::verifiers::code::{CodeConfig, CodeVerifier, WorkerCommand};
+    let command = WorkerCommand {
+        program: "/bin/true".into(),
+        args: Vec::new(),
+    };
+    let err = CodeVerifier::with_worker_processes(CodeConfig::default(), command)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("/bin/true") && err.contains("serve_if_worker"),
+        "{err}"
+    );
+}

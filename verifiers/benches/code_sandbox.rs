@@ -1,13 +1,15 @@
 //! Code sandbox throughput: executions per second for a trivial program and a typical
-//! stdin/stdout solution, on one worker and on all cores, a CPU-bound program, and the
-//! same programs through native `python3 -c` subprocesses side by side.
+//! stdin/stdout solution, on one worker and on all cores (threads of this process, and
+//! worker processes), a CPU-bound program, and the same programs through native
+//! `python3 -c` subprocesses side by side.
 //!
 //! Run: `cargo bench -p cove-verifiers --bench code_sandbox` (after `scripts/setup.sh`).
 
 use cove_verifiers::code::{
-    CodeConfig, CodeVerifier, Limits, RuntimeKind, Sandbox, Termination, TestSuite,
+    CodeConfig, CodeVerifier, Limits, RuntimeKind, Sandbox, Termination, TestSuite, WorkerCommand,
+    serve_if_worker,
 };
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -74,15 +76,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| native(TYPICAL, &input))
     });
 
-    // All cores: a batch through the verifier's thread pool (one engine, shared).
-    let verifier = CodeVerifier::with_sandbox(
-        sandbox.clone(),
-        CodeConfig {
-            limits: limits.clone(),
-            ..CodeConfig::default()
-        },
-    )
-    .expect("thread pool");
+    // All cores: a batch through the verifier's threads (one engine, shared), then
+    // through its worker processes (one engine each).
+    let config = CodeConfig {
+        limits: limits.clone(),
+        ..CodeConfig::default()
+    };
+    let threads = CodeVerifier::with_sandbox(sandbox.clone(), config.clone()).expect("thread pool");
+    let command = WorkerCommand::current_exe().expect("this executable");
+    let processes = CodeVerifier::with_worker_processes(config, command).expect("worker processes");
     let batch = 64;
     let trivial_suite = TestSuite::Stdio {
         inputs: vec![String::new()],
@@ -100,26 +102,16 @@ fn bench(c: &mut Criterion) {
     let typical_items: Vec<(&str, &TestSuite)> =
         (0..batch).map(|_| (TYPICAL, &typical_suite)).collect();
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function("trivial/all_cores", |b| {
-        b.iter(|| {
-            assert!(
-                verifier
-                    .verify_batch(&trivial_items)
-                    .iter()
-                    .all(|r| r.all_passed())
-            )
-        })
-    });
-    group.bench_function("typical_stdio/all_cores", |b| {
-        b.iter(|| {
-            assert!(
-                verifier
-                    .verify_batch(&typical_items)
-                    .iter()
-                    .all(|r| r.all_passed())
-            )
-        })
-    });
+    for (mode, verifier) in [("threads", &threads), ("processes", &processes)] {
+        for (program, items) in [
+            ("trivial", &trivial_items),
+            ("typical_stdio", &typical_items),
+        ] {
+            group.bench_function(format!("{program}/all_cores_{mode}"), |b| {
+                b.iter(|| assert!(verifier.verify_batch(items).iter().all(|r| r.all_passed())))
+            });
+        }
+    }
     group.finish();
 
     let mut cpu = c.benchmark_group("code_sandbox_cpu_bound");
@@ -131,4 +123,10 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    // The worker processes of the `all_cores_processes` cases re-run this binary.
+    serve_if_worker();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

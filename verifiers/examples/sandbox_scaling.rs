@@ -1,15 +1,15 @@
-//! Threads against worker processes: sandbox executions per second of one process
-//! verifying a batch on `THREADS` pool threads. Start several copies at once to measure
-//! worker processes (each prints its own rate; add them up):
+//! Threads against worker processes: sandbox executions per second of a batch verified
+//! by `WORKERS` threads of this process, or by `WORKERS` worker processes.
 //!
 //! ```text
-//! cargo run -p cove-verifiers --example sandbox_scaling -- 2 400 typical        # 1 process x 2 threads
-//! for i in 1 2; do target/debug/examples/sandbox_scaling 1 200 typical & done; wait   # 2 processes x 1
+//! cargo run -p cove-verifiers --example sandbox_scaling -- 2 400 typical threads
+//! cargo run -p cove-verifiers --example sandbox_scaling -- 2 400 typical processes
 //! ```
-//! Arguments: threads (default 1), executions (default 200), program (`trivial` or
-//! `typical`, the two programs of the `code_sandbox` bench).
+//! Arguments: workers (default 1), executions (default 200), program (`trivial` or
+//! `typical`, the two programs of the `code_sandbox` bench), `threads` (default) or
+//! `processes`.
 
-use cove_verifiers::code::{CodeConfig, CodeVerifier, TestSuite};
+use cove_verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand, serve_if_worker};
 use std::time::Instant;
 
 const TRIVIAL: &str = "print(1 + 1)";
@@ -17,14 +17,21 @@ const TYPICAL: &str = "import sys\ninput = sys.stdin.readline\nn = int(input())\
                        print(sum(xs[i] * (i + 1) for i in range(n)) % 1000000007)\nprint(*xs[:10])";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    serve_if_worker();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads: usize = args.first().map_or(Ok(1), |a| a.parse())?;
     let runs: usize = args.get(1).map_or(Ok(200), |a| a.parse())?;
     let program = args.get(2).map_or("typical", String::as_str);
-    let verifier = CodeVerifier::new(CodeConfig {
+    let mode = args.get(3).map_or("threads", String::as_str);
+    let config = CodeConfig {
         threads,
         ..CodeConfig::default()
-    })?;
+    };
+    let verifier = match mode {
+        "threads" => CodeVerifier::new(config)?,
+        "processes" => CodeVerifier::with_worker_processes(config, WorkerCommand::current_exe()?)?,
+        other => return Err(format!("unknown mode `{other}` (threads, processes)").into()),
+    };
     let (code, suite) = match program {
         "trivial" => (
             TRIVIAL,
@@ -69,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds = started.elapsed().as_secs_f64();
     let accepted = reports.iter().filter(|r| r.all_passed()).count();
     println!(
-        "{program}: {runs} executions on {threads} thread(s) in {seconds:.2} s: {:.0} executions/s ({accepted} accepted)",
+        "{program}: {runs} executions on {threads} {mode} in {seconds:.2} s: {:.0} executions/s ({accepted} accepted)",
         runs as f64 / seconds
     );
     Ok(())

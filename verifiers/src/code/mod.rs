@@ -14,10 +14,12 @@ pub mod extract;
 pub mod jsonl;
 pub mod sandbox;
 pub mod suite;
+pub mod worker;
 
 pub use extract::{Extract, extract_program};
 pub use sandbox::{Execution, Limits, RuntimeKind, Sandbox, Termination};
 pub use suite::{CaseVerdict, SuiteError, TestSuite, Verdict};
+pub use worker::{WorkerCommand, WorkerPool, serve_if_worker};
 
 use crate::reward::{Reward, Score};
 use rayon::prelude::*;
@@ -62,6 +64,9 @@ pub enum CodeError {
     /// The batch thread pool could not start.
     #[error("cannot start the verifier's thread pool: {0}")]
     ThreadPool(String),
+    /// A sandbox worker process could not start.
+    #[error("sandbox worker {0}")]
+    Worker(String),
 }
 
 /// How a response's case verdicts become its score.
@@ -89,7 +94,8 @@ pub struct CodeConfig {
     pub stop_at_first_failure: bool,
     /// How the program is found in a response.
     pub extract: Extract,
-    /// Threads for [`CodeVerifier::verify_batch`] (0: one per core).
+    /// Threads for [`CodeVerifier::verify_batch`], and worker processes when the
+    /// verifier has them (0: one per core).
     pub threads: usize,
 }
 
@@ -114,10 +120,14 @@ impl Report {
 }
 
 /// Scores Python responses against test suites in the sandbox. Share it across threads.
+///
+/// Runs programs in this process ([`CodeVerifier::new`]) or in worker processes
+/// ([`CodeVerifier::with_worker_processes`]), which is what scales across cores.
 pub struct CodeVerifier {
     sandbox: Arc<Sandbox>,
     config: CodeConfig,
     pool: rayon::ThreadPool,
+    workers: Option<WorkerPool>,
 }
 
 impl CodeVerifier {
@@ -141,7 +151,28 @@ impl CodeVerifier {
             sandbox,
             config,
             pool,
+            workers: None,
         })
+    }
+
+    /// Like [`CodeVerifier::new`], with `config.threads` worker processes (0: one per
+    /// core) started from `command` running every program; see [`worker`].
+    pub fn with_worker_processes(
+        config: CodeConfig,
+        command: WorkerCommand,
+    ) -> Result<Self, CodeError> {
+        let mut verifier = Self::new(config)?;
+        let count = match verifier.config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        verifier.workers = Some(WorkerPool::start(command, &verifier.config, count)?);
+        Ok(verifier)
+    }
+
+    /// The worker processes, when programs run in them.
+    pub fn workers(&self) -> Option<&WorkerPool> {
+        self.workers.as_ref()
     }
 
     /// The settings in use.
@@ -154,8 +185,17 @@ impl CodeVerifier {
         &self.sandbox
     }
 
-    /// Extracts the program from `response` and runs it against `tests`.
+    /// Extracts the program from `response` and runs it against `tests` (in a worker
+    /// process when the verifier has them).
     pub fn verify(&self, response: &str, tests: &TestSuite) -> Report {
+        match &self.workers {
+            Some(workers) => workers.verify(response, tests),
+            None => self.verify_here(response, tests),
+        }
+    }
+
+    /// [`CodeVerifier::verify`] in this process.
+    fn verify_here(&self, response: &str, tests: &TestSuite) -> Report {
         let total = tests.len();
         if let Err(err) = tests.validate() {
             return Report {
@@ -192,8 +232,9 @@ impl CodeVerifier {
         }
     }
 
-    /// Verifies many `(response, tests)` pairs across the pool's threads; results are in
-    /// input order. Threads share one engine and one pre-linked runtime.
+    /// Verifies many `(response, tests)` pairs across the pool's threads (each handing
+    /// its items to a worker process when the verifier has them); results are in input
+    /// order.
     pub fn verify_batch(&self, items: &[(&str, &TestSuite)]) -> Vec<Report> {
         self.pool.install(|| {
             items
