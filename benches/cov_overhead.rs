@@ -11,33 +11,10 @@
 //! Target: Clip-Cov and KL-Cov within 1.10x of GRPO. Run:
 //! `cargo bench --bench cov_overhead -- --warm-up-time 1 --measurement-time 5`
 
-use cove::loss::{
-    ControlConfig, LossConfig, TokenTensors, micro_batch_loss, plan_mini_batch, single_batch_loss,
-};
+use cove::loss::{LossConfig, TokenTensors, micro_batch_loss, plan_mini_batch, single_batch_loss};
 use cove::optim::{AdamW, OptimConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tch::{Device, Kind, Tensor};
-
-fn methods() -> Vec<(&'static str, ControlConfig)> {
-    vec![
-        ("grpo", ControlConfig::None),
-        (
-            "clip_cov",
-            ControlConfig::ClipCov {
-                ratio: 2e-4,
-                lb: 1.0,
-                ub: 5.0,
-            },
-        ),
-        (
-            "kl_cov",
-            ControlConfig::KlCov {
-                ratio: 2e-3,
-                beta: 1.0,
-            },
-        ),
-    ]
-}
 
 fn loss_benches(c: &mut Criterion) {
     let device = Device::cuda_if_available();
@@ -51,7 +28,7 @@ fn loss_benches(c: &mut Criterion) {
             .contiguous();
         let valid = Tensor::ones([b, t], (Kind::Bool, device));
         let mut group = c.benchmark_group(format!("loss/{b}x{t}"));
-        for (name, control) in methods() {
+        for (name, control) in cove::loss::control::paper_controls() {
             let cfg = LossConfig {
                 control,
                 ..LossConfig::default()
@@ -123,7 +100,7 @@ fn tiny_step_benches(c: &mut Criterion) {
         .contiguous();
     let valid = old.mask.gt(0.5);
     let mut group = c.benchmark_group("tiny_step");
-    for (name, control) in methods() {
+    for (name, control) in cove::loss::control::paper_controls() {
         let cfg = LossConfig {
             control,
             ..LossConfig::default()

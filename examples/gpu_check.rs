@@ -17,7 +17,7 @@
 
 use cove::app::tasks::{MATH_DEFAULTS, MathRun};
 use cove::app::training::{TrainArgs, run_training};
-use cove::loss::{ControlConfig, LossConfig, TokenTensors, single_batch_loss};
+use cove::loss::{LossConfig, TokenTensors, single_batch_loss};
 use cove::model::{LogprobOptions, Message, Policy, response_logprobs};
 use cove::rollout::{SamplingConfig, generate};
 use cove::tiny::TinyConfig;
@@ -83,27 +83,6 @@ fn forward_parity() -> CheckResult {
     Ok(())
 }
 
-fn methods() -> Vec<(&'static str, ControlConfig)> {
-    vec![
-        ("grpo", ControlConfig::None),
-        (
-            "clip_cov",
-            ControlConfig::ClipCov {
-                ratio: 2e-4,
-                lb: 1.0,
-                ub: 5.0,
-            },
-        ),
-        (
-            "kl_cov",
-            ControlConfig::KlCov {
-                ratio: 2e-3,
-                beta: 1.0,
-            },
-        ),
-    ]
-}
-
 struct Inputs {
     logp: Tensor,
     old: Tensor,
@@ -151,7 +130,7 @@ fn loss_parity() -> CheckResult {
         inputs(64, 1024, Device::Cpu),
         inputs(64, 1024, Device::Cuda(0)),
     );
-    for (name, control) in methods() {
+    for (name, control) in cove::loss::control::paper_controls() {
         let cfg = LossConfig {
             control,
             ..LossConfig::default()
@@ -185,7 +164,7 @@ fn cov_overhead_cuda() -> CheckResult {
     for (b, t) in [(64i64, 1024i64), (256, 2048)] {
         let x = inputs(b, t, device);
         let mut base = 0.0;
-        for (name, control) in methods() {
+        for (name, control) in cove::loss::control::paper_controls() {
             let cfg = LossConfig {
                 control,
                 ..LossConfig::default()

@@ -131,7 +131,10 @@ pub fn clip_cov_select(
     cpu::mask_from_indices(&chosen, scope.valid)
 }
 
-/// [`clip_cov_select`] written as tensor ops (any device).
+/// [`clip_cov_select`] written as tensor ops (any device). One host sync (the valid
+/// count, which fixes `n`): every position gets its key, non-candidates the largest
+/// key, the `n` smallest are taken and non-candidates dropped again, so fewer
+/// candidates than `n` select them all without a data-dependent `nonzero`.
 pub fn clip_cov_select_tensor(
     scope: &TokenTensors,
     ratio: f64,
@@ -144,18 +147,14 @@ pub fn clip_cov_select_tensor(
     let cov = token_covariance(scope.logp, scope.adv, scope.valid);
     let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
     let n_valid = scope.valid.sum(Kind::Int64).int64_value(&[]);
-    let n = selection_count(ratio, n_valid);
-    let idx = candidates.nonzero().squeeze_dim(1);
-    let m = idx.size()[0];
-    let chosen = if m > n {
-        let (_, order) = hash_keys(&idx, seed).topk(n, 0, false, false);
-        idx.index_select(0, &order)
-    } else {
-        idx
-    };
+    let n = selection_count(ratio, n_valid).min(candidates.size()[0]);
+    let positions = Tensor::arange(candidates.size()[0], (Kind::Int64, candidates.device()));
+    let keys = hash_keys(&positions, seed).masked_fill(&candidates.logical_not(), i64::MAX);
+    let (_, chosen) = keys.topk(n, 0, false, false);
     candidates
         .zeros_like()
         .index_fill(0, &chosen, 1)
+        .logical_and(&candidates)
         .view_as(scope.valid)
 }
 
@@ -213,6 +212,29 @@ pub fn kl_cov_loss(t: &TokenTensors, selected: &Tensor, beta: f64) -> Surrogate 
         ratio,
         clipped: t.valid.zeros_like(),
     }
+}
+
+/// Plain GRPO, Clip-Cov and KL-Cov with the paper's defaults, named `grpo`, `clip_cov`
+/// and `kl_cov`: the three methods that benchmarks and comparisons set side by side.
+pub fn paper_controls() -> [(&'static str, ControlConfig); 3] {
+    [
+        ("grpo", ControlConfig::None),
+        (
+            "clip_cov",
+            ControlConfig::ClipCov {
+                ratio: default_clip_ratio(),
+                lb: default_lb(),
+                ub: default_ub(),
+            },
+        ),
+        (
+            "kl_cov",
+            ControlConfig::KlCov {
+                ratio: default_kl_ratio(),
+                beta: default_beta(),
+            },
+        ),
+    ]
 }
 
 /// An entropy control, composed by the trainer with a reward and an advantage.
