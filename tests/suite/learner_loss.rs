@@ -519,3 +519,47 @@ fn top_n_keeps_exactly_the_n_best() {
         assert_eq!(kept, expected, "n={n}");
     }
 }
+
+#[test]
+fn block_kernels_match_their_generic_versions() {
+    use cove::loss::cpu::{ClipTest, Real, clip_bits, kl_bits};
+    // Deterministic pseudo-random f32 data with NaN/-inf sprinkled in (as padding holds).
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 40) as f32 / (1u64 << 24) as f32
+    };
+    for round in 0..200 {
+        let l: Vec<f32> = (0..64)
+            .map(|k| match (round + k) % 37 {
+                0 => f32::NEG_INFINITY,
+                1 => f32::NAN,
+                _ => -6.0 * next(),
+            })
+            .collect();
+        let o: Vec<f32> = l.iter().map(|&v| v + (next() - 0.5) * 0.8).collect();
+        let a: Vec<f32> = (0..64).map(|_| (next() - 0.5) * 4.0).collect();
+        let v: Vec<bool> = (0..64).map(|_| next() < 0.8).collect();
+        let test = ClipTest {
+            ml: -3.0f32,
+            ma: 0.1,
+            lb: 0.5,
+            ub: 3.0,
+            ln_lo: (0.8f64).ln() as f32,
+            ln_hi: (1.2f64).ln() as f32,
+        };
+        assert_eq!(
+            f32::clip_block(&l, &o, &a, &v, &test),
+            clip_bits(&l, &o, &a, &v, &test),
+            "round {round}"
+        );
+        let bar = (next() - 0.5) * 2.0;
+        assert_eq!(
+            f32::kl_block(&l, &a, &v, -3.0, 0.1, bar),
+            kl_bits(&l, &a, &v, -3.0, 0.1, bar),
+            "round {round}"
+        );
+    }
+}
