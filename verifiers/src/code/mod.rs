@@ -113,6 +113,20 @@ pub struct Report {
 }
 
 impl Report {
+    /// Score 0 with one `RuntimeError` verdict saying `detail`: a response that could
+    /// not be run at all (invalid tests, a failed worker).
+    pub fn failed(total: usize, detail: String) -> Self {
+        Report {
+            score: 0.0,
+            passed: 0,
+            total,
+            verdicts: vec![CaseVerdict {
+                verdict: Verdict::RuntimeError,
+                detail,
+            }],
+        }
+    }
+
     /// Whether every case passed.
     pub fn all_passed(&self) -> bool {
         self.total > 0 && self.passed == self.total
@@ -162,17 +176,10 @@ impl CodeVerifier {
         command: WorkerCommand,
     ) -> Result<Self, CodeError> {
         let mut verifier = Self::new(config)?;
-        let count = match verifier.config.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        // One worker per batch thread, so a batch keeps every worker busy.
+        let count = verifier.pool.current_num_threads();
         verifier.workers = Some(WorkerPool::start(command, &verifier.config, count)?);
         Ok(verifier)
-    }
-
-    /// The worker processes, when programs run in them.
-    pub fn workers(&self) -> Option<&WorkerPool> {
-        self.workers.as_ref()
     }
 
     /// The settings in use.
@@ -198,15 +205,7 @@ impl CodeVerifier {
     fn verify_here(&self, response: &str, tests: &TestSuite) -> Report {
         let total = tests.len();
         if let Err(err) = tests.validate() {
-            return Report {
-                score: 0.0,
-                passed: 0,
-                total,
-                verdicts: vec![CaseVerdict {
-                    verdict: Verdict::RuntimeError,
-                    detail: format!("invalid tests: {err}"),
-                }],
-            };
+            return Report::failed(total, format!("invalid tests: {err}"));
         }
         let program = extract_program(response, self.config.extract);
         let verdicts = suite::run_suite(

@@ -13,7 +13,7 @@
 //! binary; the worker's configuration travels in the [`WORKER_ENV`] variable.
 
 use super::sandbox::{HOST_THREAD_STACK, mark_big_stack_thread};
-use super::{CaseVerdict, CodeConfig, CodeError, CodeVerifier, Report, TestSuite, Verdict};
+use super::{CodeConfig, CodeError, CodeVerifier, Report, TestSuite};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -230,15 +230,8 @@ impl WorkerPool {
     /// run in its sandbox) is replaced, and the response gets a `RuntimeError` verdict
     /// that says so.
     pub fn verify(&self, response: &str, tests: &TestSuite) -> Report {
-        let failure = |msg: String| Report {
-            score: 0.0,
-            passed: 0,
-            total: tests.len(),
-            verdicts: vec![CaseVerdict {
-                verdict: Verdict::RuntimeError,
-                detail: format!("sandbox worker failed: {msg}"),
-            }],
-        };
+        let failure =
+            |msg: String| Report::failed(tests.len(), format!("sandbox worker failed: {msg}"));
         let mut worker = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
@@ -270,19 +263,6 @@ impl WorkerPool {
         drop(state);
         self.returned.notify_all();
         report
-    }
-
-    /// How many workers are running.
-    pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .alive
-    }
-
-    /// Whether no worker is running.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
