@@ -193,7 +193,12 @@ fn cov_overhead_cuda() -> CheckResult {
 fn training_step(run_dir: PathBuf) -> CheckResult {
     let args = TrainArgs {
         config: None,
-        sets: vec!["model.device=\"cuda\"".into()],
+        // The tiny policy: the GPU machine has no converted SmolLM2 folder.
+        sets: vec![
+            "model.device=\"cuda\"".into(),
+            "model.path=\"tiny\"".into(),
+            "data.eval_limit=8".into(),
+        ],
         out: Some(run_dir.clone()),
         steps: Some(2),
         train: None,

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The README's main command: set-up (idempotent), then the embedded-default demo in the
-# dev profile. Writes the report folder (default runs/demo; pass another as $1):
-# summary.md, plots/*.png, per-method metrics.jsonl. About 10 minutes on 2 CPU cores.
+# The README's main command: set-up (idempotent), then the embedded-default demo.
+#
+#   bash scripts/demo.sh [OUT] [cove demo flags...]
+#
+# Writes the report folder OUT (default runs/demo): summary.md, plots/*.png, per-method
+# metrics.jsonl. About 6 minutes on 2 CPU cores after the build. The real-model
+# experiment: `bash scripts/demo.sh runs/smollm2 --model smollm2-135m-instruct` (about
+# 40 minutes on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-cargo run --bin cove -- demo --out "${1:-runs/demo}"
+OUT="runs/demo"
+if [[ $# -gt 0 && "$1" != -* ]]; then
+  OUT="$1"
+  shift
+fi
+# The build of scripts/test.sh exactly (same profile, same targets, so the same feature
+# set): after either command the other compiles nothing. The binaries land in target/debug.
+cargo test --workspace --lib --tests --no-run
+exec "${CARGO_TARGET_DIR:-target}/debug/cove" demo --out "$OUT" "$@"

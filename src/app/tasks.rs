@@ -5,10 +5,11 @@
 //! these to [`run_training`](super::training::run_training); keeping the types here lets
 //! the tests check that every recipe in `configs/` resolves and validates.
 
-use super::training::{ModelSpec, RunOptions};
+use super::training::{ModelSpec, RunOptions, math_accuracy};
 use crate::config::TrainConfig;
 use crate::data::code::{CodeLayout, load_code};
-use crate::data::math::{MathFields, load_math};
+use crate::data::math::{MathExample, MathFields, load_math};
+use crate::rollout::SamplingConfig;
 use crate::trainer::{Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
@@ -32,8 +33,40 @@ pub struct MathData {
     pub train: PathBuf,
     /// Field mapping (default: detected from the first row).
     pub fields: Option<MathFields>,
-    /// Use only the first N rows.
+    /// Use only the first N rows (after the level filter).
     pub limit: Option<usize>,
+    /// Keep only rows whose `level` is one of these (MATH and the synthetic set have
+    /// levels); applies to `eval` too.
+    pub levels: Option<Vec<u32>>,
+    /// A held-out file: before training, the starting policy's pass@1 on it (one sample
+    /// per problem at the rollout temperature) is measured and printed.
+    pub eval: Option<PathBuf>,
+    /// Use only the first N rows of `eval`.
+    pub eval_limit: Option<usize>,
+}
+
+impl MathData {
+    /// Loads `path` with the configured fields, level filter and `limit`.
+    fn load(
+        &self,
+        path: &std::path::Path,
+        limit: Option<usize>,
+    ) -> Result<Vec<MathExample>, crate::data::DataError> {
+        let mut rows = load_math(path, self.fields.as_ref())?;
+        if let Some(levels) = &self.levels {
+            rows.retain(|r| r.level.is_some_and(|l| levels.contains(&l)));
+        }
+        rows.truncate(limit.unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
+    /// What the data selection is, for the first lines of a run.
+    fn describe(&self, path: &std::path::Path, rows: usize) -> String {
+        match &self.levels {
+            Some(levels) => format!("{rows} problems of {} (levels {levels:?})", path.display()),
+            None => format!("{rows} problems of {}", path.display()),
+        }
+    }
 }
 
 /// The whole configuration of `train-math`.
@@ -53,10 +86,43 @@ pub struct MathRun {
 }
 
 impl MathRun {
-    /// Loads the data and the policy and builds the trainer.
+    /// Loads the data and the policy, prints what will be trained (and, with `data.eval`,
+    /// the starting policy's held-out pass@1), and builds the trainer.
     pub fn build(&self) -> BuildResult<MathVerifier> {
-        let mut rows = load_math(&self.data.train, self.data.fields.as_ref())?;
-        rows.truncate(self.data.limit.unwrap_or(usize::MAX));
+        let rows = self.data.load(&self.data.train, self.data.limit)?;
+        if rows.is_empty() {
+            return Err(format!(
+                "data.train: {}: no rows selected",
+                self.data.train.display()
+            )
+            .into());
+        }
+        let policy = self.model.load()?;
+        eprintln!(
+            "train-math: policy {} ({}), GRPO on {}",
+            self.model.path,
+            policy.source.display(),
+            self.data.describe(&self.data.train, rows.len())
+        );
+        if let Some(eval) = &self.data.eval {
+            let held_out = self.data.load(eval, self.data.eval_limit)?;
+            let sampling = SamplingConfig {
+                n: 1,
+                temperature: self.trainer.rollout.temperature,
+                top_p: self.trainer.rollout.top_p,
+                max_new_tokens: self.trainer.rollout.max_new_tokens,
+                stop: self.trainer.rollout.stop.clone(),
+                seed: self.trainer.seed,
+                ..Default::default()
+            };
+            let (correct, total) = math_accuracy(&policy, &held_out, &sampling)?;
+            eprintln!(
+                "train-math: starting pass@1 at T = {} on {}: {:.1}% ({correct}/{total})",
+                sampling.temperature,
+                self.data.describe(eval, held_out.len()),
+                100.0 * correct as f64 / total.max(1) as f64
+            );
+        }
         let data = rows
             .into_iter()
             .map(|r| Example {
@@ -64,7 +130,6 @@ impl MathRun {
                 task: r.answer,
             })
             .collect();
-        let policy = self.model.load()?;
         let reward = MathVerifier::new(self.verifier);
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
         Ok((trainer, self.run.clone()))
@@ -166,7 +231,8 @@ mod tests {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             let trainer = match name.as_str() {
-                "demo.toml" => continue, // the demo's own schema, resolved by its test
+                // The demo's own schema, resolved by its tests.
+                n if n.starts_with("demo") => continue,
                 "train-code.toml" => {
                     let (cfg, _): (CodeRun, _) = resolve(CODE_DEFAULTS, Some(&path), &[])
                         .unwrap_or_else(|e| panic!("{name}: {e}"));

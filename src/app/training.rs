@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// A Hugging Face model folder, or `tiny` for the built-in tiny policy.
+    /// `tiny` (the built-in tiny policy), a named model set-up installs
+    /// (`smollm2-135m-instruct`; see [`crate::model::named`]), or a Hugging Face folder.
     pub path: String,
     /// Parameter dtype (`f32`, `bf16`, `f16`).
     pub dtype: crate::model::Dtype,
@@ -37,10 +38,14 @@ impl ModelSpec {
     /// Builds or loads the policy.
     pub fn load(&self) -> Result<crate::model::Policy, Box<dyn std::error::Error>> {
         let device = self.device()?;
-        let mut policy = if self.path == "tiny" {
-            crate::tiny::policy(&crate::tiny::TinyConfig::default(), self.tiny_seed, device)?
-        } else {
-            crate::model::Policy::from_hf_dir(Path::new(&self.path), self.dtype, device)?
+        use crate::model::named::{ModelSource, resolve};
+        let mut policy = match resolve(&self.path).map_err(|e| format!("model.path: {e}"))? {
+            ModelSource::Tiny => {
+                crate::tiny::policy(&crate::tiny::TinyConfig::default(), self.tiny_seed, device)?
+            }
+            ModelSource::Folder(dir) => {
+                crate::model::Policy::from_hf_dir(&dir, self.dtype, device)?
+            }
         };
         if let Some(weights) = &self.weights {
             policy
@@ -285,7 +290,7 @@ where
 pub struct EvalArgs {
     /// The dataset (JSONL or verl Parquet; layout detected).
     pub data: PathBuf,
-    /// `tiny` or a Hugging Face folder.
+    /// `tiny`, a named model (`smollm2-135m-instruct`) or a Hugging Face folder.
     #[arg(long, default_value = "tiny")]
     pub model: String,
     /// Weights to load over the model's (e.g. the demo's `sft.safetensors`).
@@ -316,7 +321,6 @@ pub struct EvalArgs {
 
 /// Runs `cove eval`: samples responses and scores them with the math verifier.
 pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
-    use crate::verifiers::Reward;
     let dtype: crate::model::Dtype = toml::Value::String(args.dtype.clone())
         .try_into()
         .map_err(|e| format!("--dtype {}: {e}", args.dtype))?;
@@ -330,6 +334,31 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
     let policy = spec.load()?;
     let mut rows = crate::data::math::load_math(&args.data, None)?;
     rows.truncate(args.limit.unwrap_or(usize::MAX));
+    let cfg = crate::rollout::SamplingConfig {
+        n: args.samples,
+        temperature: args.temperature,
+        max_new_tokens: args.max_new_tokens,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let (correct, total) = math_accuracy(&policy, &rows, &cfg)?;
+    Ok(format!(
+        "{}: {} problems x {} samples, accuracy {:.2}% ({correct}/{total})\n",
+        args.data.display(),
+        rows.len(),
+        args.samples,
+        100.0 * correct as f64 / total.max(1) as f64,
+    ))
+}
+
+/// Samples `cfg.n` responses per problem (rendered with the chat template when the policy
+/// has one) and scores them with the math verifier: (correct, responses).
+pub fn math_accuracy(
+    policy: &crate::model::Policy,
+    rows: &[crate::data::math::MathExample],
+    cfg: &crate::rollout::SamplingConfig,
+) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+    use crate::verifiers::Reward;
     let prompts = rows
         .iter()
         .map(|r| {
@@ -349,15 +378,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
             Ok(policy.encode(&text)?)
         })
         .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()?;
-    let cfg = crate::rollout::SamplingConfig {
-        n: args.samples,
-        temperature: args.temperature,
-        max_new_tokens: args.max_new_tokens,
-        seed: args.seed,
-        ..Default::default()
-    };
     let verifier = crate::verifiers::math::MathVerifier::new(Default::default());
-    let samples = crate::rollout::generate(&policy, &prompts, &cfg)?;
+    let samples = crate::rollout::generate(policy, &prompts, cfg)?;
     let correct = samples
         .iter()
         .filter(|s| {
@@ -366,12 +388,5 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
                 .correct
         })
         .count();
-    Ok(format!(
-        "{}: {} problems x {} samples, accuracy {:.2}% ({correct}/{})\n",
-        args.data.display(),
-        rows.len(),
-        args.samples,
-        100.0 * correct as f64 / samples.len().max(1) as f64,
-        samples.len()
-    ))
+    Ok((correct, samples.len()))
 }

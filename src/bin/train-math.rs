@@ -2,7 +2,8 @@
 //! math-answer verifier.
 //!
 //! ```text
-//! train-math                                   # tiny policy on datasets/math, 30 steps
+//! train-math                                   # SmolLM2-135M-Instruct on datasets/math, 30 steps
+//! train-math --set model.path=tiny             # the tiny built-in policy
 //! train-math --config configs/qwen2.5-7b-kl-cov.toml --set data.train=dapo.parquet
 //! train-math --set trainer.loss.control.kind=clip-cov --steps 100 --out runs/clip
 //! ```

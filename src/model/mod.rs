@@ -27,6 +27,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod named;
 pub mod qwen2;
 pub mod train;
 pub mod weights;

@@ -6,12 +6,14 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Runs a binary from the repository root (the defaults name `datasets/...`).
-fn run(binary: &str, out: &Path) -> String {
+/// Runs a binary from the repository root (the defaults name `datasets/...`), one step,
+/// with extra `--set` flags.
+fn run(binary: &str, out: &Path, sets: &[&str]) -> String {
     let output = Command::new(binary)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["--steps", "1", "--quiet", "--out"])
         .arg(out)
+        .args(sets.iter().flat_map(|s| ["--set", s]))
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .expect("the binary starts");
@@ -45,7 +47,7 @@ fn one_step_metrics(out: &Path) -> serde_json::Value {
 fn train_code_checks_solutions_and_trains_a_step_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let text = run(env!("CARGO_BIN_EXE_train-code"), &out);
+    let text = run(env!("CARGO_BIN_EXE_train-code"), &out, &[]);
     assert!(
         text.contains("sandbox check: 4/4 reference solutions accepted"),
         "{text}"
@@ -54,11 +56,46 @@ fn train_code_checks_solutions_and_trains_a_step_in_the_sandbox() {
     assert!(m["seconds"]["reward"].as_f64().unwrap() > 0.0, "{m}");
 }
 
+/// `train-math` without a model flag trains the real model (SmolLM2-135M-Instruct): its
+/// first lines name the policy, the data and the starting held-out pass@1. Cut to one
+/// small step (2 prompts x 4 samples x 16 tokens; the held-out check on 4 problems).
 #[test]
-fn train_math_trains_a_step() {
+fn train_math_trains_the_real_model_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    run(env!("CARGO_BIN_EXE_train-math"), &out);
+    let text = run(
+        env!("CARGO_BIN_EXE_train-math"),
+        &out,
+        &[
+            "trainer.prompts_per_step=2",
+            "trainer.group_size=4",
+            "trainer.mini_batch_size=8",
+            "trainer.micro_batch_size=8",
+            "trainer.rollout.max_new_tokens=16",
+            "data.eval_limit=4",
+        ],
+    );
+    assert!(
+        text.contains("train-math: policy smollm2-135m-instruct (")
+            && text.contains("GRPO on 64 problems of datasets/math/train.jsonl (levels [1, 4])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("starting pass@1 at T = 1 on 4 problems of datasets/math/test.jsonl"),
+        "{text}"
+    );
+    one_step_metrics(&out);
+}
+
+#[test]
+fn train_math_trains_the_tiny_model_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    run(
+        env!("CARGO_BIN_EXE_train-math"),
+        &out,
+        &["model.path=tiny", "data.eval_limit=4"],
+    );
     one_step_metrics(&out);
 }
 

@@ -54,3 +54,26 @@ fn demo_pipeline_writes_a_complete_report() {
     let starts: Vec<f64> = outcome.methods.iter().map(|m| m.accuracy[0].1).collect();
     assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");
 }
+
+/// `cove demo --model smollm2-135m-instruct` resolves to the real-model defaults (held-out
+/// accuracy, no warm start), and the GPU budget resolves over them; each budget validates.
+#[test]
+fn real_model_budgets_resolve() {
+    use cove::demo::REAL_MODEL_DEFAULTS;
+    let gpu =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo-smollm2-gpu.toml");
+    let (cpu, _): (DemoConfig, _) = cove::app::resolve(REAL_MODEL_DEFAULTS, None, &[]).unwrap();
+    let (gpu, _): (DemoConfig, _) =
+        cove::app::resolve(REAL_MODEL_DEFAULTS, Some(&gpu), &[]).unwrap();
+    for cfg in [&cpu, &gpu] {
+        assert_eq!(cfg.model.path, "smollm2-135m-instruct");
+        assert!(cfg.held_out && cfg.sft.is_none());
+        assert_eq!(cfg.methods.len(), 3);
+        cfg.grpo.validate(std::path::Path::new("<demo>")).unwrap();
+    }
+    assert_eq!(
+        gpu.grpo.prompts_per_step * gpu.grpo.group_size / gpu.grpo.mini_batch_size,
+        8
+    );
+    assert_eq!(gpu.model.device, "cuda");
+}

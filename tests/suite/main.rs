@@ -13,6 +13,7 @@ mod learner_scope;
 mod model_errors;
 mod model_parity;
 mod model_rollout;
+mod model_smollm2;
 mod tch_smoke;
 
 /// Serialises the tests that seed and draw from libtorch's process-global generator
