@@ -595,6 +595,27 @@ fn patching_what_the_tests_use_does_not_pass_them() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let typed: TestSuite = serde_json::from_value(serde_json::json!({
+        "kind": "assert",
+        "code": "def check(candidate):\n    assert isinstance(candidate(2), int)\n    assert type(candidate(3)) is int\n",
+        "entry_point": "f",
+    }))
+    .unwrap();
+    // isinstance and type patched at import, then during the call.
+    for program in [
+        "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.type = lambda *a: int\ndef f(x):\n    return 'two'",
+        "def f(x):\n    import builtins\n    builtins.isinstance = lambda *a: True\n    builtins.type = lambda *a: int\n    return 2 if x == 2 else 'two'",
+    ] {
+        assert_eq!(
+            verdict_of(program, &typed).0,
+            Verdict::WrongAnswer,
+            "{program}"
+        );
+    }
+    assert_eq!(
+        verdict_of("def f(x):\n    return x", &typed).0,
+        Verdict::Accepted
+    );
 }
 
 #[test]
