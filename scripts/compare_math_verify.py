@@ -4,16 +4,20 @@
 Not part of CI. Needs `pip install math-verify` (a separate virtual environment is
 fine: it pulls sympy and antlr4) and the Rust side as a command that reads a JSONL file
 of {"gold", "response"} records and writes one verdict line per record, by default the
-`cove verify math` CLI:
+verifiers crate's `verify_math` example (no libtorch needed):
 
-    python scripts/compare_math_verify.py \
-        --rust "target/release/cove verify math --input {input}"
+    cargo build -p cove-verifiers --example verify_math
+    python3 -m venv /tmp/mv && /tmp/mv/bin/pip install math-verify==0.9.0
+    /tmp/mv/bin/python scripts/compare_math_verify.py
+
+(`--rust "target/release/cove verify math --input {input}"` uses the CLI instead.)
 
 Pairs: MATH-500 (each `solution` against its `answer`), GSM8K test (each `answer` text
 against its `#### N`), and the project's corpus (testdata/math/corpus.jsonl, which also
-carries the expected verdict). Prints per-set agreement between the two verifiers, the
-accuracy of each against the corpus labels, the disagreements, and items/s of each on
-one core (the Rust command runs with RAYON_NUM_THREADS=1 unless --threads is given;
+carries the expected verdict and a category). Prints per-set agreement between the two
+verifiers, the accuracy of each against the expected verdicts, agreement and accuracy by
+corpus category, the disagreements, every case where Cove matches the expected verdict
+and Math-Verify does not (and the reverse), and items/s of each on one core (the Rust command runs with RAYON_NUM_THREADS=1 unless --threads is given;
 its time includes process start-up and JSON I/O).
 """
 
@@ -35,14 +39,15 @@ def load_pairs(shared: Path):
     math500 = shared / "datasets/math500/test.jsonl"
     if math500.exists():
         rows = [json.loads(l) for l in math500.read_text().splitlines() if l.strip()]
-        sets["math500"] = [(r["answer"], r["solution"], True) for r in rows]
+        sets["math500"] = [(r["answer"], r["solution"], True, "math500") for r in rows]
     gsm = shared / "datasets/gsm8k/test.jsonl"
     if gsm.exists():
         rows = [json.loads(l) for l in gsm.read_text().splitlines() if l.strip()]
-        sets["gsm8k"] = [(r["answer"].rsplit("####", 1)[-1].strip(), r["answer"], True) for r in rows]
+        sets["gsm8k"] = [(r["answer"].rsplit("####", 1)[-1].strip(), r["answer"], True, "gsm8k")
+                         for r in rows]
     corpus = ROOT / "verifiers/testdata/math/corpus.jsonl"
     rows = [json.loads(l) for l in corpus.read_text().splitlines() if l.strip()]
-    sets["corpus"] = [(r["gold"], r["response"], r["correct"]) for r in rows]
+    sets["corpus"] = [(r["gold"], r["response"], r["correct"], r.get("category", "")) for r in rows]
     return sets
 
 
@@ -51,7 +56,7 @@ def run_math_verify(pairs):
 
     out = []
     t0 = time.perf_counter()
-    for gold, response, _ in pairs:
+    for gold, response, _, _ in pairs:
         try:
             g = parse("$" + gold + "$") if "\\boxed" not in gold and "####" not in gold else parse(gold)
             a = parse(response)
@@ -65,7 +70,7 @@ def run_rust(cmd_template, pairs, threads):
     with tempfile.TemporaryDirectory() as d:
         inp = Path(d) / "pairs.jsonl"
         with inp.open("w") as f:
-            for gold, response, _ in pairs:
+            for gold, response, _, _ in pairs:
                 f.write(json.dumps({"gold": gold, "response": response}) + "\n")
         cmd = shlex.split(cmd_template.format(input=str(inp)))
         env = dict(os.environ)
@@ -82,10 +87,12 @@ def run_rust(cmd_template, pairs, threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rust", default=str(ROOT / "target/release/cove") + " verify math --input {input}")
+    ap.add_argument("--rust", default=str(ROOT / "target/debug/examples/verify_math") + " {input}")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--threads", type=int, default=1, help="RAYON_NUM_THREADS for the Rust side (0: all)")
     ap.add_argument("--show", type=int, default=15, help="disagreements to print per set")
+    ap.add_argument("--show-right", type=int, default=1000,
+                    help="cases to list where exactly one verifier matches the expected verdict")
     args = ap.parse_args()
 
     try:
@@ -103,18 +110,33 @@ def main():
         total_rs += t_rs
         total_n += n
         agree = sum(a == b for a, b in zip(py, rs))
-        exp = [e for _, _, e in pairs]
+        exp = [e for _, _, e, _ in pairs]
         acc_py = sum(a == e for a, e in zip(py, exp))
         acc_rs = sum(a == e for a, e in zip(rs, exp))
         print(f"== {name}: {n} pairs")
         print(f"   agreement Math-Verify vs Cove: {agree}/{n} ({100 * agree / n:.1f}%)")
         print(f"   matches expected verdict: Math-Verify {acc_py}/{n}, Cove {acc_rs}/{n}")
         print(f"   time: Math-Verify {t_py:.2f} s ({n / t_py:.0f} items/s), Cove {t_rs:.3f} s ({n / t_rs:.0f} items/s)")
+        cats = sorted({c for _, _, _, c in pairs})
+        if len(cats) > 1:
+            print("   by category: agree / Math-Verify right / Cove right / cases")
+            for cat in cats:
+                idx = [i for i, p in enumerate(pairs) if p[3] == cat]
+                ag = sum(py[i] == rs[i] for i in idx)
+                mp = sum(py[i] == exp[i] for i in idx)
+                mr = sum(rs[i] == exp[i] for i in idx)
+                print(f"     {cat:16s} {ag:4d} {mp:4d} {mr:4d} {len(idx):4d}")
         shown = 0
-        for (gold, response, e), a, b in zip(pairs, py, rs):
+        for (gold, response, e, _), a, b in zip(pairs, py, rs):
             if a != b and shown < args.show:
                 shown += 1
                 print(f"   - expected {e} math-verify {a} cove {b}: gold {gold!r} response {response[-80:]!r}")
+        for label, who in (("Cove right, Math-Verify wrong", 1), ("Math-Verify right, Cove wrong", 0)):
+            hits = [(p, a, b) for p, a, b in zip(pairs, py, rs)
+                    if (b == p[2]) != (a == p[2]) and (b == p[2]) == bool(who)]
+            print(f"   {label}: {len(hits)}")
+            for (gold, response, e, cat), a, b in hits[: args.show_right]:
+                print(f"     [{cat}] expected {e}: gold {gold!r} response {response[-90:]!r}")
     print(f"== all: {total_n} pairs; Math-Verify {total_n / total_py:.0f} items/s, "
           f"Cove {total_n / total_rs:.0f} items/s (process incl. start-up); ratio {total_py / total_rs:.0f}x")
 

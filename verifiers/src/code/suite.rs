@@ -10,7 +10,14 @@
 //!   the JSON of the result with the expected value (an expected `[x]` also accepts `x`,
 //!   as the APPS checker does).
 //! - `assert` (HumanEval, MBPP): the test code runs after the program; if it defines
-//!   `check` and an `entry_point` is given, `check(entry_point)` is called.
+//!   `check` and an `entry_point` is given, `check(entry_point)` is called. The harness
+//!   (`run_assert` in `verifiers/guest/cove_guest.py`) is hardened against reward
+//!   hacking: the program's functions must return plain data to the tests (exact
+//!   builtin scalars and containers; `allow_objects` turns this off), what the program
+//!   could patch to fool the tests (builtins, `math`, streams, `sys.modules`, import
+//!   hooks) is restored before the tests and after each call, and introspection that
+//!   would reach the harness (frames, `gc`, tracing, audit hooks) is refused; the
+//!   token and the tests travel on stdin. Such attempts get [`Verdict::RewardHack`].
 //!
 //! Harnessed formats print a per-run random nonce after the checks, so a program that
 //! exits early (`os._exit(0)`) cannot pass for one that ran them.
@@ -52,6 +59,11 @@ pub enum TestSuite {
         /// The function passed to `check`, when the test code defines one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         entry_point: Option<String>,
+        /// Let the program's functions return objects other than plain data to the tests
+        /// (off by default: a returned object could define `__eq__` to pass any assert;
+        /// see [`Verdict::RewardHack`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_objects: bool,
     },
 }
 
@@ -137,6 +149,10 @@ pub enum Verdict {
     MemoryLimit,
     /// Wrote more than the stdout cap.
     OutputLimit,
+    /// Passed, or tried to pass, without solving: returned an object that is not plain
+    /// data to `assert` tests (its `__eq__` could accept anything), or reached for the
+    /// test harness (frames, `gc`, tracing, audit hooks).
+    RewardHack,
     /// Does not compile.
     SyntaxError,
 }
@@ -289,9 +305,11 @@ fn json_match(got: &serde_json::Value, want: &serde_json::Value, tol: Option<f64
 
 /// A random token the program under test cannot predict.
 fn nonce() -> String {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    format!("{:016x}", h.finish())
+    let mut a = RandomState::new().build_hasher();
+    a.write_u64(std::process::id() as u64);
+    let mut b = RandomState::new().build_hasher();
+    b.write_u64(a.finish());
+    format!("{:016x}{:016x}", a.finish(), b.finish())
 }
 
 /// Python string literal holding `s` (a JSON string is a valid Python literal).
@@ -349,28 +367,48 @@ __cove_sys.stdout.flush()
     src
 }
 
-fn assert_harness(program: &str, tests: &str, entry_point: Option<&str>, nonce: &str) -> String {
-    let mut src = harness_head(program, &format!("__cove_syntax_{nonce}"));
-    src.push_str(&format!(
-        r#"__cove_register("tests.py", {tests})
-try:
-    exec(compile({tests}, "tests.py", "exec"), __cove_ns)
-    __cove_entry = {entry}
-    if __cove_entry is not None and "check" in __cove_ns:
-        __cove_ns["check"](__cove_ns[__cove_entry])
-except AssertionError:
-    __cove_tb.print_exc(limit=-20)
-    print({failed}, file=__cove_sys.stderr)
-    __cove_sys.exit(1)
-__cove_sys.stdout.write("\n" + {nonce} + "\n")
-__cove_sys.stdout.flush()
-"#,
-        tests = py_str(tests),
-        entry = entry_point.map_or("None".to_string(), py_str),
-        failed = py_str(&format!("__cove_assert_{nonce}")),
-        nonce = py_str(nonce),
-    ));
-    src
+/// The `assert` harness: a call into the guest driver's hardened `run_assert` (see
+/// `verifiers/guest/cove_guest.py`). The token and the test code travel on stdin, so the
+/// harness source holds neither.
+fn assert_harness(program: &str, entry_point: Option<&str>, plain_returns: bool) -> String {
+    format!(
+        "import sys\n(sys.modules.get(\"cove_guest\") or sys.modules[\"__main__\"]).run_assert({}, {}, {})\n",
+        py_str(program),
+        entry_point.map_or("None".to_string(), py_str),
+        if plain_returns { "True" } else { "False" },
+    )
+}
+
+/// The verdict of an `assert` run from the harness's marked record on stderr, its
+/// exit and its stdout.
+fn assert_verdict(exec: &Execution, limits: &Limits, token: &str) -> CaseVerdict {
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    let detail_marker = format!("__cove_detail_{token}\n");
+    for (kind, verdict) in [
+        ("hack", Verdict::RewardHack),
+        ("syntax", Verdict::SyntaxError),
+        ("wrong", Verdict::WrongAnswer),
+        ("error", Verdict::RuntimeError),
+    ] {
+        let marker = format!("\n__cove_{kind}_{token}");
+        if let Some((before, _)) = stderr.split_once(&marker) {
+            let detail = before
+                .rsplit_once(&detail_marker)
+                .map_or(before, |(_, d)| d);
+            return CaseVerdict::new(verdict, tail(detail.as_bytes(), 400));
+        }
+    }
+    if let Some(v) = failure_verdict(exec, limits) {
+        return v;
+    }
+    if String::from_utf8_lossy(&exec.stdout).contains(&format!("\n{token}\n")) {
+        CaseVerdict::accepted()
+    } else {
+        CaseVerdict::new(
+            Verdict::WrongAnswer,
+            "the program exited before the tests finished",
+        )
+    }
 }
 
 /// Syntax errors inside a harness are reported through a marker line on stderr.
@@ -487,30 +525,19 @@ fn run_case(
                 )
             }
         }
-        TestSuite::Assert { code, entry_point } => {
-            let nonce = nonce();
+        TestSuite::Assert {
+            code,
+            entry_point,
+            allow_objects,
+        } => {
+            let token = nonce();
+            let stdin = format!("{token}\n{code}");
             let exec = sandbox.run(
-                &assert_harness(program, code, entry_point.as_deref(), &nonce),
-                b"",
+                &assert_harness(program, entry_point.as_deref(), !allow_objects),
+                stdin.as_bytes(),
                 limits,
             );
-            let stderr = String::from_utf8_lossy(&exec.stderr);
-            let failed_marker = format!("__cove_assert_{nonce}");
-            if exec.termination == Termination::Exited(1) && stderr.contains(&failed_marker) {
-                let text = stderr.replace(&failed_marker, "");
-                return CaseVerdict::new(Verdict::WrongAnswer, tail(text.as_bytes(), 300));
-            }
-            if let Some(v) = harness_failure(&exec, limits, &nonce) {
-                return v;
-            }
-            if String::from_utf8_lossy(&exec.stdout).contains(&nonce) {
-                CaseVerdict::accepted()
-            } else {
-                CaseVerdict::new(
-                    Verdict::WrongAnswer,
-                    "the program exited before the tests ran",
-                )
-            }
+            assert_verdict(&exec, limits, &token)
         }
     }
 }

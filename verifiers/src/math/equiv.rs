@@ -9,7 +9,7 @@
 //! compare in order with their brackets; sets, bare lists, `±` pairs and unions compare
 //! order-free; matrices elementwise.
 
-use super::parse::{Func, Node, RelOp, has_decimal, visit};
+use super::parse::{Func, Node, RelOp, has_decimal, is_name, visit};
 use super::value::{EvalError, Exact, MAX_BITS, Value, values_equal};
 use num_bigint::BigInt;
 use num_rational::BigRational;
@@ -211,6 +211,11 @@ fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
         | Node::Union(_)
         | Node::Matrix(_)
         | Node::Rel(..) => return Err(EvalError::NotNumeric),
+        // `a : b` is the number a/b; longer ratios are not numbers.
+        Node::Ratio(v) => match v.as_slice() {
+            [a, b] => eval(a, env)?.div(&eval(b, env)?)?,
+            _ => return Err(EvalError::NotNumeric),
+        },
     })
 }
 
@@ -451,15 +456,39 @@ fn canonical_relation(l: &Node, op: RelOp, r: &Node) -> (RelOp, Node) {
     }
 }
 
+/// The variables of a name (`PQ` has `P` and `Q`).
+fn name_vars(n: &Node) -> Vec<String> {
+    variables(&[n])
+}
+
+/// The value a relation `name = value` gives (`(a,b)=(4,1)`, `g(t)=7`, `|PQ|=7`), when
+/// the value does not mention the name and neither does `other`, the answer it is
+/// compared with; a computation with no variables (`2+3+4 = 9`) gives its result too.
+fn named_value<'a>(n: &'a Node, other: &Node) -> Option<&'a Node> {
+    let Node::Rel(l, RelOp::Eq, r) = n else {
+        return None;
+    };
+    if is_name(l) {
+        let vars = name_vars(l);
+        return vars
+            .iter()
+            .all(|v| !mentions(r, v) && !mentions(other, v))
+            .then_some(&**r);
+    }
+    variables(&[l]).is_empty().then_some(&**r)
+}
+
 fn relation_equal(
     a: (&Node, RelOp, &Node),
     g: (&Node, RelOp, &Node),
     opts: &CompareOptions,
 ) -> bool {
-    if let ((Node::Var(x), RelOp::Eq, ra), (Node::Var(y), RelOp::Eq, rg)) = (a, g)
+    if let ((x, RelOp::Eq, ra), (y, RelOp::Eq, rg)) = (a, g)
+        && is_name(x)
         && x == y
-        && !mentions(ra, x)
-        && !mentions(rg, y)
+        && name_vars(x)
+            .iter()
+            .all(|v| !mentions(ra, v) && !mentions(rg, v))
     {
         return equal(ra, rg, opts);
     }
@@ -472,24 +501,94 @@ fn relation_equal(
 }
 
 fn is_structure(n: &Node) -> bool {
-    matches!(
-        n,
+    match n {
         Node::Tuple { .. }
-            | Node::Set(_)
-            | Node::List(_)
-            | Node::Union(_)
-            | Node::Matrix(_)
-            | Node::Rel(..)
-    )
+        | Node::Set(_)
+        | Node::List(_)
+        | Node::Union(_)
+        | Node::Matrix(_)
+        | Node::Rel(..) => true,
+        Node::Ratio(v) => v.len() != 2,
+        _ => false,
+    }
+}
+
+/// `x ≠ a` as `(-∞, a) ∪ (a, ∞)`.
+fn punctured_line(n: &Node) -> Option<Node> {
+    let Node::Rel(l, RelOp::Ne, r) = n else {
+        return None;
+    };
+    let point = match (&**l, &**r) {
+        (Node::Var(_), p) | (p, Node::Var(_)) => p,
+        _ => return None,
+    };
+    let open = |items| Node::Tuple {
+        open: '(',
+        close: ')',
+        items,
+    };
+    Some(Node::Union(vec![
+        open(vec![Node::Neg(Box::new(Node::Inf)), point.clone()]),
+        open(vec![point.clone(), Node::Inf]),
+    ]))
+}
+
+/// A list of one-sided inequalities of one variable (`x < -2, x > 3`, from
+/// `x < -2 \text{ or } x > 3`) as the union of their rays.
+fn rays_union(items: &[Node]) -> Option<Node> {
+    if items.len() < 2 || items.len() > MAX_ITEMS {
+        return None;
+    }
+    items
+        .iter()
+        .map(ray)
+        .collect::<Option<Vec<Node>>>()
+        .map(Node::Union)
+}
+
+/// The values of a list of `name = value` items with distinct names (`x = 2, y = 3`),
+/// to compare with a tuple in order.
+fn named_values(items: &[Node]) -> Option<Vec<&Node>> {
+    let mut names: Vec<&Node> = Vec::new();
+    let mut values = Vec::new();
+    for it in items {
+        let Node::Rel(l, RelOp::Eq, r) = it else {
+            return None;
+        };
+        if !is_name(l) || names.contains(&&**l) {
+            return None;
+        }
+        names.push(l);
+        values.push(&**r);
+    }
+    Some(values)
+}
+
+/// Ratios `a : b : c` and `d : e : f` are equal when proportional (`3:5` is `6:10`).
+fn ratio_equal(x: &[Node], y: &[Node], opts: &CompareOptions) -> bool {
+    if x.len() != y.len() || x.len() > MAX_ITEMS || x.is_empty() {
+        return false;
+    }
+    let cross = |a: &Node, b: &Node| Node::Mul(vec![a.clone(), b.clone()]);
+    x.iter()
+        .zip(y)
+        .skip(1)
+        .all(|(xi, yi)| numeric_equal(&cross(xi, &y[0]), &cross(&x[0], yi), opts))
 }
 
 /// `x > a` as `(a, ∞)`, `x ≤ a` as `(-∞, a]` (and `a < x` likewise), for comparing a
 /// one-sided inequality with an interval.
 fn ray(n: &Node) -> Option<Node> {
     let Node::Rel(l, op, r) = n else { return None };
+    if let Node::Func(Func::Abs, v) = &**l
+        && v.len() == 1
+        && is_name(&v[0])
+    {
+        return abs_interval(*op, r);
+    }
     let (op, bound) = match (&**l, &**r) {
-        (Node::Var(_), b) => (*op, b),
-        (b, Node::Var(_)) => (
+        (x, b) if is_name(x) => (*op, b),
+        (b, x) if is_name(x) => (
             match op {
                 RelOp::Lt => RelOp::Gt,
                 RelOp::Gt => RelOp::Lt,
@@ -511,6 +610,35 @@ fn ray(n: &Node) -> Option<Node> {
         _ => return None,
     };
     Some(Node::Tuple { open, close, items })
+}
+
+/// `|x| < b` as `(-b, b)`; `|x| > b` as `(-∞, -b) ∪ (b, ∞)` (closed ends for `≤`, `≥`).
+fn abs_interval(op: RelOp, b: &Node) -> Option<Node> {
+    let neg = |n: &Node| Node::Neg(Box::new(n.clone()));
+    let (open, close) = match op {
+        RelOp::Lt | RelOp::Gt => ('(', ')'),
+        RelOp::Le | RelOp::Ge => ('[', ']'),
+        _ => return None,
+    };
+    Some(match op {
+        RelOp::Lt | RelOp::Le => Node::Tuple {
+            open,
+            close,
+            items: vec![neg(b), b.clone()],
+        },
+        _ => Node::Union(vec![
+            Node::Tuple {
+                open: '(',
+                close,
+                items: vec![neg(&Node::Inf), neg(b)],
+            },
+            Node::Tuple {
+                open,
+                close: ')',
+                items: vec![b.clone(), Node::Inf],
+            },
+        ]),
+    })
 }
 
 fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
@@ -549,8 +677,69 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
     if inf_sign(a).is_some() || inf_sign(g).is_some() {
         return false;
     }
+    // `name = value` against an answer that is not a relation: the value counts.
+    match (a, g) {
+        (Node::Rel(..), Node::Rel(..)) => {}
+        (Node::Rel(..), _) => {
+            if let Some(x) = named_value(a, g) {
+                return equal(x, g, opts);
+            }
+        }
+        (_, Node::Rel(..)) => {
+            if let Some(y) = named_value(g, a) {
+                return equal(a, y, opts);
+            }
+        }
+        _ => {}
+    }
     match (a, g) {
         (Node::List(x) | Node::Set(x), Node::List(y) | Node::Set(y)) => multiset_equal(x, y, opts),
+        // Order is free in a set: `\{2, 5\}` matches `(5, 2)`.
+        (
+            Node::Set(x),
+            Node::Tuple {
+                open: '(',
+                close: ')',
+                items: y,
+            },
+        )
+        | (
+            Node::Tuple {
+                open: '(',
+                close: ')',
+                items: x,
+            },
+            Node::Set(y),
+        ) => multiset_equal(x, y, opts),
+        // `x = 2, y = 3` against the tuple `(2, 3)`, in order (a bare `2, 3` is not a
+        // tuple).
+        (
+            Node::List(x),
+            Node::Tuple {
+                open: '(',
+                close: ')',
+                items: y,
+            },
+        )
+        | (
+            Node::Tuple {
+                open: '(',
+                close: ')',
+                items: y,
+            },
+            Node::List(x),
+        ) => named_values(x).is_some_and(|values| {
+            values.len() == y.len() && values.iter().zip(y).all(|(p, q)| equal(p, q, opts))
+        }),
+        (Node::List(x), Node::Union(_)) => rays_union(x).is_some_and(|u| equal(&u, g, opts)),
+        (Node::Union(_), Node::List(y)) => rays_union(y).is_some_and(|u| equal(a, &u, opts)),
+        (Node::Rel(_, RelOp::Ne, _), Node::Union(_)) => {
+            punctured_line(a).is_some_and(|u| equal(&u, g, opts))
+        }
+        (Node::Union(_), Node::Rel(_, RelOp::Ne, _)) => {
+            punctured_line(g).is_some_and(|u| equal(a, &u, opts))
+        }
+        (Node::Ratio(x), Node::Ratio(y)) => ratio_equal(x, y, opts),
         (Node::List(x) | Node::Set(x), other) | (other, Node::List(x) | Node::Set(x))
             if x.len() == 1 && !is_structure(other) =>
         {
@@ -600,20 +789,6 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
         }
         (Node::Rel(l1, o1, r1), Node::Rel(l2, o2, r2)) => {
             relation_equal((l1, *o1, r1), (l2, *o2, r2), opts)
-        }
-        (Node::Rel(l, RelOp::Eq, r), other) | (other, Node::Rel(l, RelOp::Eq, r))
-            if !is_structure(other) =>
-        {
-            match &**l {
-                Node::Var(v) if !mentions(r, v) && !mentions(other, v) => {
-                    if std::ptr::eq(a, other) {
-                        equal(other, r, opts)
-                    } else {
-                        equal(r, other, opts)
-                    }
-                }
-                _ => false,
-            }
         }
         (Node::Based(d1, b1), Node::Based(d2, b2)) => {
             d1.trim_start_matches('0') == d2.trim_start_matches('0') && b1 == b2
@@ -665,5 +840,33 @@ mod tests {
         assert!(eq(r"x > 2", r"(2,\infty)"));
         assert!(eq(r"x \le 2", r"(-\infty,2]"));
         assert!(!eq(r"x < 2", r"(-\infty,2]"));
+    }
+
+    #[test]
+    fn named_answers_ratios_and_order_free_sets() {
+        assert!(eq("(a,b)=(4,1)", "(4,1)"));
+        assert!(!eq("(a,b)=(4,1)", "(1,4)"));
+        assert!(eq("|PQ|=7", "7"));
+        assert!(eq("PQ=3, RS=8", "8, 3"));
+        assert!(eq("m=2,n=3;m=5,n=3", "(5,3),(2,3)"));
+        assert!(!eq("m=2,n=3;m=5,n=3", "(3,2),(5,3)"));
+        assert!(eq("S_1:S_2=3:5", "6:10"));
+        assert!(!eq("3:5", "5:3"));
+        assert!(eq("x=2, y=3", "(2,3)"));
+        assert!(!eq("x=2, y=3", "(3,2)"));
+        assert!(eq(r"\{2,5\}", "(5,2)"));
+        assert!(!eq(r"[2,5]", r"\{2,5\}"));
+        assert!(eq("2+3+4=9", "9"));
+        assert!(!eq("x+y=9", "9"));
+    }
+
+    #[test]
+    fn inequalities_against_unions() {
+        assert!(eq(r"x \ne 3", r"(-\infty,3)\cup(3,\infty)"));
+        assert!(!eq(r"x \ne 3", r"(-\infty,3]\cup(3,\infty)"));
+        assert!(eq(r"x<-2, x>3", r"(-\infty,-2)\cup(3,\infty)"));
+        assert!(eq(r"|x| < 2", "(-2,2)"));
+        assert!(eq(r"|x| \ge 1", r"(-\infty,-1]\cup[1,\infty)"));
+        assert!(eq(r"2 \le |w| \le 5/2", r"[-5/2,-2]\cup[2,5/2]"));
     }
 }

@@ -56,9 +56,10 @@ impl Source {
     }
 }
 
-/// Contents of every `\boxed{…}` / `\fbox{…}` in order, braces balanced; a box that is
-/// never closed is ignored. `\boxed 5` (no braces) takes the next word.
-pub fn boxed_contents(text: &str) -> Vec<&str> {
+/// Every `\boxed{…}` / `\fbox{…}` in order as `(start, end, contents)`: the byte range of
+/// the whole command and its contents, braces balanced; a box that is never closed is
+/// ignored. `\boxed 5` (no braces) takes the next word.
+pub fn boxed_spans(text: &str) -> Vec<(usize, usize, &str)> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     let mut from = 0;
@@ -102,7 +103,7 @@ pub fn boxed_contents(text: &str) -> Vec<&str> {
             }
             match end {
                 Some(e) => {
-                    out.push(&text[i + 1..e]);
+                    out.push((start, e + 1, &text[i + 1..e]));
                     from = e + 1;
                 }
                 None => break,
@@ -112,12 +113,41 @@ pub fn boxed_contents(text: &str) -> Vec<&str> {
                 .find(|c: char| c.is_whitespace() || c == '$')
                 .map_or(text.len(), |k| i + k);
             if word_end > i {
-                out.push(&text[i..word_end]);
+                out.push((start, word_end, &text[i..word_end]));
             }
             from = word_end.max(i + 1).min(text.len());
         }
     }
     out
+}
+
+/// Contents of every `\boxed{…}` / `\fbox{…}` in order (see [`boxed_spans`]).
+pub fn boxed_contents(text: &str) -> Vec<&str> {
+    boxed_spans(text).into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// Longest text allowed between two boxes that together give one answer
+/// (`\boxed{4}, \boxed{9}`, `\boxed{a = 12} \text{ and } \boxed{b = 5}`).
+const BOX_RUN_GAP: usize = 48;
+
+/// The last run of two or more boxes that stand together (separated only by short text
+/// such as `, ` or ` and `, with no blank line), joined into one comma-separated list;
+/// `None` when the response's last box stands alone.
+pub fn boxed_run(text: &str) -> Option<String> {
+    let spans = boxed_spans(text);
+    let mut first = spans.len().checked_sub(1)?;
+    while first > 0 {
+        let gap = &text[spans[first - 1].1..spans[first].0];
+        if gap.trim().len() > BOX_RUN_GAP || gap.contains("\n\n") {
+            break;
+        }
+        first -= 1;
+    }
+    if first + 1 == spans.len() {
+        return None;
+    }
+    let parts: Vec<&str> = spans[first..].iter().map(|(_, _, c)| *c).collect();
+    Some(parts.join(","))
 }
 
 static HASHES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"####\s*([^\n]*)").unwrap());
@@ -136,26 +166,73 @@ static WORD2: LazyLock<Regex> =
 static WORD3: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{4,}").unwrap());
 
-/// Cuts an anchor's text down to the answer: a math segment is taken whole; otherwise
-/// the text up to a full stop that is not a decimal point, and, when words follow the
-/// answer ("12 because …", "\\frac34 of the pie"), the part before the first word.
-fn anchor_clause(s: &str) -> &str {
-    let s = s.trim().trim_matches('*').trim();
-    let formula = DOLLARS
+/// An anchor inside an anchor's text ("Final Answer: The final answer is $X$").
+static NESTED_ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:so|thus|therefore|hence)?,?\s*(?:the\s+)?(?:final\s+)?answer[*\s]*(?:is|:|=)[*\s]*:?[*\s]*")
+        .unwrap()
+});
+/// A sentence naming what it gives: "the largest $n$ is 34", "the sum equals 9".
+static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^([a-z][^\n]*?)\s(?:is|are|equals|was|will\s+be)\s+(.+)$").unwrap()
+});
+/// Text commands whose words are not prose (`\text{ cm}`, `\text{Odd}`).
+static TEXT_GROUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}")
+        .unwrap()
+});
+
+/// The text up to the first full stop that is neither a decimal point nor inside a
+/// `$…$` segment.
+fn first_sentence(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut in_math = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'$' => in_math = !in_math,
+            b'.' if !in_math && !b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) => {
+                return &s[..i];
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    s
+}
+
+/// The first `$…$`, `\(…\)` or `\[…\]` segment of `s` that reads as a formula.
+fn first_formula(s: &str) -> Option<&str> {
+    DOLLARS
         .captures_iter(s)
         .filter_map(|c| (1..=4).find_map(|k| c.get(k)))
         .map(|g| g.as_str())
-        .find(|g| is_formula(g));
-    if let Some(f) = formula {
-        return f;
-    }
-    let b = s.as_bytes();
-    let mut s = s;
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'.' && !b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-            s = &s[..i];
-            break;
+        .find(|g| is_formula(g))
+}
+
+/// Cuts an anchor's text down to the answer. A nested anchor ("The final answer is"
+/// after "Final Answer:") is skipped and the text is cut at the end of its first
+/// sentence ("I hope it is correct" goes). A sentence that names what it gives ("The
+/// largest $n$ is 34") keeps what follows its verb. Then a math segment is taken whole;
+/// otherwise, when words follow the answer ("12 because …", "\\frac34 of the pie"),
+/// the part before the first word.
+fn anchor_clause(s: &str) -> &str {
+    let mut s = s.trim().trim_matches('*').trim();
+    for _ in 0..4 {
+        match NESTED_ANCHOR.find(s) {
+            Some(m) if m.end() > 0 && m.end() < s.len() => s = s[m.end()..].trim(),
+            _ => break,
         }
+    }
+    let mut s = first_sentence(s).trim();
+    if let Some(c) = SUBJECT.captures(s) {
+        let rest = c.get(2).map_or("", |m| m.as_str());
+        if rest.contains(|ch: char| ch.is_ascii_digit() || ch == '$' || ch == '\\') {
+            s = rest.trim();
+        }
+    }
+    if let Some(f) = first_formula(s) {
+        return f;
     }
     let first_word = WORD2
         .captures_iter(s)
@@ -171,14 +248,25 @@ fn anchor_clause(s: &str) -> &str {
 }
 
 /// Whether a `$…$` segment reads as a formula rather than prose or currency
-/// (`$5 and $`): no words of two or more letters other than environment names.
+/// (`$5 and $`): no words of two or more letters outside `\text{…}`-like groups, other
+/// than environment names.
 fn is_formula(s: &str) -> bool {
-    WORD2.captures_iter(s).all(|c| {
+    let s = TEXT_GROUP.replace_all(s, " ");
+    WORD2.captures_iter(&s).all(|c| {
         matches!(
             &c[1],
             "pmatrix" | "bmatrix" | "vmatrix" | "Bmatrix" | "matrix" | "array" | "cases"
         )
     })
+}
+
+/// Whether a number found in prose stands on its own: not part of a word or code such
+/// as `QX7ZT`, `H2O` or `x2` (a letter before it, or capital letters after it).
+fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    !before.is_some_and(|c| c.is_alphabetic() || c == '_')
+        && !after.is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The answer text of a response, with where it came from; `None` when nothing in the
@@ -221,7 +309,12 @@ pub fn extract_answer(
     if !whole.is_empty() && whole.len() <= 200 && !whole.contains('\n') && !WORD3.is_match(whole) {
         return Some((whole.to_string(), Source::Whole));
     }
-    if last_number && let Some(m) = NUMBER.find_iter(response).last() {
+    if last_number
+        && let Some(m) = NUMBER
+            .find_iter(response)
+            .filter(|m| stands_alone(response, m.start(), m.end()))
+            .last()
+    {
         return Some((m.as_str().to_string(), Source::LastNumber));
     }
     None
@@ -253,6 +346,22 @@ static CHOICE_GOLD: LazyLock<Regex> = LazyLock::new(|| {
 static CHOICE_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap()
 });
+
+static CHOICE_LEADING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?:\*\*|__)?\s*(?:\$\s*|\\\(\s*)?(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?(?:\(([A-E])\)|([A-E])\s*(?:\}\s*)?(?:\$|\\\)|\*\*|__|[.:)]|\s*$))",
+    )
+    .unwrap()
+});
+
+/// The letter a response starts with (`C. Because …`, `(C) since …`, `**C**`, `$C$`):
+/// a multiple-choice answer given first and explained after.
+pub fn leading_choice(response: &str) -> Option<char> {
+    CHOICE_LEADING
+        .captures(response)
+        .and_then(|c| c.get(1).or(c.get(2)))
+        .and_then(|m| m.as_str().chars().next())
+}
 
 /// The letter of a multiple-choice gold answer (`B`, `(B)`, `\text{(B)}`).
 pub fn gold_choice(gold: &str) -> Option<char> {
@@ -331,6 +440,50 @@ mod tests {
     }
 
     #[test]
+    fn box_runs() {
+        assert_eq!(
+            boxed_run(r"so \boxed{4}, \boxed{9}."),
+            Some("4,9".to_string())
+        );
+        assert_eq!(
+            boxed_run(r"\boxed{a = 12} \text{ and } \boxed{b = 5}"),
+            Some("a = 12,b = 5".to_string())
+        );
+        assert_eq!(boxed_run("\\boxed{1}\n\nso \\boxed{2}"), None);
+        assert_eq!(boxed_run(r"only \boxed{2}"), None);
+        assert_eq!(boxed_run("no box"), None);
+    }
+
+    #[test]
+    fn anchors_followed_by_sentences() {
+        let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
+        assert_eq!(
+            ex("Final Answer: The final answer is $x^2$. I hope it is correct."),
+            Some("x^2".into())
+        );
+        assert_eq!(
+            ex("Final Answer: The largest $n$ is 34."),
+            Some("34".into())
+        );
+        assert_eq!(
+            ex(r"The answer is $\text{Odd}$."),
+            Some(r"\text{Odd}".into())
+        );
+        assert_eq!(
+            ex("Final Answer: -7. I hope it is correct."),
+            Some("-7".into())
+        );
+    }
+
+    #[test]
+    fn numbers_inside_words_are_not_answers() {
+        let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
+        assert_eq!(ex("The code is QX7ZT."), None);
+        assert_eq!(ex("Water is H2O, so 2 atoms."), Some("2".into()));
+        assert_eq!(ex("It costs 12cm of tape."), Some("12".into()));
+    }
+
+    #[test]
     fn choices() {
         assert_eq!(gold_choice(r"\text{(C)}"), Some('C'));
         assert_eq!(gold_choice("B"), Some('B'));
@@ -338,5 +491,10 @@ mod tests {
         assert_eq!(answer_choice("(D) 12"), Some('D'));
         assert_eq!(answer_choice(r"\textbf{(E)}"), Some('E'));
         assert_eq!(last_choice_in_text("I pick (A), no wait, (B)."), Some('B'));
+        assert_eq!(leading_choice("C. Because it grows."), Some('C'));
+        assert_eq!(leading_choice("**D**\n\nsince"), Some('D'));
+        assert_eq!(leading_choice("$B$ is right"), Some('B'));
+        assert_eq!(leading_choice("(E) as shown"), Some('E'));
+        assert_eq!(leading_choice("A function f grows."), None);
     }
 }

@@ -164,6 +164,22 @@ pub fn verify(gold: &str, response: &str, opts: &MathOptions) -> Verdict {
         };
     };
     let (correct, how) = compare(&answer, &gold_norm, opts);
+    if !correct
+        && source == Source::Boxed
+        && opts.boxed == BoxedMode::Last
+        && let Some(run) = extract::boxed_run(response)
+    {
+        // Several boxes side by side (`\boxed{4}, \boxed{9}`) answer together.
+        let (together, how) = compare(&run, &gold_norm, opts);
+        if together {
+            return Verdict {
+                correct: true,
+                reason: format!("{how} (boxes together)"),
+                extracted: Some(run),
+                gold_normalized: gold_norm,
+            };
+        }
+    }
     Verdict {
         correct,
         reason: format!("{} ({})", how, source.as_str()),
@@ -178,8 +194,13 @@ fn verify_choice(letter: char, response: &str, gold_norm: String, opts: &MathOpt
         Some((a, Source::Boxed | Source::Anchor | Source::Hashes | Source::Whole)) => {
             extract::answer_choice(a).or_else(|| extract::answer_choice(&normalize::normalize(a)))
         }
+        // A math segment counts only when it is a letter and nothing else (`$C$`).
+        Some((a, Source::MathSegment)) => {
+            extract::gold_choice(a).or_else(|| extract::gold_choice(&normalize::normalize(a)))
+        }
         _ => None,
     }
+    .or_else(|| extract::leading_choice(response))
     .or_else(|| extract::last_choice_in_text(response));
     let correct = picked == Some(letter);
     Verdict {
@@ -268,7 +289,35 @@ mod tests {
         assert!(verify("1", r, &with(BoxedMode::Last)).correct);
         assert!(verify("2", r, &with(BoxedMode::First)).correct);
         assert!(verify("1, 2", r, &with(BoxedMode::All)).correct);
-        assert!(!verify("1, 2", r, &with(BoxedMode::Last)).correct);
+        assert!(!verify("1, 2", r, &with(BoxedMode::First)).correct);
+        // Boxes side by side answer together against a gold that lists them...
+        assert!(verify("1, 2", r, &with(BoxedMode::Last)).correct);
+        // ...but not boxes paragraphs apart, nor a run with an extra answer.
+        let apart = "first \\boxed{2}\n\nthen \\boxed{1}";
+        assert!(!verify("1, 2", apart, &with(BoxedMode::Last)).correct);
+        assert!(
+            !verify(
+                "1, 2",
+                "\\boxed{1}, \\boxed{2}, \\boxed{3}",
+                &MathOptions::default()
+            )
+            .correct
+        );
+    }
+
+    #[test]
+    fn shapes_real_models_write() {
+        let o = MathOptions::default();
+        let minerva = "Final Answer: The final answer is $\\frac12$. I hope it is correct.";
+        assert!(verify("0.5", minerva, &o).correct);
+        assert!(verify("34", "Final Answer: The largest $n$ is 34.", &o).correct);
+        assert!(!verify("34", "Final Answer: The largest $n$ is 35.", &o).correct);
+        assert!(verify("(4,1)", "\\boxed{(a,b)=(4,1)}", &o).correct);
+        assert!(verify("9", "\\boxed{y = 2+3+4 = 9}", &o).correct);
+        assert!(verify("\\frac{2}{7}", "\\boxed{y = 2/7 \\approx 0.29}", &o).correct);
+        assert!(!verify("0.29", "\\boxed{y = 2/7 \\approx 0.29}", &o).correct);
+        assert!(verify("C", "C. Because only C is increasing.", &o).correct);
+        assert!(!verify("7", "The code is QX7ZT.", &o).correct);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 /// bounds the work per item.
 pub const MAX_ANSWER_CHARS: usize = 2000;
 
-static UNIT_WORDS: &str = "cm|centimeters?|mm|millimeters?|km|kilometers?|m|meters?|metres?|in|inch|inches|ft|foot|feet|yd|yards?|mi|miles?|units?|sq|square|cubic|degrees?|deg|dollars?|cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|pounds?|lbs?|ounces?|oz|kg|g|grams?|kilograms?|liters?|litres?|l|ml|mph|people|students|apples|points?|ways|times|kilometers";
+static UNIT_WORDS: &str = "cm|centimeters?|centimetres?|mm|millimeters?|km|kilometers?|kilometres?|m|meters?|metres?|in|inch|inches|ft|foot|feet|yd|yards?|mi|miles?|units?|sq|square|cubic|degrees?|deg|radians?|rad|dollars?|cents?|euros?|hours?|hrs?|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|pounds?|lbs?|ounces?|oz|kg|g|grams?|kilograms?|tons?|tonnes?|liters?|litres?|l|ml|milliliters?|millilitres?|gallons?|quarts?|pints?|cups?|acres?|hectares?|mph|kph|km/h|m/s|people|persons?|students|children|apples|marbles|books|cookies|pages|points?|ways|times|steps|games|boxes|coins|cars|kilometers";
 
 static TEXT_CMD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\\(?:text|textbf|textit|textrm|texttt|mbox|mathrm|mathbf|mathit|mathsf|operatorname|textnormal|hbox)\s*\{([^{}]*)\}").unwrap()
@@ -45,7 +45,13 @@ static DEGREES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|\\degree\b|°").unwrap());
 static UNIT_EXPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*\^\s*(?:\{[^{}]*\}|[0-9])").unwrap());
-static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s*\bper\s?cent\b").unwrap());
+static PERCENT_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s*\b(?:per\s?cent(?:age)?|pct)(?:\s+points?)?\b\.?").unwrap());
+/// `2 500` and `1 000 000`: digits grouped by spaces in threes (the whole answer).
+static THOUSANDS_SPACE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$").unwrap());
+/// `x != 3` (not `5!=120`, a factorial).
+static NOT_EQUAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(^|[a-zA-Z}\s])\s*!=").unwrap());
 static AND_OR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+(?:and|or)\s+").unwrap());
 
 fn replace_unicode(s: &str) -> Cow<'_, str> {
@@ -65,6 +71,7 @@ fn replace_unicode(s: &str) -> Cow<'_, str> {
             '≤' => out.push_str("\\le "),
             '≥' => out.push_str("\\ge "),
             '≠' => out.push_str("\\ne "),
+            '≈' => out.push_str("\\approx "),
             '±' => out.push_str("\\pm "),
             '∪' => out.push_str("\\cup "),
             '∈' => out.push_str("\\in "),
@@ -169,6 +176,7 @@ pub fn normalize(raw: &str) -> String {
         .replace("\\rbrack", "]");
     let s = DEGREES.replace_all(&s, " ");
     let s = PERCENT_WORD.replace_all(&s, "%");
+    let s = NOT_EQUAL.replace_all(&s, "$1 \\ne ");
     let s = THOUSANDS_LATEX.replace_all(&s, "$1$2");
     let s = THOUSANDS_LATEX.replace_all(&s, "$1$2");
     let s = replace_text_groups(&s);
@@ -199,6 +207,9 @@ pub fn normalize(raw: &str) -> String {
     let s = s.trim();
     if THOUSANDS_PLAIN.is_match(s) {
         return s.replace(',', "");
+    }
+    if THOUSANDS_SPACE.is_match(s) {
+        return s.replace(' ', "");
     }
     collapse_spaces(s)
 }

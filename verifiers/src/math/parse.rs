@@ -11,7 +11,7 @@
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::Zero;
+use num_traits::{Signed, Zero};
 
 /// Most tokens an answer may have.
 pub const MAX_TOKENS: usize = 600;
@@ -19,6 +19,8 @@ pub const MAX_TOKENS: usize = 600;
 pub const MAX_DEPTH: usize = 48;
 /// Longest digit string read as a number.
 pub const MAX_DIGITS: usize = 400;
+/// Most relation signs in one chain (`a = b = c`) and parts of one ratio.
+pub const MAX_CHAIN: usize = 16;
 
 /// Functions of one (or, for `\binom` and `\log_b`, two) arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +146,8 @@ pub enum Node {
     Matrix(Vec<Vec<Node>>),
     /// A relation `lhs op rhs`.
     Rel(Box<Node>, RelOp, Box<Node>),
+    /// A ratio `a : b` (or `a : b : c`).
+    Ratio(Vec<Node>),
 }
 
 /// The answer is not in the supported grammar.
@@ -409,6 +413,11 @@ impl Parser {
         Ok(Node::Union(parts))
     }
 
+    /// `≈`, which only ever joins the sides of a chain (`y = 2/7 \approx 0.29`).
+    fn eat_approx(&mut self) -> bool {
+        self.eat_cmd("approx") || self.eat_cmd("simeq") || self.eat_cmd("thickapprox")
+    }
+
     fn rel_op(&mut self) -> Option<RelOp> {
         let op = match self.peek()? {
             Tok::Sym('=') => RelOp::Eq,
@@ -437,25 +446,75 @@ impl Parser {
         })
     }
 
+    /// A relation or a chain of them. `a = b = c` is `a = c` (the last side is the
+    /// answer); in a chain with `≈` the exact sides before the first `≈` count, unless
+    /// only a name precedes it (`y \approx 9` is `y = 9`); `a < x ≤ b` is an interval.
     fn rel(&mut self) -> Result<Node, ParseError> {
-        let lhs = self.expr()?;
-        match self.rel_op() {
-            None => Ok(lhs),
-            Some(op) => {
-                let rhs = if op == RelOp::In {
-                    self.union()?
-                } else {
-                    self.expr()?
-                };
-                match self.rel_op() {
-                    None => Ok(Node::Rel(Box::new(lhs), op, Box::new(rhs))),
-                    Some(op2) => {
-                        let far = self.expr()?;
-                        chain_to_interval(lhs, op, rhs, op2, far)
-                    }
-                }
+        let mut sides = vec![self.ratio()?];
+        // `None` marks `≈`.
+        let mut ops: Vec<Option<RelOp>> = Vec::new();
+        loop {
+            let op = if self.eat_approx() {
+                None
+            } else if let Some(op) = self.rel_op() {
+                Some(op)
+            } else {
+                break;
+            };
+            if ops.len() >= MAX_CHAIN {
+                return Err(ParseError("relation chain too long"));
             }
+            let rhs = if op == Some(RelOp::In) {
+                self.union()?
+            } else {
+                self.ratio()?
+            };
+            ops.push(op);
+            sides.push(rhs);
         }
+        if ops.is_empty() {
+            return sides.pop().ok_or(ParseError("empty relation"));
+        }
+        if let Some(k) = ops.iter().position(Option::is_none) {
+            if ops[..k].iter().any(|op| *op != Some(RelOp::Eq)) {
+                return Err(ParseError("approximation in an inequality chain"));
+            }
+            let mut sides = sides.into_iter();
+            let first = sides.next().ok_or(ParseError("empty relation"))?;
+            let mut exact: Vec<Node> = sides.take(k + 1).collect();
+            let approx = exact.pop();
+            return Ok(match (exact.pop(), approx) {
+                (Some(last), _) => rel(first, RelOp::Eq, last),
+                (None, Some(value)) if is_name(&first) => rel(first, RelOp::Eq, value),
+                _ => first,
+            });
+        }
+        let ops: Vec<RelOp> = ops.into_iter().flatten().collect();
+        if ops.len() == 1 || ops.iter().all(|op| *op == RelOp::Eq) {
+            let last = sides.pop().ok_or(ParseError("empty relation"))?;
+            let first = sides.swap_remove(0);
+            return Ok(rel(first, ops[0], last));
+        }
+        match (ops.as_slice(), <[Node; 3]>::try_from(sides)) {
+            ([op1, op2], Ok([a, x, b])) => chain_to_interval(a, *op1, x, *op2, b),
+            _ => Err(ParseError("chained relation")),
+        }
+    }
+
+    /// `a : b (: c …)` as a ratio, or a single expression.
+    fn ratio(&mut self) -> Result<Node, ParseError> {
+        let first = self.expr()?;
+        if !matches!(self.peek(), Some(Tok::Sym(':'))) {
+            return Ok(first);
+        }
+        let mut parts = vec![first];
+        while self.eat_sym(':') {
+            if parts.len() >= MAX_CHAIN {
+                return Err(ParseError("ratio too long"));
+            }
+            parts.push(self.expr()?);
+        }
+        Ok(Node::Ratio(parts))
     }
 
     fn expr(&mut self) -> Result<Node, ParseError> {
@@ -870,7 +929,8 @@ impl Parser {
     }
 }
 
-/// `a < x ≤ b` (or `b ≥ x > a`) as the interval `(a, b]`; other chains are errors.
+/// `a < x ≤ b` (or `b ≥ x > a`) as the interval `(a, b]`, `x` any name (`0 < g(x) < 2`);
+/// `a ≤ |x| ≤ b` as a union of two intervals; other chains are errors.
 fn chain_to_interval(
     a: Node,
     op1: RelOp,
@@ -878,9 +938,6 @@ fn chain_to_interval(
     op2: RelOp,
     b: Node,
 ) -> Result<Node, ParseError> {
-    if !matches!(x, Node::Var(_)) {
-        return Err(ParseError("chained relation"));
-    }
     let open_of = |op| {
         if op == RelOp::Lt || op == RelOp::Gt {
             '('
@@ -895,6 +952,37 @@ fn chain_to_interval(
             ']'
         }
     };
+    // `a ≤ |x| ≤ b` (with `a` a non-negative literal) is `[-b, -a] ∪ [a, b]`.
+    if let Node::Func(Func::Abs, inner) = &x
+        && inner.len() == 1
+        && is_name(&inner[0])
+        && is_nonnegative_literal(&a)
+        && matches!((op1, op2), (RelOp::Lt | RelOp::Le, RelOp::Lt | RelOp::Le))
+    {
+        let (lo, hi) = (open_of(op1), close_of(op2));
+        let flip = |c: char| match c {
+            '(' => ')',
+            ')' => '(',
+            '[' => ']',
+            _ => '[',
+        };
+        let neg = |n: &Node| Node::Neg(Box::new(n.clone()));
+        return Ok(Node::Union(vec![
+            Node::Tuple {
+                open: flip(hi),
+                close: flip(lo),
+                items: vec![neg(&b), neg(&a)],
+            },
+            Node::Tuple {
+                open: lo,
+                close: hi,
+                items: vec![a, b],
+            },
+        ]));
+    }
+    if !is_name(&x) {
+        return Err(ParseError("chained relation"));
+    }
     match (op1, op2) {
         (RelOp::Lt | RelOp::Le, RelOp::Lt | RelOp::Le) => Ok(Node::Tuple {
             open: open_of(op1),
@@ -907,6 +995,42 @@ fn chain_to_interval(
             items: vec![b, a],
         }),
         _ => Err(ParseError("chained relation")),
+    }
+}
+
+fn is_nonnegative_literal(n: &Node) -> bool {
+    match n {
+        Node::Num { value, .. } => !value.is_negative(),
+        Node::Div(a, b) => is_nonnegative_literal(a) && is_nonnegative_literal(b),
+        _ => false,
+    }
+}
+
+fn rel(l: Node, op: RelOp, r: Node) -> Node {
+    Node::Rel(Box::new(l), op, Box::new(r))
+}
+
+/// Whether `n` names a quantity rather than computing one: a variable (`x`, `x_1`,
+/// `\alpha`), a function value or product of letters (`g(t)`, `f(2)`, `PQ`), `|PQ|`, a
+/// tuple of names (`(a, b)`) or a ratio of names (`S_1 : S_2`). `name = value` then
+/// gives `value`.
+pub fn is_name(n: &Node) -> bool {
+    match n {
+        Node::Var(_) => true,
+        Node::Mul(v) => {
+            matches!(v.first(), Some(Node::Var(_)))
+                && v.len() <= 8
+                && v.iter()
+                    .all(|f| matches!(f, Node::Var(_)) || is_integer_literal(f))
+        }
+        Node::Func(Func::Abs, v) => v.len() == 1 && is_name(&v[0]),
+        Node::Tuple {
+            open: '(',
+            close: ')',
+            items,
+        } => !items.is_empty() && items.iter().all(is_name),
+        Node::Ratio(v) => v.iter().all(is_name),
+        _ => false,
     }
 }
 
@@ -935,10 +1059,42 @@ pub fn parse(s: &str) -> Result<Node, ParseError> {
         pos: 0,
         depth: 0,
     };
-    let mut items = p.list()?;
+    // `;` separates answers whose parts are separated by `,` (`m=2,n=3;m=5,n=3` is
+    // the two pairs `(m=2, n=3)` and `(m=5, n=3)`).
+    let mut groups: Vec<Vec<Node>> = vec![vec![p.union()?]];
+    let mut semicolons = false;
+    loop {
+        if p.eat_sym(',') {
+            let item = p.union()?;
+            groups.last_mut().ok_or(ParseError("empty"))?.push(item);
+        } else if p.eat_sym(';') {
+            semicolons = true;
+            groups.push(vec![p.union()?]);
+        } else {
+            break;
+        }
+    }
     if p.pos < p.toks.len() {
         return Err(ParseError("trailing input"));
     }
+    let mut items: Vec<Node> = if semicolons {
+        groups
+            .into_iter()
+            .map(|mut g| {
+                if g.len() == 1 {
+                    g.pop().unwrap_or_else(|| num(0))
+                } else {
+                    Node::Tuple {
+                        open: '(',
+                        close: ')',
+                        items: g,
+                    }
+                }
+            })
+            .collect()
+    } else {
+        groups.into_iter().flatten().collect()
+    };
     Ok(if items.len() == 1 {
         items.pop().unwrap_or_else(|| num(0))
     } else {
@@ -971,7 +1127,8 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
         | Node::Func(_, v)
         | Node::Set(v)
         | Node::List(v)
-        | Node::Union(v) => v.iter().for_each(|x| visit(x, f)),
+        | Node::Union(v)
+        | Node::Ratio(v) => v.iter().for_each(|x| visit(x, f)),
         Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
         Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
         Node::Num { .. }
@@ -1015,6 +1172,29 @@ mod tests {
             Node::Rel(_, RelOp::Eq, _)
         ));
         assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
+        assert!(matches!(parse("3:5").unwrap(), Node::Ratio(v) if v.len() == 2));
+        // Chains: the last side of `=`, the exact side before `≈`.
+        let Node::Rel(_, RelOp::Eq, last) = parse("y = 2+3 = 5").unwrap() else {
+            panic!("chain")
+        };
+        assert!(matches!(*last, Node::Num { .. }));
+        assert!(matches!(
+            parse(r"\frac27 \approx 0.29").unwrap(),
+            Node::Div(..)
+        ));
+        assert!(matches!(
+            parse(r"y \approx 9").unwrap(),
+            Node::Rel(_, RelOp::Eq, _)
+        ));
+        assert!(parse(r"x < 2 \approx 3").is_err());
+        // `;` separates answers, `,` their parts.
+        let Node::List(groups) = parse("m=2,n=3;m=5,n=3").unwrap() else {
+            panic!("groups")
+        };
+        assert!(matches!(&groups[0], Node::Tuple { items, .. } if items.len() == 2));
+        assert!(matches!(parse(r"2 \le |w| \le 3").unwrap(), Node::Union(_)));
+        assert!(matches!(parse("0 < g(x) < 2").unwrap(), Node::Tuple { .. }));
+        assert!(parse(&"x=".repeat(40)).is_err());
         assert!(parse("(((").is_err());
         assert!(parse(&"(".repeat(500)).is_err());
     }
