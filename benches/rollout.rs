@@ -21,7 +21,7 @@ const NEW_TOKENS: usize = 32;
 
 /// The bench's prompts (the same as `scripts/bench_hf_generate.py`'s), chat-templated.
 fn prompts(policy: &Policy, count: usize) -> Vec<Vec<i64>> {
-    (0..count)
+    (0..count as i64)
         .map(|i| {
             let q = format!("What is {}+{}?", 7 * i + 3, 130 - 11 * i);
             let text = policy
