@@ -27,6 +27,22 @@ pub struct RolloutConfig {
     pub stop: Vec<String>,
 }
 
+impl RolloutConfig {
+    /// The sampler's settings for `n` samples per prompt from `seed` (no top-k: the
+    /// rollout samples from the whole distribution the trainer optimises).
+    pub fn sampling(&self, n: usize, seed: u64) -> crate::rollout::SamplingConfig {
+        crate::rollout::SamplingConfig {
+            n,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: 0,
+            max_new_tokens: self.max_new_tokens,
+            stop: self.stop.clone(),
+            seed,
+        }
+    }
+}
+
 impl Default for RolloutConfig {
     fn default() -> Self {
         RolloutConfig {

@@ -464,7 +464,8 @@ pub fn run(
                 cfg.seed ^ step,
             )
         };
-        let mut last_acc = eval(&trainer, 0)?;
+        // Step 0 is the starting policy, already measured with the same seed.
+        let mut last_acc = sft_accuracy;
         result.accuracy.push((0.0, last_acc));
         for step in 1..=steps {
             let m = trainer.step()?;

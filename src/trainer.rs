@@ -42,7 +42,7 @@ use crate::loss::{
 use crate::metrics::{MetricsWriter, PhaseSeconds, StepMetrics};
 use crate::model::{LogprobOptions, Message, ModelError, Policy, response_logprobs};
 use crate::optim::AdamW;
-use crate::rollout::{FinishReason, RolloutError, SamplingConfig, generate};
+use crate::rollout::{FinishReason, RolloutError, generate};
 use cove_verifiers::{Reward, Score};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -411,15 +411,10 @@ impl<R: Reward> Trainer<R> {
                 .iter()
                 .map(|&i| self.prompt_ids[i].clone())
                 .collect();
-            let sampling = SamplingConfig {
-                n: g,
-                temperature: self.cfg.rollout.temperature,
-                top_p: self.cfg.rollout.top_p,
-                top_k: 0,
-                max_new_tokens: self.cfg.rollout.max_new_tokens,
-                stop: self.cfg.rollout.stop.clone(),
-                seed: mix_seed(step_seed, round as u64),
-            };
+            let sampling = self
+                .cfg
+                .rollout
+                .sampling(g, mix_seed(step_seed, round as u64));
             let t = Instant::now();
             let samples = generate(&self.policy, &prompts, &sampling)?;
             secs.rollout += t.elapsed().as_secs_f64();

@@ -9,7 +9,6 @@ use super::training::{ModelSpec, RunOptions, math_accuracy};
 use crate::config::TrainConfig;
 use crate::data::code::{CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
-use crate::rollout::SamplingConfig;
 use crate::trainer::{Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
@@ -106,15 +105,7 @@ impl MathRun {
         );
         if let Some(eval) = &self.data.eval {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
-            let sampling = SamplingConfig {
-                n: 1,
-                temperature: self.trainer.rollout.temperature,
-                top_p: self.trainer.rollout.top_p,
-                max_new_tokens: self.trainer.rollout.max_new_tokens,
-                stop: self.trainer.rollout.stop.clone(),
-                seed: self.trainer.seed,
-                ..Default::default()
-            };
+            let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
             let (correct, total) = math_accuracy(&policy, &held_out, &sampling)?;
             eprintln!(
                 "train-math: starting pass@1 at T = {} on {}: {:.1}% ({correct}/{total})",
