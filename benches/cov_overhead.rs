@@ -140,7 +140,7 @@ fn tiny_step_benches(c: &mut Criterion) {
                     ctl.as_ref(),
                     &plan,
                     0,
-                    (0, rows as i64),
+                    &Tensor::arange(rows as i64, (tch::Kind::Int64, tch::Device::Cpu)),
                     &tokens,
                     Some(&out.entropies),
                     None,

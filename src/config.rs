@@ -128,8 +128,19 @@ pub struct TrainConfig {
     pub micro_batch_size: usize,
     /// Passes over the rollout batch per step.
     pub ppo_epochs: usize,
-    /// Rows per forward when recomputing old log-probabilities.
+    /// Rows per forward when recomputing old or reference log-probabilities.
     pub logprob_batch_size: usize,
+    /// Form micro-batches (training, old-log-prob and reference passes) by this budget
+    /// of prompt + response tokens instead of by row counts, first-fit decreasing;
+    /// `None`: `micro_batch_size` / `logprob_batch_size` rows. Changes speed and
+    /// memory only: the loss is normalised and selected over the mini-batch.
+    pub max_tokens_per_micro_batch: Option<usize>,
+    /// Take the old log-probs from the rollout (Cove's own sampler, same weights, dtype
+    /// and temperature) instead of recomputing them with a no-grad forward.
+    pub reuse_rollout_logprobs: bool,
+    /// Compute each group's prompt once per micro-batch in the training, old-log-prob
+    /// and reference passes; its responses attend to the one copy.
+    pub share_prompt_prefix: bool,
     /// Render prompts with the policy's chat template as one user message (else the
     /// prompt text is tokenized as is).
     pub chat_template: bool,
@@ -162,6 +173,9 @@ impl Default for TrainConfig {
             micro_batch_size: 8,
             ppo_epochs: 1,
             logprob_batch_size: 16,
+            max_tokens_per_micro_batch: None,
+            reuse_rollout_logprobs: true,
+            share_prompt_prefix: true,
             chat_template: true,
             advantage: AdvantageEstimator::Grpo,
             loss: LossConfig::default(),
@@ -261,6 +275,9 @@ impl TrainConfig {
         }
         if self.logprob_batch_size == 0 {
             return bad("logprob_batch_size", "must be at least 1".into());
+        }
+        if self.max_tokens_per_micro_batch == Some(0) {
+            return bad("max_tokens_per_micro_batch", "must be at least 1".into());
         }
         if !(self.rollout.temperature > 0.0 && self.rollout.temperature.is_finite()) {
             return bad("rollout.temperature", "must be > 0 for training".into());

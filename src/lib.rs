@@ -6,6 +6,7 @@
 
 pub mod advantage;
 pub mod app;
+pub mod batching;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

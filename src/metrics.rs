@@ -61,6 +61,12 @@ pub struct StepMetrics {
     pub seconds: PhaseSeconds,
     /// Response tokens trained on per second of the whole step.
     pub tokens_per_s: f64,
+    /// Mean Jaccard overlap, over the mini-batches after a step's first, of the
+    /// Clip-Cov / KL-Cov tokens selected from the current policy's log-probs with
+    /// those the old (rollout) log-probs would select (`selection_logp = "current"`
+    /// only; `None` otherwise).
+    #[serde(default)]
+    pub selection_overlap_old: Option<f64>,
 }
 
 impl StepMetrics {

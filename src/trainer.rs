@@ -33,14 +33,17 @@
 //! device and thread count).
 
 use crate::advantage::Advantage;
+use crate::batching::{MicroBatch, MicroBatching, SeqShape, plan_micro_batches};
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::config::{ConfigError, KlEstimator, TrainConfig};
 use crate::loss::{
-    ControlConfig, EntropyControl, LossSums, SelectionScope, TokenTensors, cov_stats,
-    micro_batch_loss, plan_mini_batch,
+    AggNorm, ControlConfig, EntropyControl, LossSums, MiniBatchPlan, SelectionLogp, SelectionScope,
+    TokenTensors, aggregate, cov_stats, micro_batch_loss, plan_mini_batch,
 };
 use crate::metrics::{MetricsWriter, PhaseSeconds, StepMetrics};
-use crate::model::{LogprobOptions, Message, ModelError, Policy, response_logprobs};
+use crate::model::{
+    LogprobOptions, Message, ModelError, PackedItem, Policy, packed_response_logprobs,
+};
 use crate::optim::AdamW;
 use crate::rollout::{FinishReason, RolloutError, generate};
 use cove_verifiers::{Reward, Score};
@@ -50,6 +53,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -119,6 +123,9 @@ struct Row {
     example: usize,
     group: usize,
     response: Vec<i64>,
+    /// The sampler's log-prob and entropy of each response token.
+    logprobs: Vec<f32>,
+    entropies: Vec<f32>,
     score: Score,
     finish: FinishReason,
 }
@@ -130,7 +137,8 @@ pub struct Trainer<R: Reward> {
     reference: Option<Policy>,
     reward: R,
     data: Vec<Example<R::Task>>,
-    prompt_ids: Vec<Vec<i64>>,
+    /// Token ids of every example's prompt (shared with the step's sequence views).
+    prompt_ids: Arc<Vec<Vec<i64>>>,
     advantage: Box<dyn Advantage>,
     control: Box<dyn EntropyControl>,
     opt: AdamW,
@@ -200,7 +208,7 @@ impl<R: Reward> Trainer<R> {
             reference: None,
             reward,
             data,
-            prompt_ids,
+            prompt_ids: Arc::new(prompt_ids),
             control,
             opt,
             state,
@@ -436,6 +444,8 @@ impl<R: Reward> Trainer<R> {
                         example: examples[k],
                         group: groups,
                         response: s.token_ids.clone(),
+                        logprobs: s.logprobs.clone(),
+                        entropies: s.entropies.clone(),
                         score: score.clone(),
                         finish: s.finish_reason,
                     });
@@ -446,40 +456,135 @@ impl<R: Reward> Trainer<R> {
         Ok((rows, dropped))
     }
 
-    /// Per-token log-probs / entropies / mask of `rows` under `policy`, in chunks of
-    /// `batch` rows, padded to `width`; no gradient.
+    /// How micro-batches of `rows_per_micro_batch` rows, or the token budget, form.
+    fn micro_batching(&self, rows_per_micro_batch: usize) -> MicroBatching {
+        match self.cfg.max_tokens_per_micro_batch {
+            Some(tokens) => MicroBatching::Tokens(tokens),
+            None => MicroBatching::Rows(rows_per_micro_batch),
+        }
+    }
+
+    /// The planner's view of `seqs`.
+    fn shapes(&self, seqs: &Seqs) -> Vec<SeqShape> {
+        (0..seqs.len())
+            .map(|i| SeqShape {
+                group: seqs.groups[i],
+                prompt_len: seqs.prompts[i].len(),
+                response_len: seqs.responses[i].len(),
+            })
+            .collect()
+    }
+
+    /// The packed forward of micro-batch `micro` of `seqs` under `policy`, in the
+    /// current grad mode: log-probs and entropies `[rows of micro, width]`, rows in
+    /// `micro.rows()` order.
+    fn forward(
+        &self,
+        policy: &Policy,
+        seqs: &Seqs,
+        micro: &MicroBatch,
+        width: i64,
+        entropy_grad: bool,
+    ) -> Result<(Tensor, Tensor), TrainError> {
+        let items: Vec<PackedItem> = micro
+            .units
+            .iter()
+            .map(|unit| PackedItem {
+                prompt: seqs.prompts[unit[0]],
+                responses: unit.iter().map(|&i| seqs.responses[i]).collect(),
+            })
+            .collect();
+        let out = packed_response_logprobs(
+            policy.model.as_ref(),
+            &items,
+            self.cfg.share_prompt_prefix,
+            &LogprobOptions {
+                temperature: self.cfg.rollout.temperature,
+                entropy_grad,
+                ..LogprobOptions::default()
+            },
+        )?;
+        Ok((pad_to(&out.logprobs, width), pad_to(&out.entropies, width)))
+    }
+
+    /// Log-probs and entropies `[rows, width]` of every sequence under `policy`, no
+    /// gradient, in micro-batches of `logprob_batch_size` rows or the token budget.
     fn logprobs_no_grad(
         &self,
         policy: &Policy,
-        rows: &[Row],
-        batch: usize,
+        seqs: &Seqs,
         width: i64,
-    ) -> Result<(Tensor, Tensor, Tensor), TrainError> {
+    ) -> Result<(Tensor, Tensor), TrainError> {
         let _guard = tch::no_grad_guard();
-        let (mut lp, mut ent, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-        for chunk in rows.chunks(batch) {
-            let pairs: Vec<(&[i64], &[i64])> = chunk
-                .iter()
-                .map(|r| (self.prompt_ids[r.example].as_slice(), r.response.as_slice()))
-                .collect();
-            let out = response_logprobs(
-                policy.model.as_ref(),
-                &pairs,
-                policy.pad_token_id,
-                &LogprobOptions {
-                    temperature: self.cfg.rollout.temperature,
-                    ..LogprobOptions::default()
-                },
-            )?;
-            lp.push(pad_to(&out.logprobs, width));
-            ent.push(pad_to(&out.entropies, width));
-            mask.push(pad_to(&out.mask, width));
+        let device = policy.model.device();
+        let n = seqs.len() as i64;
+        let mut logp = Tensor::zeros([n, width], (Kind::Float, device));
+        let mut entropy = logp.zeros_like();
+        let rule = self.micro_batching(self.cfg.logprob_batch_size);
+        for micro in plan_micro_batches(&self.shapes(seqs), rule, self.cfg.share_prompt_prefix) {
+            let (lp, ent) = self.forward(policy, seqs, &micro, width, false)?;
+            let idx = row_index(&micro.rows(), device);
+            logp = logp.index_copy(0, &idx, &lp);
+            entropy = entropy.index_copy(0, &idx, &ent);
         }
-        Ok((
-            Tensor::cat(&lp, 0),
-            Tensor::cat(&ent, 0),
-            Tensor::cat(&mask, 0).gt(0.5),
-        ))
+        Ok((logp, entropy))
+    }
+
+    /// The step's per-token tensors: old log-probs and entropies (the rollout's, or
+    /// recomputed), the valid mask, advantages, reference log-probs.
+    fn step_tokens(
+        &self,
+        rows: &[Row],
+        seqs: &Seqs,
+        adv: &[f64],
+        width: i64,
+    ) -> Result<StepTokens, TrainError> {
+        let device = self.policy.model.device();
+        let n = rows.len() as i64;
+        let padded = |values: &dyn Fn(&Row) -> &[f32]| {
+            let mut flat = vec![0f32; (n * width) as usize];
+            for (i, r) in rows.iter().enumerate() {
+                let v = values(r);
+                flat[i * width as usize..i * width as usize + v.len()].copy_from_slice(v);
+            }
+            Tensor::from_slice(&flat).view([n, width]).to_device(device)
+        };
+        let valid = {
+            let mut flat = vec![false; (n * width) as usize];
+            for (i, r) in rows.iter().enumerate() {
+                flat[i * width as usize..i * width as usize + r.response.len()].fill(true);
+            }
+            Tensor::from_slice(&flat).view([n, width]).to_device(device)
+        };
+        let (old, entropy) = if self.cfg.reuse_rollout_logprobs {
+            (padded(&|r| &r.logprobs), padded(&|r| &r.entropies))
+        } else {
+            self.logprobs_no_grad(&self.policy, seqs, width)?
+        };
+        let reference = match (&self.cfg.ref_kl, &self.reference) {
+            (Some(_), Some(r)) => Some(self.logprobs_no_grad(r, seqs, width)?.0),
+            (Some(_), None) => {
+                return Err(TrainError::Config(ConfigError::Invalid {
+                    path: "<config>".into(),
+                    field: "ref_kl",
+                    why: "set, but the trainer has no reference policy (Trainer::with_reference)"
+                        .into(),
+                }));
+            }
+            _ => None,
+        };
+        let adv = Tensor::from_slice(&adv.iter().map(|&a| a as f32).collect::<Vec<_>>())
+            .to_device(device)
+            .view([n, 1])
+            .expand([n, width], false)
+            .contiguous();
+        Ok(StepTokens {
+            old,
+            entropy,
+            valid,
+            adv,
+            reference,
+        })
     }
 
     /// Runs one training step and returns its metrics.
@@ -524,6 +629,8 @@ impl<R: Reward> Trainer<R> {
         Ok(m)
     }
 
+    /// The update phase of a step: old log-probs, then `ppo_epochs` passes of
+    /// optimizer mini-batches over the rows.
     fn update(
         &mut self,
         rows: &[Row],
@@ -533,165 +640,394 @@ impl<R: Reward> Trainer<R> {
         secs: &mut PhaseSeconds,
         m: &mut StepMetrics,
     ) -> Result<(), TrainError> {
-        let device = self.policy.model.device();
+        let prompt_ids = Arc::clone(&self.prompt_ids);
+        let seqs = Seqs::of(rows, &prompt_ids);
         let t = Instant::now();
-        let lb_batch = self.cfg.logprob_batch_size;
-        let (old, entropy, valid) = self.logprobs_no_grad(&self.policy, rows, lb_batch, width)?;
-        let ref_logp = match (&self.cfg.ref_kl, &self.reference) {
-            (Some(_), Some(r)) => Some(self.logprobs_no_grad(r, rows, lb_batch, width)?.0),
-            (Some(_), None) => {
-                return Err(TrainError::Config(ConfigError::Invalid {
-                    path: "<config>".into(),
-                    field: "ref_kl",
-                    why: "set, but the trainer has no reference policy (Trainer::with_reference)"
-                        .into(),
-                }));
-            }
-            _ => None,
-        };
+        let tokens = self.step_tokens(rows, &seqs, adv, width)?;
         secs.old_logprob += t.elapsed().as_secs_f64();
-        let n = rows.len() as i64;
-        let adv_t = Tensor::from_slice(&adv.iter().map(|&a| a as f32).collect::<Vec<_>>())
-            .to_device(device)
-            .view([n, 1])
-            .expand([n, width], false)
-            .contiguous();
-        let n_tok = valid.sum(Kind::Double).double_value(&[]);
-        m.entropy = entropy
-            .masked_fill(&valid.logical_not(), 0.0)
+        let n_tok = tokens.valid.sum(Kind::Double).double_value(&[]);
+        m.entropy = tokens
+            .entropy
+            .masked_fill(&tokens.valid.logical_not(), 0.0)
             .sum(Kind::Double)
             .double_value(&[])
             / n_tok.max(1.0);
-        let lb = match &self.cfg.loss.control {
+        m.cov = cov_stats(&tokens.old, &tokens.adv, &tokens.valid, self.clip_cov_lb());
+
+        let t = Instant::now();
+        let (n, mb) = (rows.len(), self.cfg.mini_batch_size);
+        let mut totals = UpdateTotals::default();
+        for epoch in 0..self.cfg.ppo_epochs {
+            for (index, start) in (0..n).step_by(mb).enumerate() {
+                let range = start..(start + mb).min(n);
+                let seed = mix_seed(step_seed, ((epoch as u64) << 32) | (index as u64 + 1));
+                let first = epoch == 0 && start == 0;
+                let out = self.optimize_mini_batch(
+                    &seqs.slice(range.clone()),
+                    &tokens.slice(range),
+                    seed,
+                    first,
+                )?;
+                m.lr = out.lr;
+                totals.add(&out);
+            }
+        }
+        secs.update += t.elapsed().as_secs_f64();
+        let tok = totals.sums.tokens.max(1.0);
+        m.selected_frac = totals.sums.selected / tok;
+        m.clip_frac = totals.sums.clipped / tok;
+        m.approx_kl = totals.sums.approx_kl / tok;
+        let opt_steps = totals.optimizer_steps.max(1) as f64;
+        m.loss = totals.loss / opt_steps;
+        m.grad_norm = totals.grad_norm / opt_steps;
+        m.selection_overlap_old =
+            (totals.overlaps > 0).then(|| totals.overlap_sum / totals.overlaps as f64);
+        Ok(())
+    }
+
+    /// Clip-Cov's lower covariance bound (the covariance statistics report the fraction
+    /// above it); 1 for other controls.
+    fn clip_cov_lb(&self) -> f64 {
+        match &self.cfg.loss.control {
             ControlConfig::ClipCov { lb, .. } => *lb,
             ControlConfig::Adaptive { base, .. } => match **base {
                 ControlConfig::ClipCov { lb, .. } => lb,
                 _ => 1.0,
             },
             _ => 1.0,
-        };
-        m.cov = cov_stats(&old, &adv_t, &valid, lb);
+        }
+    }
 
-        let t = Instant::now();
-        let mb = self.cfg.mini_batch_size as i64;
-        let mu = self.cfg.micro_batch_size as i64;
-        let mbs_per_step =
-            (self.cfg.prompts_per_step * self.cfg.group_size).div_ceil(self.cfg.mini_batch_size);
-        let total_opt = self.cfg.steps as usize * mbs_per_step * self.cfg.ppo_epochs;
+    /// Whether this mini-batch's selection needs the current policy's log-probs that
+    /// only its own training forward yields (`mini_batch` scope, `current`, after the
+    /// first optimizer step of the step, when the old log-probs stop being current).
+    fn selection_from_training_forward(&self, first_update: bool) -> bool {
+        self.control.selects()
+            && self.cfg.loss.scope == SelectionScope::MiniBatch
+            && self.cfg.loss.selection_logp == SelectionLogp::Current
+            && !first_update
+    }
+
+    /// One optimizer step over a mini-batch: plan micro-batches, select, forward and
+    /// backward each micro-batch, correct the selection where it came late, clip, step.
+    ///
+    /// When the selection needs the current policy's log-probs, every micro-batch's
+    /// training forward stores its detached log-probs; the last one completes them,
+    /// the selection is made before its backward, and the tokens selected in earlier
+    /// micro-batches (whose backward assumed no selection) get a correction pass over
+    /// their sequences up to the last selected token. No extra forward of the
+    /// mini-batch, exact selection, memory bounded by one micro-batch.
+    fn optimize_mini_batch(
+        &mut self,
+        seqs: &Seqs,
+        t: &StepTokens,
+        seed: u64,
+        first_update: bool,
+    ) -> Result<MiniBatchOutcome, TrainError> {
+        let device = self.policy.model.device();
+        let width = t.valid.size()[1];
+        let rule = self.micro_batching(self.cfg.micro_batch_size);
+        let micro = plan_micro_batches(&self.shapes(seqs), rule, self.cfg.share_prompt_prefix);
+        let deferred = self.selection_from_training_forward(first_update);
+        // Until the selection is known (deferred), no token counts as selected.
+        let mut plan = if deferred {
+            MiniBatchPlan {
+                selected: None,
+                norm: Some(AggNorm::of(&t.valid, self.cfg.loss.seq_norm_len)),
+                micro_batches: micro.len(),
+                seed,
+            }
+        } else {
+            plan_mini_batch(
+                &self.cfg.loss,
+                self.control.as_ref(),
+                &t.with_logp(&t.old),
+                micro.len(),
+                seed,
+            )
+        };
+        let mut current = t.old.zeros_like();
         let entropy_grad = self.control.entropy_coef() != 0.0;
-        let mut sums = LossSums::default();
-        let (mut loss_sum, mut gnorm_sum, mut n_opt) = (0.0, 0.0, 0usize);
-        for epoch in 0..self.cfg.ppo_epochs {
-            let mut start = 0;
-            let mut mi = 0u64;
-            while start < n {
-                let len = mb.min(n - start);
-                let old_mb = old.narrow(0, start, len);
-                let adv_mb = adv_t.narrow(0, start, len);
-                let valid_mb = valid.narrow(0, start, len);
-                let n_micro = (len as usize).div_ceil(mu as usize);
-                let mb_seed = mix_seed(step_seed, ((epoch as u64) << 32) | (mi + 1));
-                let first_update = epoch == 0 && start == 0;
-                let needs_current = self.control.selects()
-                    && self.cfg.loss.scope == SelectionScope::MiniBatch
-                    && !first_update;
-                // Before the first optimizer step of a step the current policy is the
-                // old one: its log-probs are `old`. Later mini-batches need a fresh pass.
-                let current = if needs_current {
-                    let r = &rows[start as usize..(start + len) as usize];
-                    self.logprobs_no_grad(&self.policy, r, mu as usize, width)?
-                        .0
-                } else {
-                    old_mb.shallow_clone()
-                };
-                let scope = TokenTensors {
-                    logp: &current,
-                    old_logp: &old_mb,
-                    adv: &adv_mb,
-                    valid: &valid_mb,
-                };
-                let plan = plan_mini_batch(
-                    &self.cfg.loss,
-                    self.control.as_ref(),
-                    &scope,
-                    n_micro,
-                    mb_seed,
-                );
-                let mut mb_loss = 0.0;
-                let mut ms = 0;
-                let mut k = 0;
-                while ms < len {
-                    let ml = mu.min(len - ms);
-                    let lo = (start + ms) as usize;
-                    let pairs: Vec<(&[i64], &[i64])> = rows[lo..lo + ml as usize]
-                        .iter()
-                        .map(|r| (self.prompt_ids[r.example].as_slice(), r.response.as_slice()))
-                        .collect();
-                    let out = response_logprobs(
-                        self.policy.model.as_ref(),
-                        &pairs,
-                        self.policy.pad_token_id,
-                        &LogprobOptions {
-                            temperature: self.cfg.rollout.temperature,
-                            entropy_grad,
-                            ..LogprobOptions::default()
-                        },
-                    )?;
-                    let logp = pad_to(&out.logprobs, width);
-                    let ent = pad_to(&out.entropies, width);
-                    let old_mu = old_mb.narrow(0, ms, ml);
-                    let extra = match (&self.cfg.ref_kl, &ref_logp) {
-                        (Some(kl_cfg), Some(r)) => {
-                            let d = &logp - r.narrow(0, start + ms, ml);
-                            let kl = match kl_cfg.estimator {
-                                KlEstimator::K1 => d,
-                                KlEstimator::K3 => (-&d).exp() + &d - 1.0,
-                            };
-                            Some(kl * kl_cfg.coef)
-                        }
-                        _ => None,
-                    };
-                    let tokens = TokenTensors {
-                        logp: &logp,
-                        old_logp: &old_mu,
-                        adv: &adv_mb.narrow(0, ms, ml),
-                        valid: &valid_mb.narrow(0, ms, ml),
-                    };
-                    let micro = micro_batch_loss(
+        let mut out = MiniBatchOutcome::default();
+        for (k, mb) in micro.iter().enumerate() {
+            let idx = row_index(&mb.rows(), device);
+            let (logp, ent) = self.forward(&self.policy, seqs, mb, width, entropy_grad)?;
+            if deferred {
+                current = current.index_copy(0, &idx, &logp.detach());
+                if k + 1 == micro.len() {
+                    plan = plan_mini_batch(
                         &self.cfg.loss,
                         self.control.as_ref(),
-                        &plan,
-                        k,
-                        (ms, ml),
-                        &tokens,
-                        Some(&ent),
-                        extra.as_ref(),
+                        &t.with_logp(&current),
+                        micro.len(),
+                        seed,
                     );
-                    micro.loss.backward();
-                    mb_loss += micro.loss.double_value(&[]);
-                    sums += micro.sums;
-                    ms += ml;
-                    k += 1;
                 }
-                let gnorm = self.opt.clip_grad_norm();
-                let lr = self.cfg.optim.lr_at(self.opt.step as usize, total_opt);
-                self.opt.step(lr);
-                self.opt.zero_grad();
-                m.lr = lr;
-                loss_sum += mb_loss;
-                gnorm_sum += gnorm;
-                n_opt += 1;
-                start += len;
-                mi += 1;
             }
+            let rows = t.rows(&idx);
+            let extra = self.ref_kl_penalty(&logp, rows.reference.as_ref());
+            let micro_loss = micro_batch_loss(
+                &self.cfg.loss,
+                self.control.as_ref(),
+                &plan,
+                k,
+                &idx,
+                &rows.with_logp(&logp),
+                Some(&ent),
+                extra.as_ref(),
+            );
+            micro_loss.loss.backward();
+            out.loss += micro_loss.loss.double_value(&[]);
+            out.sums += micro_loss.sums;
         }
-        secs.update += t.elapsed().as_secs_f64();
-        let tok = sums.tokens.max(1.0);
-        m.selected_frac = sums.selected / tok;
-        m.clip_frac = sums.clipped / tok;
-        m.approx_kl = sums.approx_kl / tok;
-        m.loss = loss_sum / n_opt.max(1) as f64;
-        m.grad_norm = gnorm_sum / n_opt.max(1) as f64;
-        Ok(())
+        if deferred {
+            let earlier: Vec<usize> = micro[..micro.len() - 1]
+                .iter()
+                .flat_map(MicroBatch::rows)
+                .collect();
+            let (loss, selected) = self.correct_selection(seqs, t, &plan, &earlier)?;
+            out.loss += loss;
+            out.sums.selected += selected;
+            let old_plan = plan_mini_batch(
+                &self.cfg.loss,
+                self.control.as_ref(),
+                &t.with_logp(&t.old),
+                micro.len(),
+                seed,
+            );
+            out.overlap_old = Some(jaccard(
+                plan.selected
+                    .as_ref()
+                    .expect("a selecting control's plan selects"),
+                old_plan
+                    .selected
+                    .as_ref()
+                    .expect("a selecting control's plan selects"),
+            ));
+        }
+        out.grad_norm = self.opt.clip_grad_norm();
+        out.lr = self
+            .cfg
+            .optim
+            .lr_at(self.opt.step as usize, self.total_optimizer_steps());
+        self.opt.step(out.lr);
+        self.opt.zero_grad();
+        Ok(out)
     }
+
+    /// Optimizer steps of the whole run (the learning-rate schedule's length).
+    fn total_optimizer_steps(&self) -> usize {
+        let per_step =
+            (self.cfg.prompts_per_step * self.cfg.group_size).div_ceil(self.cfg.mini_batch_size);
+        self.cfg.steps as usize * per_step * self.cfg.ppo_epochs
+    }
+
+    /// The per-token reference-KL penalty of `logp` against `reference` (when
+    /// `ref_kl` is configured).
+    fn ref_kl_penalty(&self, logp: &Tensor, reference: Option<&Tensor>) -> Option<Tensor> {
+        let (cfg, reference) = (self.cfg.ref_kl.as_ref()?, reference?);
+        let d = logp - reference;
+        let kl = match cfg.estimator {
+            KlEstimator::K1 => d,
+            KlEstimator::K3 => (-&d).exp() + &d - 1.0,
+        };
+        Some(kl * cfg.coef)
+    }
+
+    /// Adds to the gradients what the selected tokens among `rows` (mini-batch rows
+    /// whose backward ran before the selection was known) change in the loss: the
+    /// selected per-token loss minus the unselected one, over the same normaliser.
+    /// Each sequence with a selected token is run up to its last selected token (a
+    /// log-prob depends on nothing after it). Returns the loss change and the number
+    /// of selected tokens.
+    fn correct_selection(
+        &self,
+        seqs: &Seqs,
+        t: &StepTokens,
+        plan: &MiniBatchPlan,
+        rows: &[usize],
+    ) -> Result<(f64, f64), TrainError> {
+        let (Some(selected), Some(norm)) = (&plan.selected, plan.norm) else {
+            return Ok((0.0, 0.0));
+        };
+        let device = self.policy.model.device();
+        let width = t.valid.size()[1];
+        // Per row: one past its last selected token (0: none selected).
+        let positions = Tensor::arange(width, (Kind::Int64, device)).unsqueeze(0);
+        let ends = (selected.to_kind(Kind::Int64) * (&positions + 1)).amax([1], false);
+        let ends = Vec::<i64>::try_from(&ends).map_err(ModelError::Torch)?;
+        let touched: Vec<usize> = rows.iter().copied().filter(|&r| ends[r] > 0).collect();
+        if touched.is_empty() {
+            return Ok((0.0, 0.0));
+        }
+        let cut = Seqs {
+            groups: touched.iter().map(|&r| seqs.groups[r]).collect(),
+            prompts: touched.iter().map(|&r| seqs.prompts[r]).collect(),
+            responses: touched
+                .iter()
+                .map(|&r| &seqs.responses[r][..ends[r] as usize])
+                .collect(),
+        };
+        let rule = self.micro_batching(self.cfg.micro_batch_size);
+        let (mut loss_change, mut count) = (0.0, 0.0);
+        for micro in plan_micro_batches(&self.shapes(&cut), rule, self.cfg.share_prompt_prefix) {
+            let local = micro.rows();
+            let idx = row_index(
+                &local.iter().map(|&i| touched[i]).collect::<Vec<_>>(),
+                device,
+            );
+            let (logp, _) = self.forward(&self.policy, &cut, &micro, width, false)?;
+            let rows = t.rows(&idx);
+            let sel = selected.index_select(0, &idx);
+            // Positions after the cut are never selected; hold their ratio at 1 there
+            // (a zero log-prob could overflow exp and poison the backward with NaN).
+            let cut_ends =
+                Tensor::from_slice(&local.iter().map(|&i| ends[touched[i]]).collect::<Vec<_>>())
+                    .to_device(device);
+            let inside = positions.lt_tensor(&cut_ends.unsqueeze(1));
+            let logp = logp.where_self(&inside, &rows.old);
+            let tokens = rows.with_logp(&logp);
+            let with = self
+                .control
+                .token_loss(&tokens, &sel, &self.cfg.loss.clip)
+                .loss;
+            let without = self
+                .control
+                .token_loss(&tokens, &sel.zeros_like(), &self.cfg.loss.clip)
+                .loss;
+            let change = (with - without).masked_fill(&sel.logical_not(), 0.0);
+            let loss = aggregate(&change, &rows.valid, self.cfg.loss.agg, &norm);
+            loss.backward();
+            loss_change += loss.double_value(&[]);
+            count += sel
+                .logical_and(&rows.valid)
+                .sum(Kind::Double)
+                .double_value(&[]);
+        }
+        Ok((loss_change, count))
+    }
+}
+
+/// The sequences of a step (or a slice of it) in row order: group, prompt ids and
+/// response ids of each.
+struct Seqs<'a> {
+    groups: Vec<usize>,
+    prompts: Vec<&'a [i64]>,
+    responses: Vec<&'a [i64]>,
+}
+
+impl<'a> Seqs<'a> {
+    fn of(rows: &'a [Row], prompt_ids: &'a [Vec<i64>]) -> Seqs<'a> {
+        Seqs {
+            groups: rows.iter().map(|r| r.group).collect(),
+            prompts: rows
+                .iter()
+                .map(|r| prompt_ids[r.example].as_slice())
+                .collect(),
+            responses: rows.iter().map(|r| r.response.as_slice()).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> Seqs<'a> {
+        Seqs {
+            groups: self.groups[range.clone()].to_vec(),
+            prompts: self.prompts[range.clone()].to_vec(),
+            responses: self.responses[range].to_vec(),
+        }
+    }
+}
+
+/// Per-token tensors `[rows, width]` of a step or a mini-batch of it.
+struct StepTokens {
+    old: Tensor,
+    entropy: Tensor,
+    valid: Tensor,
+    adv: Tensor,
+    reference: Option<Tensor>,
+}
+
+impl StepTokens {
+    fn slice(&self, range: std::ops::Range<usize>) -> StepTokens {
+        let (start, len) = (range.start as i64, range.len() as i64);
+        let cut = |x: &Tensor| x.narrow(0, start, len);
+        StepTokens {
+            old: cut(&self.old),
+            entropy: cut(&self.entropy),
+            valid: cut(&self.valid),
+            adv: cut(&self.adv),
+            reference: self.reference.as_ref().map(cut),
+        }
+    }
+
+    fn rows(&self, idx: &Tensor) -> StepTokens {
+        let pick = |x: &Tensor| x.index_select(0, idx);
+        StepTokens {
+            old: pick(&self.old),
+            entropy: pick(&self.entropy),
+            valid: pick(&self.valid),
+            adv: pick(&self.adv),
+            reference: self.reference.as_ref().map(pick),
+        }
+    }
+
+    /// The loss's view with `logp` as the current log-probs.
+    fn with_logp<'a>(&'a self, logp: &'a Tensor) -> TokenTensors<'a> {
+        TokenTensors {
+            logp,
+            old_logp: &self.old,
+            adv: &self.adv,
+            valid: &self.valid,
+        }
+    }
+}
+
+/// What one optimizer mini-batch reports.
+#[derive(Default)]
+struct MiniBatchOutcome {
+    loss: f64,
+    grad_norm: f64,
+    lr: f64,
+    sums: LossSums,
+    /// Jaccard overlap of the current-policy selection with the old-policy one.
+    overlap_old: Option<f64>,
+}
+
+/// Sums over a step's mini-batches.
+#[derive(Default)]
+struct UpdateTotals {
+    loss: f64,
+    grad_norm: f64,
+    optimizer_steps: usize,
+    sums: LossSums,
+    overlap_sum: f64,
+    overlaps: usize,
+}
+
+impl UpdateTotals {
+    fn add(&mut self, o: &MiniBatchOutcome) {
+        self.loss += o.loss;
+        self.grad_norm += o.grad_norm;
+        self.optimizer_steps += 1;
+        self.sums += o.sums;
+        if let Some(j) = o.overlap_old {
+            self.overlap_sum += j;
+            self.overlaps += 1;
+        }
+    }
+}
+
+/// `|a ∧ b| / |a ∨ b|` of two boolean selections (1 when both are empty).
+fn jaccard(a: &Tensor, b: &Tensor) -> f64 {
+    let both = a.logical_and(b).sum(Kind::Double).double_value(&[]);
+    let either = a.logical_or(b).sum(Kind::Double).double_value(&[]);
+    if either == 0.0 { 1.0 } else { both / either }
+}
+
+/// `rows` as an i64 index tensor on `device`.
+fn row_index(rows: &[usize], device: tch::Device) -> Tensor {
+    Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>()).to_device(device)
 }

@@ -41,6 +41,20 @@ pub enum SelectionScope {
     MicroBatch,
 }
 
+/// Whose log-probs Clip-Cov / KL-Cov select from in `mini_batch` scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionLogp {
+    /// The current policy's, as the paper defines the covariance: exact for every
+    /// mini-batch (taken from the training forward; tokens of micro-batches whose
+    /// backward already ran get a correction pass over their sequences).
+    #[default]
+    Current,
+    /// The rollout policy's (the old log-probs): exact for the first mini-batch of a
+    /// step, an approximation after it, and free.
+    Old,
+}
+
 /// Everything that defines the policy loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +67,8 @@ pub struct LossConfig {
     pub control: ControlConfig,
     /// Selection scope.
     pub scope: SelectionScope,
+    /// Whose log-probs the `mini_batch` scope selects from.
+    pub selection_logp: SelectionLogp,
     /// The constant length of `seq-mean-token-sum-norm` (Dr.GRPO uses the maximum
     /// response length); `None`: the padded width of the batch.
     pub seq_norm_len: Option<usize>,
@@ -140,8 +156,8 @@ pub struct MicroLoss {
     pub sums: LossSums,
 }
 
-/// The loss of micro-batch number `index`, rows `rows.0 .. rows.0 + rows.1` of the
-/// mini-batch. `entropy` (per-token, with grad) is needed for the entropy bonus and
+/// The loss of micro-batch number `index`, whose rows are `rows` (i64 indices into the
+/// mini-batch, in the order of `t`'s rows). `entropy` (per-token, with grad) is needed for the entropy bonus and
 /// the entropy metric; `extra` (per-token, e.g. a reference-KL penalty) is added to
 /// the policy loss before aggregation.
 #[allow(clippy::too_many_arguments)]
@@ -150,7 +166,7 @@ pub fn micro_batch_loss(
     control: &dyn EntropyControl,
     plan: &MiniBatchPlan,
     index: usize,
-    rows: (i64, i64),
+    rows: &Tensor,
     t: &TokenTensors,
     entropy: Option<&Tensor>,
     extra: Option<&Tensor>,
@@ -158,7 +174,7 @@ pub fn micro_batch_loss(
     let (selected, norm, scale) = match cfg.scope {
         SelectionScope::MiniBatch => (
             match &plan.selected {
-                Some(s) => s.narrow(0, rows.0, rows.1),
+                Some(s) => s.index_select(0, rows),
                 None => t.valid.zeros_like(),
             },
             plan.norm.expect("mini_batch plan has a normaliser"),
@@ -224,8 +240,8 @@ pub fn single_batch_loss(
     seed: u64,
 ) -> MicroLoss {
     let plan = plan_mini_batch(cfg, control, t, 1, seed);
-    let rows = (0, t.valid.size()[0]);
-    micro_batch_loss(cfg, control, &plan, 0, rows, t, entropy, None)
+    let rows = Tensor::arange(t.valid.size()[0], (Kind::Int64, t.valid.device()));
+    micro_batch_loss(cfg, control, &plan, 0, &rows, t, entropy, None)
 }
 
 /// The seed of micro-batch `index` in `micro_batch` scope.

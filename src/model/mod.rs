@@ -39,7 +39,10 @@ use tokenizers::Tokenizer;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Family, Qwen2Config, RopeScaling};
-pub use train::{LOGIT_BUDGET, LogprobOptions, ResponseLogprobs, response_logprobs};
+pub use train::{
+    LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
+    response_logprobs,
+};
 
 /// Everything that can go wrong building, loading or running a model. Each variant
 /// names the file and, where there is one, the field or tensor.
@@ -163,6 +166,17 @@ pub trait CausalLm: Send {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor, ModelError>;
 
+    /// Final hidden states `[T, hidden]` of one packed row: `input_ids` and
+    /// `position_ids` are `[T]`, and `segments` (see [`Segment`]) cover `0..T` in order.
+    /// A token attends causally within its segment and to the whole of the segment's
+    /// prefix, never across segments otherwise; no padding, no KV cache.
+    fn packed_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        segments: &[Segment],
+    ) -> Result<Tensor, ModelError>;
+
     /// `lm_head` applied to hidden states `[.., hidden]` → logits `[.., vocab]`.
     fn logits(&self, hidden: &Tensor) -> Tensor;
 
@@ -197,6 +211,51 @@ pub trait CausalLm: Send {
 
     /// dtype of the parameters.
     fn kind(&self) -> Kind;
+}
+
+/// One stretch of a packed row (see [`CausalLm::packed_hidden_states`]): tokens
+/// `start .. start + len`. Its tokens attend causally to each other and, when `prefix`
+/// names an earlier segment, to every token of that segment, which is how the
+/// responses of one group share a single copy of their prompt. Position ids are the
+/// caller's (they restart per sequence; a response continues its prompt's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// First token of the segment in the row.
+    pub start: i64,
+    /// Number of tokens (at least 1).
+    pub len: i64,
+    /// Index in the layout of an earlier segment (itself without a prefix) that this
+    /// one sees in full; `None`: the segment is a sequence on its own.
+    pub prefix: Option<usize>,
+}
+
+/// Checks that `segments` tile `0..total` in order and that every prefix is an
+/// earlier segment without a prefix of its own.
+pub fn check_segments(segments: &[Segment], total: i64) -> Result<(), ModelError> {
+    let mut next = 0;
+    for (i, s) in segments.iter().enumerate() {
+        if s.start != next || s.len < 1 {
+            return Err(ModelError::Input(format!(
+                "segment {i} ({}..{}) does not continue at token {next}",
+                s.start,
+                s.start + s.len
+            )));
+        }
+        if let Some(p) = s.prefix
+            && (p >= i || segments[p].prefix.is_some())
+        {
+            return Err(ModelError::Input(format!(
+                "segment {i}: prefix {p} must be an earlier segment without a prefix"
+            )));
+        }
+        next += s.len;
+    }
+    if next != total {
+        return Err(ModelError::Input(format!(
+            "segments cover {next} tokens, the row has {total}"
+        )));
+    }
+    Ok(())
 }
 
 /// Per-layer key/value cache: buffers `[B, kv_heads, capacity, head_dim]` filled up to

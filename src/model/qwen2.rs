@@ -13,7 +13,24 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::config::Qwen2Config;
 use super::weights::{Init, WeightSource};
-use super::{CausalLm, KvCache, ModelError};
+use super::{CausalLm, KvCache, ModelError, Segment, check_segments};
+
+/// How the queries of a forward may attend.
+enum AttentionMask {
+    /// Padded batch: an additive bias `[B, 1, T, S]` (causal and padding).
+    Bias(Tensor),
+    /// One packed row: per segment, its query range, the key ranges it sees and the
+    /// additive bias over them (`None`: plain causal over its own keys).
+    Segments(Vec<SegmentAttention>),
+}
+
+/// The attention pattern of one segment of a packed row.
+struct SegmentAttention {
+    queries: (i64, i64),
+    /// `(start, len)` key ranges, concatenated: the prefix (if any), then the segment.
+    keys: Vec<(i64, i64)>,
+    bias: Option<Tensor>,
+}
 
 /// A linear layer `y = x Wᵀ + b` with HF layout (`weight` `[out, in]`, optional `bias`).
 #[derive(Debug)]
@@ -107,7 +124,7 @@ impl Attention {
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        bias: &Tensor,
+        mask: &AttentionMask,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
@@ -133,16 +150,35 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v),
             None => (k, v),
         };
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(bias),
-            0.0,
-            false,
-            None,
-            self.num_heads != self.num_kv_heads,
-        );
+        let gqa = self.num_heads != self.num_kv_heads;
+        let out = match mask {
+            AttentionMask::Bias(bias) => {
+                Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, gqa)
+            }
+            AttentionMask::Segments(segments) => {
+                let parts: Vec<Tensor> = segments
+                    .iter()
+                    .map(|s| {
+                        let gather = |x: &Tensor| {
+                            let pieces: Vec<Tensor> =
+                                s.keys.iter().map(|&(a, n)| x.narrow(2, a, n)).collect();
+                            Tensor::cat(&pieces, 2)
+                        };
+                        Tensor::scaled_dot_product_attention(
+                            &q.narrow(2, s.queries.0, s.queries.1),
+                            &gather(&k),
+                            &gather(&v),
+                            s.bias.as_ref(),
+                            0.0,
+                            s.bias.is_none(),
+                            None,
+                            gqa,
+                        )
+                    })
+                    .collect();
+                Tensor::cat(&parts, 2)
+            }
+        };
         self.o_proj.forward(
             &out.transpose(1, 2)
                 .reshape([b, t, self.num_heads * self.head_dim]),
@@ -302,12 +338,85 @@ impl Qwen2 {
         let key_pos = Tensor::arange(s, (Kind::Int64, device)).view([1, 1, 1, s]);
         let query_pos = (Tensor::arange(t, (Kind::Int64, device)) + past).view([1, 1, t, 1]);
         let allowed = key_pos.le_tensor(&query_pos).logical_and(&keys);
-        let min = match self.kind() {
+        Tensor::zeros([b, 1, t, s], (self.kind(), device))
+            .masked_fill(&allowed.logical_not(), self.mask_min())
+    }
+
+    /// The additive bias of a masked-out key: the dtype's minimum (transformers').
+    fn mask_min(&self) -> f64 {
+        match self.kind() {
             Kind::Half => -65504.0,
             Kind::BFloat16 => -3.389_531_389_251_535_5e38,
             _ => f32::MIN as f64,
-        };
-        Tensor::zeros([b, 1, t, s], (self.kind(), device)).masked_fill(&allowed.logical_not(), min)
+        }
+    }
+
+    /// The attention pattern of a packed row: a segment without prefix is causal over
+    /// its own keys; one with a prefix sees all the prefix's keys, then its own
+    /// causally.
+    fn segment_attention(&self, segments: &[Segment]) -> AttentionMask {
+        let device = self.device();
+        AttentionMask::Segments(
+            segments
+                .iter()
+                .map(|s| {
+                    let own = (s.start, s.len);
+                    match s.prefix {
+                        None => SegmentAttention {
+                            queries: own,
+                            keys: vec![own],
+                            bias: None,
+                        },
+                        Some(p) => {
+                            let p = segments[p];
+                            let key =
+                                Tensor::arange(p.len + s.len, (Kind::Int64, device)).view([1, -1]);
+                            let query =
+                                Tensor::arange(s.len, (Kind::Int64, device)).view([-1, 1]) + p.len;
+                            let bias = Tensor::zeros([s.len, p.len + s.len], (self.kind(), device))
+                                .masked_fill(&key.gt_tensor(&query), self.mask_min());
+                            SegmentAttention {
+                                queries: own,
+                                keys: vec![(p.start, p.len), own],
+                                bias: Some(bias),
+                            }
+                        }
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Checks ids against the vocabulary and runs embedding, decoder layers and the
+    /// final norm.
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, ModelError> {
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.config.vocab_size {
+            return Err(ModelError::Input(format!(
+                "token ids must lie in [0, {}), got [{lo}, {hi}]",
+                self.config.vocab_size
+            )));
+        }
+        let rope = self.rope(&position_ids.to_device(self.device()));
+        let mut x = Tensor::embedding(&self.embed_tokens, ids, -1, false, false);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(&x);
+            let h = layer
+                .self_attn
+                .forward(&h, &rope, mask, cache.as_deref_mut().map(|c| (c, i)));
+            x = &x + h; // not `+=`: autograd needs the pre-residual `x` (RMSNorm input)
+            let h = layer
+                .mlp
+                .forward(&layer.post_attention_layernorm.forward(&x));
+            x = &x + h;
+        }
+        Ok(self.norm.forward(&x))
     }
 }
 
@@ -317,7 +426,7 @@ impl CausalLm for Qwen2 {
         input_ids: &Tensor,
         position_ids: &Tensor,
         attention_mask: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor, ModelError> {
         let dims = input_ids.size();
         if dims.len() != 2 {
@@ -350,31 +459,33 @@ impl CausalLm for Qwen2 {
             )));
         }
         let ids = input_ids.to_device(self.device());
-        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
-        if lo < 0 || hi >= self.config.vocab_size {
-            return Err(ModelError::Input(format!(
-                "token ids must lie in [0, {}), got [{lo}, {hi}]",
-                self.config.vocab_size
-            )));
-        }
-        let rope = self.rope(&position_ids.to_device(self.device()));
-        let bias = self.attention_bias(attention_mask, t, past);
-        let mut x = Tensor::embedding(&self.embed_tokens, &ids, -1, false, false);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_layernorm.forward(&x);
-            let h = layer
-                .self_attn
-                .forward(&h, &rope, &bias, cache.as_deref_mut().map(|c| (c, i)));
-            x = &x + h; // not `+=`: autograd needs the pre-residual `x` (RMSNorm input)
-            let h = layer
-                .mlp
-                .forward(&layer.post_attention_layernorm.forward(&x));
-            x = &x + h;
-        }
+        let mask = AttentionMask::Bias(self.attention_bias(attention_mask, t, past));
+        let mut cache = cache;
+        let hidden = self.run_layers(&ids, position_ids, &mask, cache.as_deref_mut())?;
         if let Some(c) = cache {
             c.advance(t);
         }
-        Ok(self.norm.forward(&x))
+        Ok(hidden)
+    }
+
+    fn packed_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        segments: &[Segment],
+    ) -> Result<Tensor, ModelError> {
+        let dims = input_ids.size();
+        if dims.len() != 1 || position_ids.size() != dims {
+            return Err(ModelError::Input(format!(
+                "packed input_ids {dims:?} and position_ids {:?} must both be [T]",
+                position_ids.size()
+            )));
+        }
+        check_segments(segments, dims[0])?;
+        let ids = input_ids.to_device(self.device()).unsqueeze(0);
+        let mask = self.segment_attention(segments);
+        let hidden = self.run_layers(&ids, &position_ids.unsqueeze(0), &mask, None)?;
+        Ok(hidden.squeeze_dim(0))
     }
 
     fn logits(&self, hidden: &Tensor) -> Tensor {

@@ -75,7 +75,7 @@ fn accumulated_grad(b: &Batch, cfg: &LossConfig, m: i64) -> (Tensor, f64) {
             control.as_ref(),
             &plan,
             i as usize,
-            rows,
+            &Tensor::arange_start(rows.0, rows.0 + m, (tch::Kind::Int64, tch::Device::Cpu)),
             &t,
             Some(&ent),
             None,
