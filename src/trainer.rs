@@ -252,6 +252,11 @@ impl<R: Reward> Trainer<R> {
         &self.state
     }
 
+    /// The token ids of example `index`'s prompt (chat-templated when configured).
+    pub fn prompt_ids(&self, index: usize) -> &[i64] {
+        &self.prompt_ids[index]
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
