@@ -4,8 +4,10 @@
 //!
 //! - `selection`: GRPO, Clip-Cov and KL-Cov (paper ratios), steps timed interleaved in
 //!   one process, at 4 and 8 optimizer mini-batches per step (4 prompts × 8 samples,
-//!   32 new tokens, micro-batch = mini-batch). Mini-batch selection must cost nothing
-//!   beyond GRPO's passes.
+//!   32 new tokens; micro-batch = mini-batch, and 2 micro-batches per mini-batch, where
+//!   selected tokens of the first get a correction pass), lr 0 so that all three
+//!   sample the same responses. Mini-batch selection must cost nothing beyond GRPO's
+//!   passes.
 //! - `packing`: one real rollout batch (4 × 8) at each `--new-tokens` (default 96 and
 //!   256), then the update's forward + backward (loss `-Σ A·logp` over the batch) timed
 //!   padded, packed, packed with shared prompts, and packed by a token budget; the
@@ -151,13 +153,17 @@ fn peak_rss_gib() -> f64 {
         .map_or(f64::NAN, |kb| kb / (1024.0 * 1024.0))
 }
 
+/// lr 0 keeps the three policies equal, so every step samples the same responses for
+/// each method (same seed, same weights) and the methods time the same work; the
+/// selection still runs as in training (it cannot know the weights did not move).
 fn selection(args: &Args) {
-    for mini in [8usize, 4] {
+    for (mini, micro) in [(8usize, 8usize), (4, 4), (8, 4)] {
         let mut runs: Vec<(&str, Trainer<MathVerifier>)> = Vec::new();
         for (name, _) in paper_controls() {
             let sets = vec![
                 format!("trainer.mini_batch_size={mini}"),
-                format!("trainer.micro_batch_size={mini}"),
+                format!("trainer.micro_batch_size={micro}"),
+                "trainer.optim.lr=0.0".to_string(),
                 control_set(name),
             ];
             match trainer(&sets) {
@@ -167,6 +173,7 @@ fn selection(args: &Args) {
         }
         let mut totals = vec![Vec::new(); runs.len()];
         let mut updates = vec![Vec::new(); runs.len()];
+        let mut notes = vec![Vec::new(); runs.len()];
         for rep in 0..args.reps + 1 {
             for (k, (_, t)) in runs.iter_mut().enumerate() {
                 let m = t.step().unwrap();
@@ -174,11 +181,15 @@ fn selection(args: &Args) {
                     // The first step of each trainer warms its allocator up.
                     totals[k].push(m.seconds.total);
                     updates[k].push(m.seconds.update);
+                    notes[k].push(format!(
+                        "{:.1} tokens, {:.4} selected",
+                        m.response_len_mean, m.selected_frac
+                    ));
                 }
             }
         }
         println!(
-            "selection, {} mini-batches per step (mini-batch {mini}), {} timed steps each:",
+            "selection, {} mini-batches per step (mini-batch {mini}, micro-batch {micro}), {} timed steps each:",
             32 / mini,
             args.reps
         );

@@ -1,7 +1,14 @@
-//! The GRPO trainer: rollout → rewards (in parallel) → advantages → old log-probs
-//! recomputed with the training forward → `ppo_epochs` × mini-batches × micro-batches
-//! with gradient accumulation → AdamW (grad-norm clipping, lr schedule); metrics per
-//! step and atomic, resumable checkpoints.
+//! The GRPO trainer: rollout → rewards (in parallel) → advantages → old log-probs (the
+//! rollout's own, or recomputed with a no-grad training forward) → `ppo_epochs` ×
+//! mini-batches × micro-batches with gradient accumulation → AdamW (grad-norm clipping,
+//! lr schedule); metrics per step and atomic, resumable checkpoints.
+//!
+//! One optimizer mini-batch ([`Trainer::step`] → `optimize_mini_batch`) is: plan its
+//! micro-batches ([`crate::batching`]: by rows or by a token budget, each group's
+//! prompt shared); select Clip-Cov / KL-Cov tokens over the whole mini-batch (from the
+//! old log-probs when they are current, else from the training forwards themselves,
+//! with a correction pass for micro-batches whose backward came first); forward and
+//! backward each packed micro-batch under the mini-batch's normaliser; clip, step.
 //!
 //! It composes a [`Reward`] (what a task needs: one implementation and a dataset of
 //! [`Example`]s), an [`Advantage`] estimator and an [`EntropyControl`], all chosen by

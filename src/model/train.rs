@@ -1,8 +1,11 @@
 //! The training forward: per-token log-probabilities (with grad) and entropies of the
 //! response tokens of (prompt, response) pairs.
 //!
-//! Rows are `prompt ++ response`, right-padded; the hidden state before each response
-//! token is gathered, and `lm_head` + log-softmax run over at most
+//! Two layouts, equal to float rounding: [`response_logprobs`] right-pads rows of
+//! `prompt ++ response`; [`packed_response_logprobs`] (the trainer's) packs every
+//! sequence of a micro-batch into one row without padding, with each group's prompt
+//! computed once when shared. Either way the hidden state before each response token
+//! is gathered, and `lm_head` + log-softmax run over at most
 //! [`LOGIT_BUDGET`] logits at a time (rows are chunked by `budget / vocab`), so the only
 //! full-vocabulary tensors that stay alive are the ones autograd needs: the
 //! log-softmax output of each chunk, plus its `exp` when the entropy needs a gradient.
