@@ -2,7 +2,7 @@
 //! selection from the training forward: each changes speed and memory, never the
 //! numbers.
 
-use crate::learner_common::{small_config, trainer};
+use crate::learner_common::{self, small_config, trainer};
 use cove::config::TrainConfig;
 use cove::loss::{ControlConfig, SelectionLogp};
 use cove::model::{
@@ -138,23 +138,16 @@ fn a_length_one_sequence_and_a_prompt_without_responses_pack() {
     }
 }
 
-#[test]
-fn rollout_log_probs_match_the_training_forward_within_a_bound() {
-    // KV-cached decoding (one query at a time) and the packed training forward reduce
-    // in different orders; on the tiny model the gap must stay under 2e-5, far below
-    // anything a ratio clip of 0.2 could see.
-    let p = tiny();
-    let prompts: Vec<Vec<i64>> = ["A number:", "Digits please", "7"]
-        .iter()
-        .map(|s| p.encode(s).unwrap())
-        .collect();
+/// The largest gap between the sampler's log-probs of `n` = 4 samples per prompt (up
+/// to `max_new_tokens`, seed 9) and the packed training forward's (shared prompts).
+pub fn rollout_training_gap(p: &Policy, prompts: &[Vec<i64>], max_new_tokens: usize) -> f64 {
     let cfg = SamplingConfig {
         n: 4,
-        max_new_tokens: 24,
+        max_new_tokens,
         seed: 9,
         ..SamplingConfig::default()
     };
-    let samples = generate(&p, &prompts, &cfg).unwrap();
+    let samples = generate(p, prompts, &cfg).unwrap();
     let items: Vec<PackedItem> = prompts
         .iter()
         .enumerate()
@@ -176,6 +169,20 @@ fn rollout_log_probs_match_the_training_forward_within_a_bound() {
             worst = worst.max((train - lp as f64).abs());
         }
     }
+    worst
+}
+
+#[test]
+fn rollout_log_probs_match_the_training_forward_within_a_bound() {
+    // KV-cached decoding (one query at a time) and the packed training forward reduce
+    // in different orders; on the tiny model the gap must stay under 2e-5, far below
+    // anything a ratio clip of 0.2 could see.
+    let p = tiny();
+    let prompts: Vec<Vec<i64>> = ["A number:", "Digits please", "7"]
+        .iter()
+        .map(|s| p.encode(s).unwrap())
+        .collect();
+    let worst = rollout_training_gap(&p, &prompts, 24);
     eprintln!("tiny rollout vs training log-prob gap: {worst:e}");
     assert!(worst < 2e-5, "rollout vs training log-prob gap {worst}");
 }
@@ -190,15 +197,8 @@ fn train(cfg: TrainConfig) -> (Vec<Tensor>, Vec<(f64, f64, f64)>) {
         std::ops::ControlFlow::Continue(())
     })
     .unwrap();
-    let mut vars: Vec<(String, Tensor)> = t
-        .policy()
-        .model
-        .var_store()
-        .variables()
-        .into_iter()
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    (vars.into_iter().map(|(_, v)| v).collect(), log)
+    let params = learner_common::sorted_params(&t);
+    (params.into_iter().map(|(_, v)| v).collect(), log)
 }
 
 /// Two steps of the small configuration with `control`, one micro-batch per

@@ -8,7 +8,6 @@ use crate::learner_common;
 use learner_common::{small_config, trainer};
 use std::ops::ControlFlow;
 use std::path::Path;
-use tch::Tensor;
 
 const CHILD_ENV: &str = "COVE_LEARNER_CRASH_CHILD";
 const STEPS: u64 = 4;
@@ -26,18 +25,6 @@ fn config(out: &Path) -> cove::config::TrainConfig {
     cfg.optim.warmup_steps = 2;
     cfg.optim.schedule = cove::optim::LrSchedule::Cosine;
     cfg
-}
-
-fn params(t: &cove::trainer::Trainer<learner_common::Digits>) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = t
-        .policy()
-        .model
-        .var_store()
-        .variables()
-        .into_iter()
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
 }
 
 #[test]
@@ -95,16 +82,19 @@ fn killed_run_resumes_to_identical_parameters() {
     let clean = tempfile::tempdir().unwrap();
     let mut straight = trainer(config(clean.path()));
     straight.run(|_| ControlFlow::Continue(())).unwrap();
-    for ((na, a), (nb, b)) in params(&resumed).iter().zip(&params(&straight)) {
+    for ((na, a), (nb, b)) in learner_common::sorted_params(&resumed)
+        .iter()
+        .zip(&learner_common::sorted_params(&straight))
+    {
         assert_eq!(na, nb);
         assert!(a.equal(b), "parameter {na} differs after resume");
     }
     // And training did move the parameters.
     let fresh = trainer(config(clean.path()));
     assert!(
-        params(&fresh)
+        learner_common::sorted_params(&fresh)
             .iter()
-            .zip(&params(&straight))
+            .zip(&learner_common::sorted_params(&straight))
             .any(|((_, a), (_, b))| !a.equal(b))
     );
 }

@@ -328,35 +328,7 @@ fn rollout_log_probs_match_the_training_forward_on_smollm2() {
             p.encode(&text).unwrap()
         })
         .collect();
-    let cfg = cove::rollout::SamplingConfig {
-        n: 4,
-        max_new_tokens: 32,
-        seed: 3,
-        ..Default::default()
-    };
-    let samples = cove::rollout::generate(&p, &prompts, &cfg).unwrap();
-    let items: Vec<cove::model::PackedItem> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, prompt)| cove::model::PackedItem {
-            prompt,
-            responses: samples[i * 4..i * 4 + 4]
-                .iter()
-                .map(|s| s.token_ids.as_slice())
-                .collect(),
-        })
-        .collect();
-    let _guard = tch::no_grad_guard();
-    let out =
-        cove::model::packed_response_logprobs(p.model.as_ref(), &items, true, &Default::default())
-            .unwrap();
-    let mut worst: f64 = 0.0;
-    for (row, s) in samples.iter().enumerate() {
-        for (j, &lp) in s.logprobs.iter().enumerate() {
-            let train = out.logprobs.double_value(&[row as i64, j as i64]);
-            worst = worst.max((train - lp as f64).abs());
-        }
-    }
+    let worst = crate::learner_packing::rollout_training_gap(&p, &prompts, 32);
     eprintln!("SmolLM2 rollout vs training log-prob gap: {worst:e}");
     assert!(worst < 2e-4, "rollout vs training log-prob gap {worst}");
 }
