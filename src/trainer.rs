@@ -273,7 +273,9 @@ impl<R: Reward> Trainer<R> {
         self.cfg.out_dir.join("checkpoints")
     }
 
-    fn named_params(&self) -> Vec<(String, Tensor)> {
+    /// The policy's parameters by Hugging Face name, sorted by name (what checkpoints
+    /// store).
+    pub fn named_params(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self
             .policy
             .model

@@ -77,16 +77,3 @@ pub fn trainer(cfg: TrainConfig) -> Trainer<Digits> {
     let policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
     Trainer::new(cfg, policy, Digits, dataset()).unwrap()
 }
-
-/// The trainer's parameters by name, sorted by name.
-pub fn sorted_params(t: &Trainer<Digits>) -> Vec<(String, tch::Tensor)> {
-    let mut v: Vec<(String, tch::Tensor)> = t
-        .policy()
-        .model
-        .var_store()
-        .variables()
-        .into_iter()
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}

@@ -2,7 +2,7 @@
 //! selection from the training forward: each changes speed and memory, never the
 //! numbers.
 
-use crate::learner_common::{self, small_config, trainer};
+use crate::learner_common::{small_config, trainer};
 use cove::config::TrainConfig;
 use cove::loss::{ControlConfig, SelectionLogp};
 use cove::model::{
@@ -197,7 +197,7 @@ fn train(cfg: TrainConfig) -> (Vec<Tensor>, Vec<(f64, f64, f64)>) {
         std::ops::ControlFlow::Continue(())
     })
     .unwrap();
-    let params = learner_common::sorted_params(&t);
+    let params = t.named_params();
     (params.into_iter().map(|(_, v)| v).collect(), log)
 }
 

@@ -82,19 +82,17 @@ fn killed_run_resumes_to_identical_parameters() {
     let clean = tempfile::tempdir().unwrap();
     let mut straight = trainer(config(clean.path()));
     straight.run(|_| ControlFlow::Continue(())).unwrap();
-    for ((na, a), (nb, b)) in learner_common::sorted_params(&resumed)
-        .iter()
-        .zip(&learner_common::sorted_params(&straight))
-    {
+    for ((na, a), (nb, b)) in resumed.named_params().iter().zip(&straight.named_params()) {
         assert_eq!(na, nb);
         assert!(a.equal(b), "parameter {na} differs after resume");
     }
     // And training did move the parameters.
     let fresh = trainer(config(clean.path()));
     assert!(
-        learner_common::sorted_params(&fresh)
+        fresh
+            .named_params()
             .iter()
-            .zip(&learner_common::sorted_params(&straight))
+            .zip(&straight.named_params())
             .any(|((_, a), (_, b))| !a.equal(b))
     );
 }
