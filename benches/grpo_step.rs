@@ -28,7 +28,7 @@
 use std::time::Instant;
 
 use cove::app::tasks::{MATH_DEFAULTS, MathRun};
-use cove::batching::{MicroBatching, SeqShape, plan_micro_batches};
+use cove::batching::{MicroBatch, MicroBatching, SeqShape, plan_micro_batches};
 use cove::loss::control::paper_controls;
 use cove::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
@@ -233,42 +233,7 @@ fn packing(args: &Args) {
             prompts[0].len()
         );
         let opts = LogprobOptions::default();
-        let rows: Vec<usize> = (0..samples.len()).collect();
         let micro = 8;
-        type Layout<'a> = Box<dyn Fn(&[usize]) -> ResponseLogprobs + 'a>;
-        let pairs = |idx: &[usize]| -> Vec<(&[i64], &[i64])> {
-            idx.iter()
-                .map(|&i| {
-                    (
-                        prompts[samples[i].prompt_index].as_slice(),
-                        samples[i].token_ids.as_slice(),
-                    )
-                })
-                .collect()
-        };
-        let packed = |idx: &[usize], share: bool| {
-            let mut items: Vec<PackedItem> = Vec::new();
-            for &i in idx {
-                let s = &samples[i];
-                match items.last_mut() {
-                    Some(it)
-                        if share && std::ptr::eq(it.prompt, prompts[s.prompt_index].as_slice()) =>
-                    {
-                        it.responses.push(&s.token_ids)
-                    }
-                    _ => items.push(PackedItem {
-                        prompt: &prompts[s.prompt_index],
-                        responses: vec![&s.token_ids],
-                    }),
-                }
-            }
-            packed_response_logprobs(policy.model.as_ref(), &items, share, &opts).unwrap()
-        };
-        // Padded, packed and packed + shared in micro-batches of `micro` rows; then
-        // packed + shared under a token budget equal to the padded micro-batch's
-        // footprint (rows x longest sequence), first-fit decreasing.
-        let by_rows: Vec<Vec<usize>> = rows.chunks(micro).map(<[usize]>::to_vec).collect();
-        let budget = micro * (prompts[0].len() + new_tokens);
         let shapes: Vec<SeqShape> = samples
             .iter()
             .map(|s| SeqShape {
@@ -277,54 +242,77 @@ fn packing(args: &Args) {
                 response_len: s.token_ids.len(),
             })
             .collect();
-        let by_budget: Vec<Vec<usize>> =
-            plan_micro_batches(&shapes, MicroBatching::Tokens(budget), true)
-                .iter()
-                .map(|m| m.rows())
-                .collect();
-        let layouts: Vec<(String, &Vec<Vec<usize>>, Layout)> = vec![
+        let plan = |rule, share| plan_micro_batches(&shapes, rule, share);
+        // Padded, packed and packed + shared in micro-batches of `micro` rows; then
+        // packed + shared under a token budget equal to the padded micro-batch's
+        // footprint (rows x longest sequence), first-fit decreasing. `None`: padded.
+        let budget = micro * (prompts[0].len() + new_tokens);
+        let by_budget = plan(MicroBatching::Tokens(budget), true);
+        let layouts: Vec<(String, Vec<MicroBatch>, Option<bool>)> = vec![
             (
                 format!("padded, {micro} rows"),
-                &by_rows,
-                Box::new(|idx: &[usize]| {
-                    response_logprobs(
-                        policy.model.as_ref(),
-                        &pairs(idx),
-                        policy.pad_token_id,
-                        &opts,
-                    )
-                    .unwrap()
-                }),
+                plan(MicroBatching::Rows(micro), false),
+                None,
             ),
             (
                 format!("packed, {micro} rows"),
-                &by_rows,
-                Box::new(|idx: &[usize]| packed(idx, false)),
+                plan(MicroBatching::Rows(micro), false),
+                Some(false),
             ),
             (
                 format!("packed+shared, {micro} rows"),
-                &by_rows,
-                Box::new(|idx: &[usize]| packed(idx, true)),
+                plan(MicroBatching::Rows(micro), true),
+                Some(true),
             ),
             (
                 format!(
                     "packed+shared, {budget} tokens ({} micro-batches)",
                     by_budget.len()
                 ),
-                &by_budget,
-                Box::new(|idx: &[usize]| packed(idx, true)),
+                by_budget,
+                Some(true),
             ),
         ];
+        let forward = |mb: &MicroBatch, packing: Option<bool>| -> ResponseLogprobs {
+            let model = policy.model.as_ref();
+            match packing {
+                None => {
+                    let pairs: Vec<(&[i64], &[i64])> = mb
+                        .rows()
+                        .iter()
+                        .map(|&i| {
+                            let s = &samples[i];
+                            (prompts[s.prompt_index].as_slice(), s.token_ids.as_slice())
+                        })
+                        .collect();
+                    response_logprobs(model, &pairs, policy.pad_token_id, &opts).unwrap()
+                }
+                Some(share) => {
+                    let items: Vec<PackedItem> = mb
+                        .units
+                        .iter()
+                        .map(|unit| PackedItem {
+                            prompt: &prompts[samples[unit[0]].prompt_index],
+                            responses: unit
+                                .iter()
+                                .map(|&i| samples[i].token_ids.as_slice())
+                                .collect(),
+                        })
+                        .collect();
+                    packed_response_logprobs(model, &items, share, &opts).unwrap()
+                }
+            }
+        };
         let mut times = vec![Vec::new(); layouts.len()];
         let mut losses = vec![0.0; layouts.len()];
         for rep in 0..args.reps + 1 {
-            for (k, (_, plan, layout)) in layouts.iter().enumerate() {
+            for (k, (_, plan, packing)) in layouts.iter().enumerate() {
                 let start = Instant::now();
                 let mut total = 0.0;
-                for chunk in plan.iter() {
-                    let out = layout(chunk);
+                for mb in plan {
+                    let out = forward(mb, *packing);
                     let adv = Tensor::from_slice(
-                        &chunk.iter().map(|&i| advantages[i]).collect::<Vec<_>>(),
+                        &mb.rows().iter().map(|&i| advantages[i]).collect::<Vec<_>>(),
                     )
                     .unsqueeze(1);
                     let loss = -(&out.logprobs * &out.mask * adv).sum(Kind::Float);

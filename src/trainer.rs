@@ -544,15 +544,15 @@ impl<R: Reward> Trainer<R> {
         Ok((logp, entropy))
     }
 
-    /// The step's per-token tensors: old log-probs and entropies (the rollout's, or
-    /// recomputed), the valid mask, advantages, reference log-probs.
+    /// The step's per-token tensors (old log-probs, the rollout's or recomputed; the
+    /// valid mask; advantages; reference log-probs) and the old policy's entropies.
     fn step_tokens(
         &self,
         rows: &[Row],
         seqs: &Seqs,
         adv: &[f64],
         width: i64,
-    ) -> Result<StepTokens, TrainError> {
+    ) -> Result<(StepTokens, Tensor), TrainError> {
         let device = self.policy.model.device();
         let n = rows.len() as i64;
         let padded = |values: &dyn Fn(&Row) -> &[f32]| {
@@ -592,13 +592,15 @@ impl<R: Reward> Trainer<R> {
             .view([n, 1])
             .expand([n, width], false)
             .contiguous();
-        Ok(StepTokens {
-            old,
+        Ok((
+            StepTokens {
+                old,
+                valid,
+                adv,
+                reference,
+            },
             entropy,
-            valid,
-            adv,
-            reference,
-        })
+        ))
     }
 
     /// Runs one training step and returns its metrics.
@@ -657,11 +659,10 @@ impl<R: Reward> Trainer<R> {
         let prompt_ids = Arc::clone(&self.prompt_ids);
         let seqs = Seqs::of(rows, &prompt_ids);
         let t = Instant::now();
-        let tokens = self.step_tokens(rows, &seqs, adv, width)?;
+        let (tokens, entropy) = self.step_tokens(rows, &seqs, adv, width)?;
         secs.old_logprob += t.elapsed().as_secs_f64();
         let n_tok = tokens.valid.sum(Kind::Double).double_value(&[]);
-        m.entropy = tokens
-            .entropy
+        m.entropy = entropy
             .masked_fill(&tokens.valid.logical_not(), 0.0)
             .sum(Kind::Double)
             .double_value(&[])
@@ -958,34 +959,28 @@ impl<'a> Seqs<'a> {
 /// Per-token tensors `[rows, width]` of a step or a mini-batch of it.
 struct StepTokens {
     old: Tensor,
-    entropy: Tensor,
     valid: Tensor,
     adv: Tensor,
     reference: Option<Tensor>,
 }
 
 impl StepTokens {
-    fn slice(&self, range: std::ops::Range<usize>) -> StepTokens {
-        let (start, len) = (range.start as i64, range.len() as i64);
-        let cut = |x: &Tensor| x.narrow(0, start, len);
+    /// The same rows of every tensor, taken by `take`.
+    fn map(&self, take: impl Fn(&Tensor) -> Tensor) -> StepTokens {
         StepTokens {
-            old: cut(&self.old),
-            entropy: cut(&self.entropy),
-            valid: cut(&self.valid),
-            adv: cut(&self.adv),
-            reference: self.reference.as_ref().map(cut),
+            old: take(&self.old),
+            valid: take(&self.valid),
+            adv: take(&self.adv),
+            reference: self.reference.as_ref().map(&take),
         }
     }
 
+    fn slice(&self, range: std::ops::Range<usize>) -> StepTokens {
+        self.map(|x| x.narrow(0, range.start as i64, range.len() as i64))
+    }
+
     fn rows(&self, idx: &Tensor) -> StepTokens {
-        let pick = |x: &Tensor| x.index_select(0, idx);
-        StepTokens {
-            old: pick(&self.old),
-            entropy: pick(&self.entropy),
-            valid: pick(&self.valid),
-            adv: pick(&self.adv),
-            reference: self.reference.as_ref().map(pick),
-        }
+        self.map(|x| x.index_select(0, idx))
     }
 
     /// The loss's view with `logp` as the current log-probs.

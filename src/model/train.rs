@@ -107,31 +107,11 @@ pub fn response_logprobs(
             dest.push(row as i64 * r + j as i64);
         }
     }
-    let mask_vals: Vec<f32> = {
-        let mut m = vec![0f32; (b * r) as usize];
-        for &d in &dest {
-            m[d as usize] = 1.0;
-        }
-        m
-    };
-    let mask = Tensor::from_slice(&mask_vals)
-        .view([b, r])
-        .to_device(device);
-    let zeros = || Tensor::zeros([b, r], (Kind::Float, device));
-    if targets.is_empty() {
-        return Ok(ResponseLogprobs {
-            logprobs: zeros(),
-            entropies: zeros(),
-            mask,
-        });
-    }
     let input = Tensor::from_slice(&ids).view([b, l]).to_device(device);
     let attn = Tensor::from_slice(&valid).view([b, l]).to_device(device);
     let positions = Tensor::arange(l, (Kind::Int64, device))
         .unsqueeze(0)
         .expand([b, l], true);
-    let hidden = model.hidden_states(&input, &positions, &attn, None)?;
-    let hsize = hidden.size()[2];
     let scoring = Scoring {
         source_rows,
         targets,
@@ -139,7 +119,15 @@ pub fn response_logprobs(
         rows: b,
         width: r,
     };
-    Ok(scoring.score(model, &hidden.view([b * l, hsize]), mask, opts))
+    scoring.score(
+        model,
+        || {
+            let hidden = model.hidden_states(&input, &positions, &attn, None)?;
+            let hsize = hidden.size()[2];
+            Ok(hidden.view([b * l, hsize]))
+        },
+        opts,
+    )
 }
 
 /// Where each response token's log-prob comes from and goes to.
@@ -155,28 +143,33 @@ struct Scoring {
 }
 
 impl Scoring {
-    /// Applies `lm_head` and the log-softmax to the predicting hidden states of
-    /// `hidden` `[positions, hidden]`, at most `opts.logit_budget` logits at a time, and
-    /// scatters log-probs and entropies to `[rows, width]`.
+    /// Runs `forward` (hidden states `[positions, hidden]`; skipped when no response
+    /// has a token), applies `lm_head` and the log-softmax to the predicting positions,
+    /// at most `opts.logit_budget` logits at a time, and scatters log-probs, entropies
+    /// and the mask to `[rows, width]`.
     fn score(
         self,
         model: &dyn CausalLm,
-        hidden: &Tensor,
-        mask: Tensor,
+        forward: impl FnOnce() -> Result<Tensor, ModelError>,
         opts: &LogprobOptions,
-    ) -> ResponseLogprobs {
+    ) -> Result<ResponseLogprobs, ModelError> {
         let device = model.device();
         let (b, r) = (self.rows, self.width);
+        let mut mask = vec![0f32; (b * r) as usize];
+        for &d in &self.dest {
+            mask[d as usize] = 1.0;
+        }
+        let mask = Tensor::from_slice(&mask).view([b, r]).to_device(device);
         let zeros = || Tensor::zeros([b, r], (Kind::Float, device));
         if self.targets.is_empty() {
-            return ResponseLogprobs {
+            return Ok(ResponseLogprobs {
                 logprobs: zeros(),
                 entropies: zeros(),
                 mask,
-            };
+            });
         }
         let hidden =
-            hidden.index_select(0, &Tensor::from_slice(&self.source_rows).to_device(device));
+            forward()?.index_select(0, &Tensor::from_slice(&self.source_rows).to_device(device));
         let targets = Tensor::from_slice(&self.targets).to_device(device);
         let n = targets.size()[0];
         let chunk = (opts.logit_budget / model.vocab_size()).max(1);
@@ -211,11 +204,11 @@ impl Scoring {
                 .index_add(0, &dest, &Tensor::cat(&vals, 0))
                 .view([b, r])
         };
-        ResponseLogprobs {
+        Ok(ResponseLogprobs {
             logprobs: scatter(lps),
             entropies: scatter(ents),
             mask,
-        }
+        })
     }
 }
 
@@ -305,27 +298,17 @@ pub fn packed_response_logprobs(
         }
     }
     let device = model.device();
-    let mut mask = vec![0f32; (rows * width) as usize];
-    for &d in &scoring.dest {
-        mask[d as usize] = 1.0;
-    }
-    let mask = Tensor::from_slice(&mask)
-        .view([rows, width])
-        .to_device(device);
-    if scoring.targets.is_empty() {
-        return Ok(scoring.score(
-            model,
-            &Tensor::zeros([0], (Kind::Float, device)),
-            mask,
-            opts,
-        ));
-    }
-    let hidden = model.packed_hidden_states(
-        &Tensor::from_slice(&row.ids).to_device(device),
-        &Tensor::from_slice(&row.positions).to_device(device),
-        &row.segments,
-    )?;
-    Ok(scoring.score(model, &hidden, mask, opts))
+    scoring.score(
+        model,
+        || {
+            model.packed_hidden_states(
+                &Tensor::from_slice(&row.ids).to_device(device),
+                &Tensor::from_slice(&row.positions).to_device(device),
+                &row.segments,
+            )
+        },
+        opts,
+    )
 }
 
 /// A packed row being laid out: ids, position ids and segments.
