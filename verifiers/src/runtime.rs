@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// `.cache/cove/runtime`).
 pub const RUNTIME_DIR_ENV: &str = "COVE_RUNTIME_DIR";
 
+/// Environment variable that overrides where compiled runtimes are cached (default: the
+/// `compiled` folder beside the runtime folder).
+pub const COMPILED_DIR_ENV: &str = "COVE_COMPILED_DIR";
+
 /// A pinned runtime file: its name in the runtime folder and its expected SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinnedRuntime {
@@ -72,6 +76,17 @@ pub fn runtime_dir() -> PathBuf {
     match std::env::var_os(RUNTIME_DIR_ENV) {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/cove/runtime"),
+    }
+}
+
+/// The folder caching compiled runtimes: `$COVE_COMPILED_DIR` if set, else `compiled`
+/// beside [`runtime_dir`]. Compiling the component takes tens of seconds, loading it from
+/// here milliseconds, so it must be writable (the Python wheel points it at the user's
+/// cache, since its runtime folder lies in a read-only site-packages).
+pub fn compiled_dir() -> PathBuf {
+    match std::env::var_os(COMPILED_DIR_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => runtime_dir().join("../compiled"),
     }
 }
 

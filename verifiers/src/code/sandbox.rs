@@ -89,7 +89,8 @@ impl Default for Limits {
 }
 
 /// How one execution ended, as seen by the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Termination {
     /// The program finished; `0` is success, anything else its exit status.
     Exited(i32),
@@ -106,7 +107,7 @@ pub enum Termination {
 }
 
 /// The result of running one program once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Execution {
     /// How it ended.
     pub termination: Termination,
@@ -298,12 +299,17 @@ impl Sandbox {
     /// Loads the runtime of `kind` from [`runtime::runtime_dir`], checks its SHA-256,
     /// and compiles it (or loads the compiled code from the on-disk cache).
     pub fn new(kind: RuntimeKind) -> Result<Self, CodeError> {
-        Self::from_dir(kind, &runtime::runtime_dir())
+        Self::from_dirs(kind, &runtime::runtime_dir(), &runtime::compiled_dir())
     }
 
-    /// Like [`Sandbox::new`] with an explicit runtime folder. Compiled code is cached in
-    /// `<dir>/../compiled/`, keyed by wasmtime version, engine config and runtime hash.
-    pub fn from_dir(kind: RuntimeKind, dir: &Path) -> Result<Self, CodeError> {
+    /// Like [`Sandbox::new`] with explicit folders: the runtime files are read from `dir`
+    /// and compiled code is cached in `compiled_dir`, keyed by wasmtime version, engine
+    /// config and runtime hash.
+    pub fn from_dirs(
+        kind: RuntimeKind,
+        dir: &Path,
+        compiled_dir: &Path,
+    ) -> Result<Self, CodeError> {
         let slots = pool_instances();
         let (config, config_description) = engine_config(slots);
         let engine = Engine::new(&config).map_err(|e| CodeError::Engine(format!("{e:#}")))?;
@@ -333,11 +339,10 @@ impl Sandbox {
             hasher.finish(),
             &sha256[..16]
         );
-        let cache_dir = dir.join("../compiled");
         let prepared = match kind {
             RuntimeKind::Component => {
                 let component = load_cached(
-                    &cache_dir,
+                    compiled_dir,
                     &key,
                     &path,
                     |bytes| unsafe {
@@ -362,7 +367,7 @@ impl Sandbox {
             }
             RuntimeKind::Preview1 => {
                 let module = load_cached(
-                    &cache_dir,
+                    compiled_dir,
                     &key,
                     &path,
                     |bytes| unsafe {

@@ -5,14 +5,15 @@
 //! map's lock and interrupts the process's other cores to flush their TLBs. Measured on
 //! 2 cores, two threads ran the sandbox about 1.1x as fast as one, two processes about
 //! 2x. So batches go to worker processes: each owns a [`CodeVerifier`] (its own engine
-//! and instance pool), reads one request per line on stdin (`{"response", "tests"}`) and
-//! writes one [`Report`] per line on stdout.
+//! and instance pool), reads one job per line on stdin (verify a response against tests,
+//! or run a program with a stdin and limits) and writes one reply per line on stdout (a
+//! [`Report`] or an [`Execution`]).
 //!
 //! A worker is any executable whose `main` calls [`serve_if_worker`] first: the `cove`
 //! and `train-code` binaries do. [`WorkerCommand::current_exe`] re-runs the calling
 //! binary; the worker's configuration travels in the [`WORKER_ENV`] variable.
 
-use super::sandbox::{HOST_THREAD_STACK, mark_big_stack_thread};
+use super::sandbox::{Execution, HOST_THREAD_STACK, Limits, mark_big_stack_thread};
 use super::{CodeConfig, CodeError, CodeVerifier, Report, TestSuite};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -50,18 +51,36 @@ impl WorkerCommand {
     }
 }
 
-/// A request as the pool sends it.
+/// A job as the pool sends it.
 #[derive(serde::Serialize)]
-struct Request<'a> {
-    response: &'a str,
-    tests: &'a TestSuite,
+#[serde(tag = "job", rename_all = "snake_case")]
+enum Job<'a> {
+    /// Score `response` against `tests` with the worker's configuration.
+    Verify {
+        response: &'a str,
+        tests: &'a TestSuite,
+    },
+    /// Run `code` once with `stdin` under `limits`.
+    Run {
+        code: &'a str,
+        stdin: &'a [u8],
+        limits: &'a Limits,
+    },
 }
 
-/// A request as the worker reads it.
+/// A job as the worker reads it.
 #[derive(serde::Deserialize)]
-struct Received {
-    response: String,
-    tests: TestSuite,
+#[serde(tag = "job", rename_all = "snake_case")]
+enum Received {
+    Verify {
+        response: String,
+        tests: TestSuite,
+    },
+    Run {
+        code: String,
+        stdin: Vec<u8>,
+        limits: Limits,
+    },
 }
 
 /// If [`WORKER_ENV`] is set, serves verification requests on stdin/stdout until stdin
@@ -106,13 +125,21 @@ fn serve(mut config: CodeConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| format!("reading a request: {e}"))?;
-        let request: Received =
-            serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
-        let report = verifier.verify(&request.response, &request.tests);
-        let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-        writeln!(out, "{json}")
+        let job: Received = serde_json::from_str(&line).map_err(|e| format!("bad job: {e}"))?;
+        let reply = match job {
+            Received::Verify { response, tests } => {
+                serde_json::to_string(&verifier.verify(&response, &tests))
+            }
+            Received::Run {
+                code,
+                stdin,
+                limits,
+            } => serde_json::to_string(&verifier.sandbox().run(&code, &stdin, &limits)),
+        }
+        .map_err(|e| e.to_string())?;
+        writeln!(out, "{reply}")
             .and_then(|()| out.flush())
-            .map_err(|e| format!("writing a report: {e}"))?;
+            .map_err(|e| format!("writing a reply: {e}"))?;
     }
     Ok(())
 }
@@ -159,16 +186,16 @@ impl Worker {
         Ok(worker)
     }
 
-    fn ask(&mut self, request: &Request) -> Result<Report, String> {
-        let json = serde_json::to_string(request).map_err(|e| e.to_string())?;
+    fn ask<R: serde::de::DeserializeOwned>(&mut self, job: &Job) -> Result<R, String> {
+        let json = serde_json::to_string(job).map_err(|e| e.to_string())?;
         writeln!(self.stdin, "{json}")
             .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("sending the request: {e}"))?;
+            .map_err(|e| format!("sending the job: {e}"))?;
         let mut line = String::new();
         match self.stdout.read_line(&mut line) {
             Ok(0) => Err("the worker exited".into()),
-            Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad report: {e}")),
-            Err(e) => Err(format!("reading the report: {e}")),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}")),
+            Err(e) => Err(format!("reading the reply: {e}")),
         }
     }
 
@@ -230,8 +257,35 @@ impl WorkerPool {
     /// run in its sandbox) is replaced, and the response gets a `RuntimeError` verdict
     /// that says so.
     pub fn verify(&self, response: &str, tests: &TestSuite) -> Report {
-        let failure =
-            |msg: String| Report::failed(tests.len(), format!("sandbox worker failed: {msg}"));
+        self.ask(&Job::Verify { response, tests })
+            .unwrap_or_else(|msg| {
+                Report::failed(tests.len(), format!("sandbox worker failed: {msg}"))
+            })
+    }
+
+    /// Runs `code` once in a worker with `stdin` under `limits`. An error means the
+    /// worker failed, not the program (whose failures are in the [`Execution`]); the
+    /// worker is replaced.
+    pub fn run(&self, code: &str, stdin: &[u8], limits: &Limits) -> Result<Execution, String> {
+        self.ask(&Job::Run {
+            code,
+            stdin,
+            limits,
+        })
+        .map_err(|msg| format!("sandbox worker failed: {msg}"))
+    }
+
+    /// The number of workers running (idle or busy).
+    pub fn alive(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .alive
+    }
+
+    /// Sends `job` to an idle worker (waiting for one), replacing the worker when it
+    /// fails.
+    fn ask<R: serde::de::DeserializeOwned>(&self, job: &Job) -> Result<R, String> {
         let mut worker = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
@@ -239,7 +293,7 @@ impl WorkerPool {
                     break w;
                 }
                 if state.alive == 0 {
-                    return failure("no worker is running (restarts failed)".into());
+                    return Err("no worker is running (restarts failed)".into());
                 }
                 state = self
                     .returned
@@ -247,12 +301,12 @@ impl WorkerPool {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let (report, worker) = match worker.ask(&Request { response, tests }) {
-            Ok(report) => (report, Some(worker)),
+        let (reply, worker) = match worker.ask(job) {
+            Ok(reply) => (Ok(reply), Some(worker)),
             Err(msg) => {
                 worker.stop();
                 let restarted = Worker::start(&self.command, &self.config_json);
-                (failure(msg), restarted.ok())
+                (Err(msg), restarted.ok())
             }
         };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -262,7 +316,7 @@ impl WorkerPool {
         }
         drop(state);
         self.returned.notify_all();
-        report
+        reply
     }
 }
 

@@ -278,7 +278,7 @@ fn jsonl_reports_bad_lines_and_runs_the_rest() {
 #[test]
 fn a_tampered_component_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = Sandbox::from_dir(RuntimeKind::Component, dir.path())
+    let missing = Sandbox::from_dirs(RuntimeKind::Component, dir.path(), dir.path())
         .err()
         .unwrap();
     assert!(
@@ -288,7 +288,7 @@ fn a_tampered_component_is_refused() {
     assert!(missing.to_string().contains("scripts/setup.sh"));
     std::fs::write(dir.path().join("cove-sandbox.wasm"), b"\0asm not really").unwrap();
     std::fs::write(dir.path().join("cove-sandbox.wasm.sha256"), "0000\n").unwrap();
-    let err = Sandbox::from_dir(RuntimeKind::Component, dir.path())
+    let err = Sandbox::from_dirs(RuntimeKind::Component, dir.path(), dir.path())
         .err()
         .unwrap();
     assert!(matches!(err, CodeError::ComponentHash { .. }), "{err}");
