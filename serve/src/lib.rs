@@ -197,14 +197,29 @@ async fn serve(app: Arc<App>, host: &str, port: u16, max_body: usize) -> Result<
         })
 }
 
-/// An error response: `{"status": "SandboxError", "message"}` with `code`.
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    let body = json!({"status": "SandboxError", "message": message.into()});
-    (code, axum::Json(body)).into_response()
+/// A request that gets an error status: answered `{"status": "SandboxError", "message"}`.
+struct ApiError {
+    code: StatusCode,
+    message: String,
+}
+
+/// An [`ApiError`] with `code`.
+fn error(code: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        code,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"status": "SandboxError", "message": self.message});
+        (self.code, axum::Json(body)).into_response()
+    }
 }
 
 /// The body as `T`: 413 past the size limit, 400 for anything that is not a `T`.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         error(
             rejection.status(),
@@ -220,7 +235,7 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 }
 
 /// Admits a request that will use a worker: 503 when every worker and queue slot is taken.
-fn admit(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+fn admit(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     app.slots.clone().try_acquire_owned().map_err(|_| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -237,7 +252,7 @@ fn admit(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
 async fn blocking<T: Send + 'static>(
     app: &App,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     match tokio::time::timeout(app.request_timeout, tokio::task::spawn_blocking(work)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(join)) => Err(error(
@@ -254,20 +269,17 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn run_code(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let request: RunCodeRequest = match parse(body) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+async fn run_code(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: RunCodeRequest = parse(body)?;
     let limits = match sandbox_fusion::plan(&request, &app.caps) {
         Ok(Plan::Run { limits }) => limits,
-        Ok(Plan::Refuse(response)) => return axum::Json(response).into_response(),
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Ok(Plan::Refuse(response)) => return Ok(axum::Json(response).into_response()),
+        Err(message) => return Err(error(StatusCode::BAD_REQUEST, message)),
     };
-    let permit = match admit(&app) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
+    let permit = admit(&app)?;
     let worker_app = app.clone();
     let ran = blocking(&app, move || {
         let _permit = permit;
@@ -275,16 +287,12 @@ async fn run_code(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
             .pool
             .run(&request.code, request.stdin.as_bytes(), &limits)
     })
-    .await;
-    match ran {
-        Ok(Ok(execution)) => {
-            axum::Json(RunCodeResponse::from_execution(&execution)).into_response()
-        }
-        Ok(Err(message)) => {
-            axum::Json(RunCodeResponse::without_run(Status::SandboxError, message)).into_response()
-        }
-        Err(response) => response,
-    }
+    .await?;
+    let response = match ran {
+        Ok(execution) => RunCodeResponse::from_execution(&execution),
+        Err(message) => RunCodeResponse::without_run(Status::SandboxError, message),
+    };
+    Ok(axum::Json(response).into_response())
 }
 
 /// A `/verify/math` item.
@@ -306,7 +314,7 @@ struct CodeItem {
 /// Parses one item or a batch: an array must hold items, anything else must be one.
 fn parse_items<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Vec<T>, bool), Response> {
+) -> Result<(Vec<T>, bool), ApiError> {
     let value: Value = parse(body)?;
     let bad = |e: serde_json::Error| error(StatusCode::BAD_REQUEST, format!("bad item: {e}"));
     match value {
@@ -335,33 +343,27 @@ fn respond<T: serde::Serialize>(results: Vec<T>, batch: bool) -> Response {
     axum::Json(body).into_response()
 }
 
-async fn verify_math(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let (items, batch) = match parse_items::<MathItem>(body) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
+async fn verify_math(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (items, batch) = parse_items::<MathItem>(body)?;
     let verdicts = blocking(&app, move || {
         items
             .par_iter()
             .map(|item| math::verify(&item.gold, &item.response, &item.options))
             .collect::<Vec<_>>()
     })
-    .await;
-    match verdicts {
-        Ok(verdicts) => respond(verdicts, batch),
-        Err(response) => response,
-    }
+    .await?;
+    Ok(respond(verdicts, batch))
 }
 
-async fn verify_code(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let (items, batch) = match parse_items::<CodeItem>(body) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
-    let permit = match admit(&app) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
+async fn verify_code(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (items, batch) = parse_items::<CodeItem>(body)?;
+    let permit = admit(&app)?;
     let worker_app = app.clone();
     let reports = blocking(&app, move || {
         let _permit = permit;
@@ -370,20 +372,21 @@ async fn verify_code(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejec
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|e| format!("cannot start the batch threads: {e}"))?;
-        Ok::<_, String>(pool.install(|| {
+            .map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot start the batch threads: {e}"),
+                )
+            })?;
+        Ok(pool.install(|| {
             items
                 .par_iter()
                 .map(|item| worker_app.pool.verify(&item.response, &item.tests))
                 .collect::<Vec<_>>()
         }))
     })
-    .await;
-    match reports {
-        Ok(Ok(reports)) => respond(reports, batch),
-        Ok(Err(message)) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
-        Err(response) => response,
-    }
+    .await??;
+    Ok(respond(reports, batch))
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
