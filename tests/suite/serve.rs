@@ -365,3 +365,60 @@ fn hostile_programs_leave_the_server_serving() {
     );
     assert_eq!(ok["run_result"]["stdout"], "4\n");
 }
+
+#[test]
+fn a_request_past_the_timeout_is_a_504() {
+    let server = Server::start(&["--workers", "1", "--request-timeout-s", "0.5"]);
+    let body = json!({"code": "import time\ntime.sleep(2)", "language": "python"});
+    let (code, answer) = post(server.addr, "/run_code", &body);
+    assert_eq!(code, 504, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("timeout"),
+        "{answer}"
+    );
+}
+
+/// The worker processes of a server (its direct children).
+fn workers_of(server: &Server) -> Vec<u32> {
+    let pid = server.child.id();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_worker_is_a_sandbox_error_and_is_replaced() {
+    let server = Server::start(&["--workers", "1"]);
+    let workers = workers_of(&server);
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let killed = Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let body = json!({"code": "print('after')", "language": "python"});
+    let (code, answer) = post(server.addr, "/run_code", &body);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["status"], "SandboxError", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox worker failed"),
+        "{answer}"
+    );
+    let (_, again) = post(server.addr, "/run_code", &body);
+    assert_eq!(
+        again["status"], "Success",
+        "the worker was replaced: {again}"
+    );
+    assert_eq!(again["run_result"]["stdout"], "after\n");
+    assert_ne!(workers_of(&server), workers, "a new worker process");
+}
