@@ -288,44 +288,11 @@ fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>>
     Ok(d)
 }
 
-/// `code_verify(response, tests_json, timeout_s, memory_mb, max_output_bytes, scoring,
-/// stop_at_first_failure, extract)`: extracts the program from `response` and runs it
-/// against the tests with the GIL released; returns the report `{"score", "passed",
-/// "total", "verdicts": [{"verdict", "detail"}]}`.
-#[pyfunction]
-#[pyo3(signature = (response, tests_json, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract))]
-#[allow(clippy::too_many_arguments)]
-pub fn code_verify<'py>(
-    py: Python<'py>,
-    response: String,
-    tests_json: &str,
-    timeout_s: f64,
-    memory_mb: u64,
-    max_output_bytes: usize,
-    scoring: &str,
-    stop_at_first_failure: bool,
-    extract: &str,
-) -> PyResult<Bound<'py, PyDict>> {
-    let config = Settings {
-        timeout_s,
-        memory_mb,
-        max_output_bytes,
-        scoring,
-        stop_at_first_failure,
-        extract,
-    }
-    .config(1)?;
-    let suite = parse_suite(tests_json).map_err(PyValueError::new_err)?;
-    let l = loaded()?;
-    let report = py
-        .detach(|| verifier(&l, config).map(|v| v.verify(&response, &suite)))
-        .map_err(crate::VerifierError::new_err)?;
-    report_dict(py, &report)
-}
-
-/// `code_verify_batch(items, threads, ...)`: `code_verify` over `(response, tests_json)`
-/// pairs on `threads` threads (0: one per core) with the GIL released, in input order.
-/// Every item's tests are checked first; a bad one raises `ValueError` naming its index.
+/// `code_verify_batch(items, threads, timeout_s, memory_mb, max_output_bytes, scoring,
+/// stop_at_first_failure, extract)`: extracts each response's program and runs it against
+/// its tests, over `(response, tests_json)` pairs on `threads` threads (0: one per core)
+/// with the GIL released, in input order; one item is `code.verify`. Every item's tests
+/// are checked first; a bad one raises `ValueError` naming its index.
 #[pyfunction]
 #[pyo3(signature = (items, threads, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract))]
 #[allow(clippy::too_many_arguments)]

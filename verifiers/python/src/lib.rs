@@ -47,7 +47,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(code::sandbox_info, m)?)?;
     m.add_function(wrap_pyfunction!(code::run, m)?)?;
     m.add_function(wrap_pyfunction!(code::parse_tests, m)?)?;
-    m.add_function(wrap_pyfunction!(code::code_verify, m)?)?;
     m.add_function(wrap_pyfunction!(code::code_verify_batch, m)?)?;
     Ok(())
 }

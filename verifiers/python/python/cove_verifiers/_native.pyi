@@ -23,16 +23,6 @@ def run(
     code: str, stdin: Union[str, bytes], timeout_s: float, memory_mb: int, max_output_bytes: int
 ) -> Dict[str, Any]: ...
 def parse_tests(tests_json: str) -> int: ...
-def code_verify(
-    response: str,
-    tests_json: str,
-    timeout_s: float,
-    memory_mb: int,
-    max_output_bytes: int,
-    scoring: str,
-    stop_at_first_failure: bool,
-    extract: str,
-) -> Dict[str, Any]: ...
 def code_verify_batch(
     items: List[Tuple[str, str]],
     threads: int,

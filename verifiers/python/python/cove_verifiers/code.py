@@ -233,7 +233,7 @@ def verify(
     s = _settings(where, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract)
     _native.parse_tests(tj)
     _ensure()
-    return _native.code_verify(response, tj, *s)
+    return _native.code_verify_batch([(response, tj)], 1, *s)[0]
 
 
 def verify_batch(
