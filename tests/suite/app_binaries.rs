@@ -176,6 +176,7 @@ fn a_worker_command_that_is_not_a_worker_is_refused() {
     let command = WorkerCommand {
         program: "/bin/true".into(),
         args: Vec::new(),
+        env: Vec::new(),
     };
     let err = CodeVerifier::with_worker_processes(CodeConfig::default(), command)
         .err()

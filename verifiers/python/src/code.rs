@@ -5,11 +5,13 @@ use crate::SandboxUnavailable;
 use crate::math::{check_threads, type_name};
 use cove_verifiers::code::{
     CodeConfig, CodeVerifier, Execution, Extract, Limits, Report, RuntimeKind, Sandbox,
-    Termination, TestSuite,
+    Termination, TestSuite, WorkerCommand, WorkerPool,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use cove_verifiers::runtime::{COMPILED_DIR_ENV, RUNTIME_DIR_ENV};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -41,6 +43,16 @@ static SANDBOX: Mutex<Option<Arc<Loaded>>> = Mutex::new(None);
 /// Verifiers over the sandbox, keyed by their configuration's JSON.
 static VERIFIERS: LazyLock<Mutex<HashMap<String, Arc<CodeVerifier>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Worker-process pools for batches, keyed by interpreter, size and configuration.
+static POOLS: LazyLock<Mutex<HashMap<String, Arc<WorkerPool>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Most worker pools kept at once (each holds its processes); more empty the cache.
+const MAX_POOLS: usize = 4;
+
+/// What a worker's interpreter runs: import this module and serve (see [`serve_worker`]).
+const WORKER_SCRIPT: &str = "from cove_verifiers import _native; _native.serve_worker()";
 
 fn kind_name(kind: RuntimeKind) -> &'static str {
     match kind {
@@ -289,12 +301,15 @@ fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>>
 }
 
 /// `code_verify_batch(items, threads, timeout_s, memory_mb, max_output_bytes, scoring,
-/// stop_at_first_failure, extract)`: extracts each response's program and runs it against
-/// its tests, over `(response, tests_json)` pairs on `threads` threads (0: one per core)
-/// with the GIL released, in input order; one item is `code.verify`. Every item's tests
+/// stop_at_first_failure, extract, worker_python=None)`: extracts each response's program
+/// and runs it against its tests, over `(response, tests_json)` pairs on `threads` threads
+/// (0: one per core) with the GIL released, in input order; one item is `code.verify`.
+/// With `worker_python` (an interpreter that can import this package), the programs run
+/// in that many worker processes of it, started once per configuration and kept: threads
+/// of one process barely scale (see `cove_verifiers::code::worker`). Every item's tests
 /// are checked first; a bad one raises `ValueError` naming its index.
 #[pyfunction]
-#[pyo3(signature = (items, threads, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract))]
+#[pyo3(signature = (items, threads, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract, worker_python=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn code_verify_batch<'py>(
     py: Python<'py>,
@@ -306,6 +321,7 @@ pub fn code_verify_batch<'py>(
     scoring: &str,
     stop_at_first_failure: bool,
     extract: &str,
+    worker_python: Option<PathBuf>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     check_threads(threads)?;
     let config = Settings {
@@ -325,16 +341,76 @@ pub fn code_verify_batch<'py>(
         })
         .collect::<PyResult<Vec<TestSuite>>>()?;
     let l = loaded()?;
+    let pairs: Vec<(&str, &TestSuite)> = items
+        .iter()
+        .zip(&suites)
+        .map(|((r, _), s)| (r.as_str(), s))
+        .collect();
     let reports = py
-        .detach(|| {
-            let v = verifier(&l, config)?;
-            let pairs: Vec<(&str, &TestSuite)> = items
-                .iter()
-                .zip(&suites)
-                .map(|((r, _), s)| (r.as_str(), s))
-                .collect();
-            Ok::<_, String>(v.verify_batch(&pairs))
+        .detach(|| match worker_python {
+            Some(python) => {
+                let count = match threads {
+                    0 => std::thread::available_parallelism().map_or(1, usize::from),
+                    n => n,
+                };
+                let pool = worker_pool(&l, config, python, count)?;
+                let runner = rayon::ThreadPoolBuilder::new()
+                    .num_threads(count.min(pairs.len()).max(1))
+                    .build()
+                    .map_err(|e| format!("cannot start the batch threads: {e}"))?;
+                Ok(runner.install(|| {
+                    pairs
+                        .par_iter()
+                        .map(|(response, tests)| pool.verify(response, tests))
+                        .collect()
+                }))
+            }
+            None => Ok::<_, String>(verifier(&l, config)?.verify_batch(&pairs)),
         })
         .map_err(crate::VerifierError::new_err)?;
     reports.iter().map(|r| report_dict(py, r)).collect()
+}
+
+/// `count` worker processes of `python` serving `config` over the loaded sandbox's
+/// runtime (started once, then reused). Call without the GIL: starting waits for the
+/// workers to load their sandboxes.
+fn worker_pool(
+    l: &Loaded,
+    mut config: CodeConfig,
+    python: PathBuf,
+    count: usize,
+) -> Result<Arc<WorkerPool>, String> {
+    config.runtime = l.sandbox.kind();
+    let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+    let key = format!("{count} {} {json}", python.display());
+    let mut cache = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(pool) = cache.get(&key) {
+        return Ok(pool.clone());
+    }
+    let command = WorkerCommand {
+        program: python,
+        args: vec!["-c".into(), WORKER_SCRIPT.into()],
+        env: vec![
+            (RUNTIME_DIR_ENV.into(), l.runtime_dir.clone().into()),
+            (COMPILED_DIR_ENV.into(), l.compiled_dir.clone().into()),
+        ],
+    };
+    let pool = Arc::new(WorkerPool::start(command, &config, count).map_err(|e| e.to_string())?);
+    if cache.len() >= MAX_POOLS {
+        cache.clear();
+    }
+    cache.insert(key, pool.clone());
+    Ok(pool)
+}
+
+/// `serve_worker()`: the body of a worker process that `code_verify_batch` starts: serves
+/// verification jobs on stdin/stdout until stdin closes, then exits the process. Raises
+/// `RuntimeError` in a process that was not started as a worker.
+#[pyfunction]
+pub fn serve_worker() -> PyResult<()> {
+    cove_verifiers::code::serve_if_worker();
+    Err(PyRuntimeError::new_err(
+        "serve_worker(): this process was not started as a sandbox worker \
+         (code_verify_batch starts workers itself)",
+    ))
 }

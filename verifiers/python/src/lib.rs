@@ -48,5 +48,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(code::run, m)?)?;
     m.add_function(wrap_pyfunction!(code::parse_tests, m)?)?;
     m.add_function(wrap_pyfunction!(code::code_verify_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(code::serve_worker, m)?)?;
     Ok(())
 }

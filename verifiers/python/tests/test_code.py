@@ -208,6 +208,26 @@ def test_verify_argument_errors():
     assert code.check_tests(STDIO) == 2
 
 
+def _worker_children():
+    """Pids of this process's children that are sandbox workers."""
+    import glob
+    import os
+
+    pids = []
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        with open(path) as f:
+            pids += f.read().split()
+    workers = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"serve_worker" in f.read():
+                    workers.append(int(pid))
+        except OSError:
+            pass
+    return workers
+
+
 def test_verify_batch_with_two_threads_equals_sequential():
     items = [
         ("print(3)", STDIO),
@@ -221,6 +241,8 @@ def test_verify_batch_with_two_threads_equals_sequential():
     batch = code.verify_batch(items, threads=2, **kw)
     seq = [code.verify(r, t, **kw) for r, t in items]
     assert batch == seq
+    assert len(_worker_children()) == 2, "the batch ran in two worker processes"
+    assert code.verify_batch(items, threads=2, processes=False, **kw) == seq
     assert [r["score"] for r in batch] == [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
     assert code.verify_batch([]) == []
 

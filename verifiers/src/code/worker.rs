@@ -35,6 +35,9 @@ pub struct WorkerCommand {
     pub program: PathBuf,
     /// Its arguments (ignored by a worker, but they must not make `main` exit first).
     pub args: Vec<OsString>,
+    /// Variables set in the worker's environment on top of this process's (for
+    /// example [`crate::runtime::RUNTIME_DIR_ENV`], so the worker loads the same runtime).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl WorkerCommand {
@@ -47,6 +50,7 @@ impl WorkerCommand {
         Ok(WorkerCommand {
             program,
             args: Vec::new(),
+            env: Vec::new(),
         })
     }
 }
@@ -157,6 +161,7 @@ impl Worker {
             |what: String| CodeError::Worker(format!("{}: {what}", command.program.display()));
         let mut child = Command::new(&command.program)
             .args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
             .env(WORKER_ENV, config_json)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

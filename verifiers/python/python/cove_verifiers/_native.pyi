@@ -32,4 +32,6 @@ def code_verify_batch(
     scoring: str,
     stop_at_first_failure: bool,
     extract: str,
+    worker_python: Optional[str] = None,
 ) -> List[Dict[str, Any]]: ...
+def serve_worker() -> None: ...

@@ -26,6 +26,7 @@ Verdicts: ``Accepted``, ``WrongAnswer``, ``RuntimeError``, ``TimeLimit``,
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -240,6 +241,7 @@ def verify_batch(
     items: Iterable[Union[Tuple[str, Tests], Sequence[Any]]],
     threads: int = 0,
     *,
+    processes: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
@@ -251,8 +253,11 @@ def verify_batch(
     core) with the GIL released; reports are in input order. Every item's tests are
     checked before anything runs; a bad one raises ``ValueError`` naming its index.
 
-    Threads of one process share the sandbox; Cove's own CLI scales further with worker
-    processes (``cove verify code``), which this in-process API does not start.
+    With ``processes=True`` (the default) a batch of more than one item runs in
+    ``threads`` worker processes of this interpreter (``sys.executable``), started on the
+    first such call for each configuration and kept for the next: threads of one process
+    barely scale, because every run's memory-map changes stall the other threads.
+    ``processes=False`` runs them on threads of this process.
     """
     where = "verify_batch()"
     threads = _int(threads, "threads", where)
@@ -275,4 +280,5 @@ def verify_batch(
         except ValueError as e:
             raise ValueError(f"item {i}: {e}") from None
     _ensure()
-    return _native.code_verify_batch(pairs, threads, *s)
+    worker_python = sys.executable if processes and len(pairs) > 1 and sys.executable else None
+    return _native.code_verify_batch(pairs, threads, *s, worker_python=worker_python)
