@@ -5,7 +5,13 @@
 128 responses, each run against 3 stdio cases (384 sandbox runs per batch), best of 3
 batches, every score checked. The worker pool is started before timing.
 """
-import time, cove_verifiers as cv
+import time
+
+import cove_verifiers as cv
+
+import machine  # scripts/machine.py
+
+print(f"machine: {machine.describe()}")
 tests = {"kind": "stdio", "inputs": [f"{i} {i+1}\n" for i in range(3)], "outputs": [f"{2*i+1}\n" for i in range(3)]}
 items = [("a, b = map(int, input().split())\nprint(a + b)", tests)] * 128
 cv.code.verify_batch(items[:4], threads=2)                    # start the worker pool

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import machine  # scripts/machine.py
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -88,16 +90,6 @@ def timed(fn, min_s=1.0):
     return result, total / reps
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
@@ -109,7 +101,7 @@ def main() -> int:
 
     sets = load(args.datasets)
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: nproc={os.cpu_count()} cpu={cpu_model()!r} python={platform.python_version()} "
+    print(f"machine: nproc={os.cpu_count()} cpu={machine.cpu_model()!r} python={platform.python_version()} "
           f"cove_verifiers={cove_verifiers.__version__} load(1m)={os.getloadavg()[0]:.2f}")
     mv = None
     if not args.skip_math_verify:

@@ -20,12 +20,13 @@ import http.client
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import machine  # scripts/machine.py
 
 # A small mix of the programs RL code rewards run: arithmetic on stdin, a loop, a
 # comprehension with a standard-library import. Each prints one known line.
@@ -92,17 +93,6 @@ def bench_native(python: str, clients: int, requests: int) -> float:
     return requests / (time.perf_counter() - start)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -122,7 +112,7 @@ def main() -> None:
         proc.wait()
     native = bench_native(args.python, args.clients, args.native_requests)
     version = subprocess.run([args.python, "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {os.cpu_count()} cores, {cpu_model()}")
+    print(f"machine: {os.cpu_count()} cores, {machine.cpu_model()}")
     print(f"command: {' '.join(sys.argv)}")
     print(f"| runner | clients | requests | requests/s |")
     print(f"|---|---|---|---|")

@@ -21,7 +21,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cove_verifiers::code::{CodeConfig, RuntimeKind, TestSuite, WorkerCommand, WorkerPool};
+use cove_verifiers::code::{
+    CodeConfig, CodeError, RuntimeKind, TestSuite, WorkerCommand, WorkerPool,
+};
 use cove_verifiers::math::{self, MathOptions};
 use rayon::prelude::*;
 use sandbox_fusion::{Caps, Plan, RunCodeRequest, RunCodeResponse, Status};
@@ -83,7 +85,7 @@ pub enum ServeError {
     Options(String),
     /// The sandbox or its workers could not start.
     #[error(transparent)]
-    Sandbox(#[from] cove_verifiers::code::CodeError),
+    Sandbox(#[from] CodeError),
     /// Binding, serving or the async runtime failed.
     #[error("{what}: {source}")]
     Io {
@@ -97,6 +99,8 @@ pub enum ServeError {
 /// Shared state of the handlers.
 struct App {
     pool: WorkerPool,
+    /// Threads that hand a batch's items to the workers, one per worker.
+    batch_threads: rayon::ThreadPool,
     workers: usize,
     /// Requests running or waiting for a worker: workers + queue permits.
     slots: Arc<Semaphore>,
@@ -143,9 +147,15 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         stderr_bytes: limits.stderr_bytes,
     };
     let pool = WorkerPool::start(WorkerCommand::current_exe()?, &config, workers)?;
+    let batch_threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("cove-serve-batch-{i}"))
+        .build()
+        .map_err(|e| CodeError::ThreadPool(e.to_string()))?;
     let capacity = workers + args.queue;
     let app = Arc::new(App {
         pool,
+        batch_threads,
         workers,
         slots: Arc::new(Semaphore::new(capacity)),
         capacity,
@@ -367,25 +377,14 @@ async fn verify_code(
     let worker_app = app.clone();
     let reports = blocking(&app, move || {
         let _permit = permit;
-        // One item per worker at a time: the batch spreads over the pool.
-        let threads = worker_app.workers.min(items.len()).max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot start the batch threads: {e}"),
-                )
-            })?;
-        Ok(pool.install(|| {
+        worker_app.batch_threads.install(|| {
             items
                 .par_iter()
                 .map(|item| worker_app.pool.verify(&item.response, &item.tests))
                 .collect::<Vec<_>>()
-        }))
+        })
     })
-    .await??;
+    .await?;
     Ok(respond(reports, batch))
 }
 

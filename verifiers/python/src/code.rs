@@ -5,13 +5,12 @@ use crate::SandboxUnavailable;
 use crate::math::{check_threads, type_name};
 use cove_verifiers::code::{
     CodeConfig, CodeVerifier, Execution, Extract, Limits, Report, RuntimeKind, Sandbox,
-    Termination, TestSuite, WorkerCommand, WorkerPool,
+    Termination, TestSuite, WorkerCommand,
 };
 use cove_verifiers::runtime::{COMPILED_DIR_ENV, RUNTIME_DIR_ENV};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -40,16 +39,18 @@ struct Loaded {
 /// The sandbox, once loaded.
 static SANDBOX: Mutex<Option<Arc<Loaded>>> = Mutex::new(None);
 
-/// Verifiers over the sandbox, keyed by their configuration's JSON.
+/// Verifiers running programs in this process, keyed by their configuration's JSON.
 static VERIFIERS: LazyLock<Mutex<HashMap<String, Arc<CodeVerifier>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Worker-process pools for batches, keyed by interpreter, size and configuration.
-static POOLS: LazyLock<Mutex<HashMap<String, Arc<WorkerPool>>>> =
+/// Verifiers running programs in worker processes, keyed by interpreter and
+/// configuration.
+static WORKER_VERIFIERS: LazyLock<Mutex<HashMap<String, Arc<CodeVerifier>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Most worker pools kept at once (each holds its processes); more empty the cache.
-const MAX_POOLS: usize = 4;
+/// Most verifiers with worker processes kept at once (each holds its processes); more
+/// empty that cache.
+const MAX_WORKER_VERIFIERS: usize = 4;
 
 /// What a worker's interpreter runs: import this module and serve (see [`serve_worker`]).
 const WORKER_SCRIPT: &str = "from cove_verifiers import _native; _native.serve_worker()";
@@ -82,15 +83,7 @@ pub fn init_sandbox<'py>(
     runtime_dir: PathBuf,
     compiled_dir: PathBuf,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let kind = match kind {
-        "component" => RuntimeKind::Component,
-        "preview1" => RuntimeKind::Preview1,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "runtime kind must be 'component' or 'preview1', got {other:?}"
-            )));
-        }
-    };
+    let kind: RuntimeKind = enum_option("kind", kind)?;
     let loaded = py
         .detach(|| {
             let mut slot = SANDBOX.lock().unwrap_or_else(PoisonError::into_inner);
@@ -239,41 +232,44 @@ fn enum_option<T: serde::de::DeserializeOwned>(name: &str, value: &str) -> PyRes
         .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
 }
 
-/// Verifier settings shared by `code_verify` and `code_verify_batch`.
-struct Settings<'a> {
-    timeout_s: f64,
-    memory_mb: u64,
-    max_output_bytes: usize,
-    scoring: &'a str,
-    stop_at_first_failure: bool,
-    extract: &'a str,
-}
-
-impl Settings<'_> {
-    fn config(&self, threads: usize) -> PyResult<CodeConfig> {
-        Ok(CodeConfig {
-            limits: limits(self.timeout_s, self.memory_mb, self.max_output_bytes)?,
-            scoring: enum_option("scoring", self.scoring)?,
-            stop_at_first_failure: self.stop_at_first_failure,
-            extract: enum_option::<Extract>("extract", self.extract)?,
-            threads,
-            ..CodeConfig::default()
-        })
-    }
-}
-
-/// The verifier of `config` over the loaded sandbox (built once per configuration).
-/// Call without the GIL: building one starts its thread pool.
-fn verifier(l: &Loaded, mut config: CodeConfig) -> Result<Arc<CodeVerifier>, String> {
+/// The verifier of `config` over the loaded sandbox, built once per configuration: with
+/// `worker_python`, its programs run in worker processes of that interpreter, which load
+/// the same runtime. Call without the GIL: building one starts its thread pool (and its
+/// workers, waiting until each has loaded its sandbox).
+fn verifier(
+    l: &Loaded,
+    mut config: CodeConfig,
+    worker_python: Option<PathBuf>,
+) -> Result<Arc<CodeVerifier>, String> {
     config.runtime = l.sandbox.kind();
-    let key = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-    let mut cache = VERIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
+    let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+    let (cache, cap, key) = match &worker_python {
+        None => (&VERIFIERS, MAX_VERIFIERS, json),
+        Some(python) => (
+            &WORKER_VERIFIERS,
+            MAX_WORKER_VERIFIERS,
+            format!("{} {json}", python.display()),
+        ),
+    };
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(v) = cache.get(&key) {
         return Ok(v.clone());
     }
-    let v =
-        Arc::new(CodeVerifier::with_sandbox(l.sandbox.clone(), config).map_err(|e| e.to_string())?);
-    if cache.len() >= MAX_VERIFIERS {
+    let mut v = CodeVerifier::with_sandbox(l.sandbox.clone(), config).map_err(|e| e.to_string())?;
+    if let Some(python) = worker_python {
+        v = v
+            .into_worker_processes(WorkerCommand {
+                program: python,
+                args: vec!["-c".into(), WORKER_SCRIPT.into()],
+                env: vec![
+                    (RUNTIME_DIR_ENV.into(), l.runtime_dir.clone().into()),
+                    (COMPILED_DIR_ENV.into(), l.compiled_dir.clone().into()),
+                ],
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let v = Arc::new(v);
+    if cache.len() >= cap {
         cache.clear();
     }
     cache.insert(key, v.clone());
@@ -324,15 +320,14 @@ pub fn code_verify_batch<'py>(
     worker_python: Option<PathBuf>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     check_threads(threads)?;
-    let config = Settings {
-        timeout_s,
-        memory_mb,
-        max_output_bytes,
-        scoring,
+    let config = CodeConfig {
+        limits: limits(timeout_s, memory_mb, max_output_bytes)?,
+        scoring: enum_option("scoring", scoring)?,
         stop_at_first_failure,
-        extract,
-    }
-    .config(threads)?;
+        extract: enum_option::<Extract>("extract", extract)?,
+        threads,
+        ..CodeConfig::default()
+    };
     let suites = items
         .iter()
         .enumerate()
@@ -347,60 +342,9 @@ pub fn code_verify_batch<'py>(
         .map(|((r, _), s)| (r.as_str(), s))
         .collect();
     let reports = py
-        .detach(|| match worker_python {
-            Some(python) => {
-                let count = match threads {
-                    0 => std::thread::available_parallelism().map_or(1, usize::from),
-                    n => n,
-                };
-                let pool = worker_pool(&l, config, python, count)?;
-                let runner = rayon::ThreadPoolBuilder::new()
-                    .num_threads(count.min(pairs.len()).max(1))
-                    .build()
-                    .map_err(|e| format!("cannot start the batch threads: {e}"))?;
-                Ok(runner.install(|| {
-                    pairs
-                        .par_iter()
-                        .map(|(response, tests)| pool.verify(response, tests))
-                        .collect()
-                }))
-            }
-            None => Ok::<_, String>(verifier(&l, config)?.verify_batch(&pairs)),
-        })
+        .detach(|| Ok::<_, String>(verifier(&l, config, worker_python)?.verify_batch(&pairs)))
         .map_err(crate::VerifierError::new_err)?;
     reports.iter().map(|r| report_dict(py, r)).collect()
-}
-
-/// `count` worker processes of `python` serving `config` over the loaded sandbox's
-/// runtime (started once, then reused). Call without the GIL: starting waits for the
-/// workers to load their sandboxes.
-fn worker_pool(
-    l: &Loaded,
-    mut config: CodeConfig,
-    python: PathBuf,
-    count: usize,
-) -> Result<Arc<WorkerPool>, String> {
-    config.runtime = l.sandbox.kind();
-    let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-    let key = format!("{count} {} {json}", python.display());
-    let mut cache = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(pool) = cache.get(&key) {
-        return Ok(pool.clone());
-    }
-    let command = WorkerCommand {
-        program: python,
-        args: vec!["-c".into(), WORKER_SCRIPT.into()],
-        env: vec![
-            (RUNTIME_DIR_ENV.into(), l.runtime_dir.clone().into()),
-            (COMPILED_DIR_ENV.into(), l.compiled_dir.clone().into()),
-        ],
-    };
-    let pool = Arc::new(WorkerPool::start(command, &config, count).map_err(|e| e.to_string())?);
-    if cache.len() >= MAX_POOLS {
-        cache.clear();
-    }
-    cache.insert(key, pool.clone());
-    Ok(pool)
 }
 
 /// `serve_worker()`: the body of a worker process that `code_verify_batch` starts: serves

@@ -175,11 +175,18 @@ impl CodeVerifier {
         config: CodeConfig,
         command: WorkerCommand,
     ) -> Result<Self, CodeError> {
-        let mut verifier = Self::new(config)?;
+        Self::new(config)?.into_worker_processes(command)
+    }
+
+    /// This verifier, with one worker process per batch thread started from `command`
+    /// running every program from now on (for a verifier made by
+    /// [`CodeVerifier::with_sandbox`]: the workers load the same runtime kind, from the
+    /// folders `command`'s environment names).
+    pub fn into_worker_processes(mut self, command: WorkerCommand) -> Result<Self, CodeError> {
         // One worker per batch thread, so a batch keeps every worker busy.
-        let count = verifier.pool.current_num_threads();
-        verifier.workers = Some(WorkerPool::start(command, &verifier.config, count)?);
-        Ok(verifier)
+        let count = self.pool.current_num_threads();
+        self.workers = Some(WorkerPool::start(command, &self.config, count)?);
+        Ok(self)
     }
 
     /// The settings in use.

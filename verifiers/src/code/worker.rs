@@ -87,7 +87,7 @@ enum Received {
     },
 }
 
-/// If [`WORKER_ENV`] is set, serves verification requests on stdin/stdout until stdin
+/// If [`WORKER_ENV`] is set, serves jobs (verify, run) on stdin/stdout until stdin
 /// closes and exits the process; otherwise returns at once. Call it first in `main`.
 pub fn serve_if_worker() {
     let Some(config) = std::env::var_os(WORKER_ENV) else {

@@ -274,11 +274,6 @@ def verify_batch(
     s = _settings(where, timeout_s, memory_mb, max_output_bytes, scoring, stop_at_first_failure, extract)
     if not pairs:
         return []
-    for i, (_, tj) in enumerate(pairs):
-        try:
-            _native.parse_tests(tj)
-        except ValueError as e:
-            raise ValueError(f"item {i}: {e}") from None
     _ensure()
     worker_python = sys.executable if processes and len(pairs) > 1 and sys.executable else None
     return _native.code_verify_batch(pairs, threads, *s, worker_python=worker_python)
