@@ -141,6 +141,18 @@ pub struct TrainConfig {
     /// Compute each group's prompt once per micro-batch in the training, old-log-prob
     /// and reference passes; its responses attend to the one copy.
     pub share_prompt_prefix: bool,
+    /// Keep only each decoder layer's input in the training forward and recompute
+    /// the layer in the backward (activation checkpointing): activation memory of one
+    /// layer instead of all, for one more forward of the layers. Gradients are equal.
+    pub activation_checkpointing: bool,
+    /// Compute the log-probs and entropies of the training forward over the LM head in
+    /// chunks of at most [`crate::model::LOGIT_BUDGET`] logits that keep nothing for the
+    /// backward, which recomputes each chunk: no full-vocabulary tensor outlives its
+    /// chunk, for one more `lm_head` matmul. Values and gradients are equal.
+    pub recompute_logits: bool,
+    /// Numeric precision: `f32`, `bf16` or `bf16-mixed` (bf16 compute and rollout, f32
+    /// master weights, gradient sums and moments; checkpoints keep the masters).
+    pub precision: crate::optim::Precision,
     /// Render prompts with the policy's chat template as one user message (else the
     /// prompt text is tokenized as is).
     pub chat_template: bool,
@@ -176,6 +188,9 @@ impl Default for TrainConfig {
             max_tokens_per_micro_batch: None,
             reuse_rollout_logprobs: true,
             share_prompt_prefix: true,
+            activation_checkpointing: false,
+            recompute_logits: true,
+            precision: crate::optim::Precision::F32,
             chat_template: true,
             advantage: AdvantageEstimator::Grpo,
             loss: LossConfig::default(),

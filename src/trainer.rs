@@ -49,9 +49,10 @@ use crate::loss::{
 };
 use crate::metrics::{MetricsWriter, PhaseSeconds, StepMetrics};
 use crate::model::{
-    LogprobOptions, Message, ModelError, PackedItem, Policy, packed_response_logprobs,
+    LogprobOptions, Message, ModelError, PackedItem, Policy, ResponseLogprobs,
+    packed_response_logprobs,
 };
-use crate::optim::AdamW;
+use crate::optim::{AdamW, Precision, cast_variables};
 use crate::rollout::{FinishReason, RolloutError, generate};
 use cove_verifiers::{Reward, Score};
 use rand::SeedableRng;
@@ -195,7 +196,18 @@ impl<R: Reward> Trainer<R> {
             }
             prompt_ids.push(ids);
         }
-        let opt = AdamW::new(policy.model.var_store(), cfg.optim.clone());
+        let opt = match cfg.precision {
+            Precision::F32 => AdamW::new(policy.model.var_store(), cfg.optim.clone()),
+            Precision::Bf16 => {
+                cast_variables(policy.model.var_store(), Kind::BFloat16);
+                AdamW::new(policy.model.var_store(), cfg.optim.clone())
+            }
+            Precision::Bf16Mixed => {
+                let opt = AdamW::with_f32_masters(policy.model.var_store(), cfg.optim.clone());
+                cast_variables(policy.model.var_store(), Kind::BFloat16);
+                opt
+            }
+        };
         let control = cfg.loss.control.build().map_err(|e| ConfigError::Invalid {
             path: "<config>".into(),
             field: "loss.control",
@@ -274,14 +286,19 @@ impl<R: Reward> Trainer<R> {
     }
 
     /// The policy's parameters by Hugging Face name, sorted by name (what checkpoints
-    /// store).
+    /// store); in bf16-mixed training the f32 master weights.
     pub fn named_params(&self) -> Vec<(String, Tensor)> {
+        let masters = self.opt.master_weights().unwrap_or_default();
         let mut v: Vec<(String, Tensor)> = self
             .policy
             .model
             .var_store()
             .variables()
             .into_iter()
+            .map(|(name, t)| match masters.iter().find(|(n, _)| *n == name) {
+                Some((_, master)) => (name, master.shallow_clone()),
+                None => (name, t),
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -303,12 +320,14 @@ impl<R: Reward> Trainer<R> {
             });
         }
         checkpoint::copy_into(&model, &self.named_params(), &path)?;
+        let resume_err = |why| TrainError::Resume {
+            path: path.clone(),
+            why,
+        };
+        self.opt.load_master_weights(&model).map_err(resume_err)?;
         self.opt
             .load_state(&optim, state.optimizer_step)
-            .map_err(|why| TrainError::Resume {
-                path: path.clone(),
-                why,
-            })?;
+            .map_err(resume_err)?;
         self.control.set_strength(state.control_strength);
         self.state = state;
         self.truncate_metrics()?;
@@ -491,15 +510,16 @@ impl<R: Reward> Trainer<R> {
 
     /// The packed forward of micro-batch `micro` of `seqs` under `policy`, in the
     /// current grad mode: log-probs and entropies `[rows of micro, width]`, rows in
-    /// `micro.rows()` order.
-    fn forward(
+    /// `micro.rows()` order, and their backward (with the configured activation
+    /// checkpointing and logit recomputation).
+    fn forward<'p>(
         &self,
-        policy: &Policy,
+        policy: &'p Policy,
         seqs: &Seqs,
         micro: &MicroBatch,
         width: i64,
         entropy_grad: bool,
-    ) -> Result<(Tensor, Tensor), TrainError> {
+    ) -> Result<ResponseLogprobs<'p>, TrainError> {
         let items: Vec<PackedItem> = micro
             .units
             .iter()
@@ -508,17 +528,21 @@ impl<R: Reward> Trainer<R> {
                 responses: unit.iter().map(|&i| seqs.responses[i]).collect(),
             })
             .collect();
-        let out = packed_response_logprobs(
+        let mut out = packed_response_logprobs(
             policy.model.as_ref(),
             &items,
             self.cfg.share_prompt_prefix,
             &LogprobOptions {
                 temperature: self.cfg.rollout.temperature,
                 entropy_grad,
+                recompute_logits: self.cfg.recompute_logits,
+                activation_checkpointing: self.cfg.activation_checkpointing,
                 ..LogprobOptions::default()
             },
         )?;
-        Ok((pad_to(&out.logprobs, width), pad_to(&out.entropies, width)))
+        out.logprobs = pad_to(&out.logprobs, width);
+        out.entropies = pad_to(&out.entropies, width);
+        Ok(out)
     }
 
     /// Log-probs and entropies `[rows, width]` of every sequence under `policy`, no
@@ -536,10 +560,10 @@ impl<R: Reward> Trainer<R> {
         let mut entropy = logp.zeros_like();
         let rule = self.micro_batching(self.cfg.logprob_batch_size);
         for micro in plan_micro_batches(&self.shapes(seqs), rule, self.cfg.share_prompt_prefix) {
-            let (lp, ent) = self.forward(policy, seqs, &micro, width, false)?;
+            let out = self.forward(policy, seqs, &micro, width, false)?;
             let idx = row_index(&micro.rows(), device);
-            logp = logp.index_copy(0, &idx, &lp);
-            entropy = entropy.index_copy(0, &idx, &ent);
+            logp = logp.index_copy(0, &idx, &out.logprobs);
+            entropy = entropy.index_copy(0, &idx, &out.entropies);
         }
         Ok((logp, entropy))
     }
@@ -766,7 +790,8 @@ impl<R: Reward> Trainer<R> {
         let mut out = MiniBatchOutcome::default();
         for (k, mb) in micro.iter().enumerate() {
             let idx = row_index(&mb.rows(), device);
-            let (logp, ent) = self.forward(&self.policy, seqs, mb, width, entropy_grad)?;
+            let fwd = self.forward(&self.policy, seqs, mb, width, entropy_grad)?;
+            let logp = fwd.logprobs.shallow_clone();
             if deferred {
                 current = current.index_copy(0, &idx, &logp.detach());
                 if k + 1 == micro.len() {
@@ -788,10 +813,11 @@ impl<R: Reward> Trainer<R> {
                 k,
                 &idx,
                 &rows.with_logp(&logp),
-                Some(&ent),
+                Some(&fwd.entropies),
                 extra.as_ref(),
             );
-            micro_loss.loss.backward();
+            fwd.backward(&micro_loss.loss);
+            self.opt.accumulate_grads();
             out.loss += micro_loss.loss.double_value(&[]);
             out.sums += micro_loss.sums;
         }
@@ -856,7 +882,7 @@ impl<R: Reward> Trainer<R> {
     /// log-prob depends on nothing after it). Returns the loss change and the number
     /// of selected tokens.
     fn correct_selection(
-        &self,
+        &mut self,
         seqs: &Seqs,
         t: &StepTokens,
         plan: &MiniBatchPlan,
@@ -891,7 +917,7 @@ impl<R: Reward> Trainer<R> {
                 &local.iter().map(|&i| touched[i]).collect::<Vec<_>>(),
                 device,
             );
-            let (logp, _) = self.forward(&self.policy, &cut, &micro, width, false)?;
+            let fwd = self.forward(&self.policy, &cut, &micro, width, false)?;
             let rows = t.rows(&idx);
             let sel = selected.index_select(0, &idx);
             // Positions after the cut are never selected; hold their ratio at 1 there
@@ -900,7 +926,7 @@ impl<R: Reward> Trainer<R> {
                 Tensor::from_slice(&local.iter().map(|&i| ends[touched[i]]).collect::<Vec<_>>())
                     .to_device(device);
             let inside = positions.lt_tensor(&cut_ends.unsqueeze(1));
-            let logp = logp.where_self(&inside, &rows.old);
+            let logp = fwd.logprobs.where_self(&inside, &rows.old);
             let tokens = rows.with_logp(&logp);
             let with = self
                 .control
@@ -912,7 +938,8 @@ impl<R: Reward> Trainer<R> {
                 .loss;
             let change = (with - without).masked_fill(&sel.logical_not(), 0.0);
             let loss = aggregate(&change, &rows.valid, self.cfg.loss.agg, &norm);
-            loss.backward();
+            fwd.backward(&loss);
+            self.opt.accumulate_grads();
             loss_change += loss.double_value(&[]);
             count += sel
                 .logical_and(&rows.valid)

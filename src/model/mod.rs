@@ -40,7 +40,7 @@ use tokenizers::Tokenizer;
 pub use chat::{ChatTemplate, Message};
 pub use config::{Family, Qwen2Config, RopeScaling};
 pub use train::{
-    LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
+    Backward, LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
 };
 
@@ -177,6 +177,18 @@ pub trait CausalLm: Send {
         segments: &[Segment],
     ) -> Result<Tensor, ModelError>;
 
+    /// [`CausalLm::packed_hidden_states`] with activation checkpointing: the decoder
+    /// layers run without autograd and only each layer's input is kept; the returned
+    /// hidden states have a graph back to the last layer's output only, and
+    /// [`LayerCheckpoints::backward`] recomputes the layers one at a time, last first,
+    /// to carry the gradient on to the parameters. Values equal the plain forward's.
+    fn checkpointed_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        segments: &[Segment],
+    ) -> Result<(Tensor, LayerCheckpoints<'_>), ModelError>;
+
     /// `lm_head` applied to hidden states `[.., hidden]` → logits `[.., vocab]`.
     fn logits(&self, hidden: &Tensor) -> Tensor;
 
@@ -211,6 +223,55 @@ pub trait CausalLm: Send {
 
     /// dtype of the parameters.
     fn kind(&self) -> Kind;
+}
+
+/// What activation checkpointing keeps of a forward
+/// ([`CausalLm::checkpointed_hidden_states`]): each decoder layer's input (detached), the
+/// embedding output with its graph, the last layer's output as a leaf that the hidden
+/// states depend on, and a way to run one layer again with autograd.
+pub struct LayerCheckpoints<'a> {
+    inputs: Vec<Tensor>,
+    embedded: Tensor,
+    top: Tensor,
+    layer: Box<dyn Fn(usize, &Tensor) -> Tensor + 'a>,
+}
+
+impl<'a> LayerCheckpoints<'a> {
+    /// Assembles the checkpoints of a forward: `inputs[i]` is layer `i`'s input,
+    /// `embedded` the embedding output (with its graph), `top` the leaf (requiring
+    /// grad) standing for the last layer's output, `layer(i, x)` runs layer `i` on `x`.
+    pub fn new(
+        inputs: Vec<Tensor>,
+        embedded: Tensor,
+        top: Tensor,
+        layer: Box<dyn Fn(usize, &Tensor) -> Tensor + 'a>,
+    ) -> Self {
+        LayerCheckpoints {
+            inputs,
+            embedded,
+            top,
+            layer,
+        }
+    }
+
+    /// Carries the gradient that a backward left on the last layer's output down
+    /// through every layer (each recomputed with autograd on its saved input, then
+    /// back-propagated with the gradient of its output: `Σ out · grad_out`) and the
+    /// embedding. Does nothing when that gradient is undefined (the loss did not
+    /// depend on these hidden states).
+    pub fn backward(self) {
+        let mut grad = self.top.grad();
+        if !grad.defined() {
+            return;
+        }
+        for (i, input) in self.inputs.iter().enumerate().rev() {
+            let x = input.detach().set_requires_grad(true);
+            let out = (self.layer)(i, &x);
+            (out * &grad).sum(Kind::Float).backward();
+            grad = x.grad();
+        }
+        (&self.embedded * grad).sum(Kind::Float).backward();
+    }
 }
 
 /// One stretch of a packed row (see [`CausalLm::packed_hidden_states`]): tokens

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::config::Qwen2Config;
 use super::weights::{Init, WeightSource};
-use super::{CausalLm, KvCache, ModelError, Segment, check_segments};
+use super::{CausalLm, KvCache, LayerCheckpoints, ModelError, Segment, check_segments};
 
 /// How the queries of a forward may attend.
 enum AttentionMask {
@@ -240,6 +240,22 @@ impl DecoderLayer {
             post_attention_layernorm: RmsNorm::new(&(p / "post_attention_layernorm"), src, h, eps)?,
         })
     }
+
+    /// The layer's output (residual stream in, residual stream out).
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        mask: &AttentionMask,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor {
+        let h = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), rope, mask, cache);
+        let x = x + h; // not `+=`: autograd needs the pre-residual `x` (RMSNorm input)
+        let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x));
+        &x + h
+    }
 }
 
 /// The Qwen2 / Llama causal LM (`Qwen2ForCausalLM` / `LlamaForCausalLM`).
@@ -387,15 +403,8 @@ impl Qwen2 {
         )
     }
 
-    /// Checks ids against the vocabulary and runs embedding, decoder layers and the
-    /// final norm.
-    fn run_layers(
-        &self,
-        ids: &Tensor,
-        position_ids: &Tensor,
-        mask: &AttentionMask,
-        mut cache: Option<&mut KvCache>,
-    ) -> Result<Tensor, ModelError> {
+    /// Checks ids against the vocabulary and looks up their embeddings.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor, ModelError> {
         let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
         if lo < 0 || hi >= self.config.vocab_size {
             return Err(ModelError::Input(format!(
@@ -403,20 +412,43 @@ impl Qwen2 {
                 self.config.vocab_size
             )));
         }
+        Ok(Tensor::embedding(&self.embed_tokens, ids, -1, false, false))
+    }
+
+    /// Runs embedding, decoder layers and the final norm.
+    fn run_layers(
+        &self,
+        ids: &Tensor,
+        position_ids: &Tensor,
+        mask: &AttentionMask,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, ModelError> {
         let rope = self.rope(&position_ids.to_device(self.device()));
-        let mut x = Tensor::embedding(&self.embed_tokens, ids, -1, false, false);
+        let mut x = self.embed(ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_layernorm.forward(&x);
-            let h = layer
-                .self_attn
-                .forward(&h, &rope, mask, cache.as_deref_mut().map(|c| (c, i)));
-            x = &x + h; // not `+=`: autograd needs the pre-residual `x` (RMSNorm input)
-            let h = layer
-                .mlp
-                .forward(&layer.post_attention_layernorm.forward(&x));
-            x = &x + h;
+            x = layer.forward(&x, &rope, mask, cache.as_deref_mut().map(|c| (c, i)));
         }
         Ok(self.norm.forward(&x))
+    }
+
+    /// Checks a packed row's shapes and segments; returns its ids `[1, T]` on the
+    /// model's device and its attention pattern.
+    fn packed_inputs(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        segments: &[Segment],
+    ) -> Result<(Tensor, AttentionMask), ModelError> {
+        let dims = input_ids.size();
+        if dims.len() != 1 || position_ids.size() != dims {
+            return Err(ModelError::Input(format!(
+                "packed input_ids {dims:?} and position_ids {:?} must both be [T]",
+                position_ids.size()
+            )));
+        }
+        check_segments(segments, dims[0])?;
+        let ids = input_ids.to_device(self.device()).unsqueeze(0);
+        Ok((ids, self.segment_attention(segments)))
     }
 }
 
@@ -474,18 +506,35 @@ impl CausalLm for Qwen2 {
         position_ids: &Tensor,
         segments: &[Segment],
     ) -> Result<Tensor, ModelError> {
-        let dims = input_ids.size();
-        if dims.len() != 1 || position_ids.size() != dims {
-            return Err(ModelError::Input(format!(
-                "packed input_ids {dims:?} and position_ids {:?} must both be [T]",
-                position_ids.size()
-            )));
-        }
-        check_segments(segments, dims[0])?;
-        let ids = input_ids.to_device(self.device()).unsqueeze(0);
-        let mask = self.segment_attention(segments);
+        let (ids, mask) = self.packed_inputs(input_ids, position_ids, segments)?;
         let hidden = self.run_layers(&ids, &position_ids.unsqueeze(0), &mask, None)?;
         Ok(hidden.squeeze_dim(0))
+    }
+
+    fn checkpointed_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        segments: &[Segment],
+    ) -> Result<(Tensor, LayerCheckpoints<'_>), ModelError> {
+        let (ids, mask) = self.packed_inputs(input_ids, position_ids, segments)?;
+        let rope = self.rope(&position_ids.unsqueeze(0).to_device(self.device()));
+        let embedded = self.embed(&ids)?;
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut x = embedded.detach();
+        {
+            let _no_grad = tch::no_grad_guard();
+            for layer in &self.layers {
+                let out = layer.forward(&x, &rope, &mask, None);
+                inputs.push(x);
+                x = out;
+            }
+        }
+        let top = x.set_requires_grad(true);
+        let hidden = self.norm.forward(&top).squeeze_dim(0);
+        let layer =
+            Box::new(move |i: usize, x: &Tensor| self.layers[i].forward(x, &rope, &mask, None));
+        Ok((hidden, LayerCheckpoints::new(inputs, embedded, top, layer)))
     }
 
     fn logits(&self, hidden: &Tensor) -> Tensor {

@@ -5,22 +5,32 @@
 //! `prompt ++ response`; [`packed_response_logprobs`] (the trainer's) packs every
 //! sequence of a micro-batch into one row without padding, with each group's prompt
 //! computed once when shared. Either way the hidden state before each response token
-//! is gathered, and `lm_head` + log-softmax run over at most
-//! [`LOGIT_BUDGET`] logits at a time (rows are chunked by `budget / vocab`), so the only
-//! full-vocabulary tensors that stay alive are the ones autograd needs: the
-//! log-softmax output of each chunk, plus its `exp` when the entropy needs a gradient.
+//! is gathered, and `lm_head` + log-softmax run over at most [`LOGIT_BUDGET`] logits
+//! at a time (rows are chunked by `budget / vocab`).
+//!
+//! Two memory switches ([`LogprobOptions`]), each exact:
+//! - `recompute_logits`: the chunks run without autograd and keep nothing of the
+//!   vocabulary; the backward recomputes each chunk's logits from its hidden states
+//!   (one chunk at a time). Without it, autograd keeps each chunk's full-vocabulary
+//!   log-softmax (and its `exp` when the entropy needs a gradient) until the backward.
+//! - `activation_checkpointing` (packed layout): only each decoder layer's input is kept
+//!   and the layers are recomputed one at a time in the backward
+//!   ([`CausalLm::checkpointed_hidden_states`]).
+//!
+//! Either way the caller back-propagates through [`ResponseLogprobs::backward`], never
+//! `loss.backward()` directly: with either switch the graph stops at the returned
+//! tensors.
 
 use tch::{Kind, Tensor};
 
-use super::{CausalLm, ModelError, Segment};
+use super::{CausalLm, LayerCheckpoints, ModelError, Segment};
 
 /// Upper bound on the logits materialised at once (rows × vocab) by
 /// [`response_logprobs`]: 2²² f32 values = 16 MiB per chunk.
 pub const LOGIT_BUDGET: i64 = 1 << 22;
 
 /// Output of [`response_logprobs`], every tensor `[B, R]` with `R` the longest response.
-#[derive(Debug)]
-pub struct ResponseLogprobs {
+pub struct ResponseLogprobs<'a> {
     /// log π(token) under `softmax(logits / temperature)`, f32, with grad; 0 on padding.
     pub logprobs: Tensor,
     /// Entropy of `softmax(logits / temperature)` at each response position, f32; with
@@ -28,6 +38,127 @@ pub struct ResponseLogprobs {
     pub entropies: Tensor,
     /// 1.0 on response tokens, 0.0 on padding, f32.
     pub mask: Tensor,
+    backward: Backward<'a>,
+}
+
+impl std::fmt::Debug for ResponseLogprobs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseLogprobs")
+            .field("logprobs", &self.logprobs)
+            .field("entropies", &self.entropies)
+            .field("mask", &self.mask)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseLogprobs<'_> {
+    /// Back-propagates `loss` (computed from these log-probs and entropies) into the
+    /// model's parameters, through the recomputed logit chunks and decoder layers when
+    /// the forward did not keep them. Use it instead of `loss.backward()`.
+    pub fn backward(self, loss: &Tensor) {
+        self.backward.run(loss);
+    }
+}
+
+/// The backward of a training forward (see [`ResponseLogprobs::backward`]): the loss's
+/// own backward, then the LM-head chunks recomputed (with `recompute_logits`), then
+/// the decoder layers recomputed (with activation checkpointing).
+pub struct Backward<'a> {
+    head: Option<HeadRecompute<'a>>,
+    layers: Option<LayerCheckpoints<'a>>,
+}
+
+impl Backward<'_> {
+    fn run(self, loss: &Tensor) {
+        loss.backward();
+        if let Some(head) = self.head {
+            head.backward();
+        }
+        if let Some(layers) = self.layers {
+            layers.backward();
+        }
+    }
+}
+
+/// What the backward needs to recompute the LM head chunk by chunk: the gathered
+/// hidden states (with their graph), the targets, and the leaves that stood in for the
+/// log-probs and entropies in the loss.
+struct HeadRecompute<'a> {
+    model: &'a dyn CausalLm,
+    hidden: Tensor,
+    targets: Tensor,
+    chunk: i64,
+    temperature: f64,
+    logprobs: Tensor,
+    entropies: Option<Tensor>,
+}
+
+impl HeadRecompute<'_> {
+    /// Turns the gradients on the log-prob (and entropy) leaves into the gradient of
+    /// the hidden states, one chunk of recomputed logits at a time (the `lm_head`
+    /// gradient accumulates on the way), then back-propagates that into the model.
+    fn backward(self) {
+        let grad_logp = self.logprobs.grad();
+        let grad_ent = self.entropies.as_ref().map(Tensor::grad);
+        let grad_ent = grad_ent.filter(Tensor::defined);
+        if !grad_logp.defined() && grad_ent.is_none() {
+            return;
+        }
+        let n = self.targets.size()[0];
+        let mut grads = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = self.chunk.min(n - start);
+            let h = self
+                .hidden
+                .narrow(0, start, len)
+                .detach()
+                .set_requires_grad(true);
+            let targets = self.targets.narrow(0, start, len);
+            let (logp, ent) = head_chunk(
+                self.model,
+                &h,
+                &targets,
+                self.temperature,
+                grad_ent.is_some(),
+            );
+            let mut surrogate = Tensor::zeros([], (Kind::Float, h.device()));
+            if grad_logp.defined() {
+                surrogate = surrogate + (logp * grad_logp.narrow(0, start, len)).sum(Kind::Float);
+            }
+            if let Some(g) = &grad_ent {
+                surrogate = surrogate + (ent * g.narrow(0, start, len)).sum(Kind::Float);
+            }
+            surrogate.backward();
+            grads.push(h.grad());
+            start += len;
+        }
+        (self.hidden * Tensor::cat(&grads, 0))
+            .sum(Kind::Float)
+            .backward();
+    }
+}
+
+/// Log-probs of `targets` and entropies `[rows]` (f32) of one chunk of hidden states,
+/// in the current grad mode; the entropy with a graph only when `entropy_grad`.
+fn head_chunk(
+    model: &dyn CausalLm,
+    hidden: &Tensor,
+    targets: &Tensor,
+    temperature: f64,
+    entropy_grad: bool,
+) -> (Tensor, Tensor) {
+    let logits = model.logits(hidden).to_kind(Kind::Float) / temperature;
+    let logp = logits.log_softmax(-1, Kind::Float);
+    let picked = logp.gather(1, &targets.unsqueeze(1), false).squeeze_dim(1);
+    let ent = if entropy_grad {
+        -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float)
+    } else {
+        let _no_grad = tch::no_grad_guard();
+        let lp = logp.detach();
+        -(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float)
+    };
+    (picked, ent)
 }
 
 /// Options of [`response_logprobs`].
@@ -40,6 +171,12 @@ pub struct LogprobOptions {
     pub entropy_grad: bool,
     /// Most logits (rows × vocab) materialised at once; [`LOGIT_BUDGET`] by default.
     pub logit_budget: i64,
+    /// Keep no logits for the backward; recompute them chunk by chunk there (see the
+    /// module docs). Only matters with grad on.
+    pub recompute_logits: bool,
+    /// Keep only each decoder layer's input and recompute the layers in the backward
+    /// (packed layout only). Only matters with grad on.
+    pub activation_checkpointing: bool,
 }
 
 impl Default for LogprobOptions {
@@ -48,8 +185,16 @@ impl Default for LogprobOptions {
             temperature: 1.0,
             entropy_grad: false,
             logit_budget: LOGIT_BUDGET,
+            recompute_logits: false,
+            activation_checkpointing: false,
         }
     }
+}
+
+/// Whether autograd records operations on this thread now (tch exposes no query).
+fn grad_enabled() -> bool {
+    (Tensor::ones([1], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true) * 1.0)
+        .requires_grad()
 }
 
 fn check_options(opts: &LogprobOptions) -> Result<(), ModelError> {
@@ -67,16 +212,23 @@ fn check_options(opts: &LogprobOptions) -> Result<(), ModelError> {
 /// `pairs[b] = (prompt_ids, response_ids)`; prompts must be non-empty. `pad_id` fills
 /// the padding (any valid id). Runs in the current grad mode: call it outside
 /// `no_grad` for the policy loss, inside for reference/old log-probs.
-pub fn response_logprobs(
-    model: &dyn CausalLm,
+pub fn response_logprobs<'a>(
+    model: &'a dyn CausalLm,
     pairs: &[(&[i64], &[i64])],
     pad_id: i64,
     opts: &LogprobOptions,
-) -> Result<ResponseLogprobs, ModelError> {
+) -> Result<ResponseLogprobs<'a>, ModelError> {
     if pairs.is_empty() {
         return Err(ModelError::Input("response_logprobs: empty batch".into()));
     }
     check_options(opts)?;
+    if opts.activation_checkpointing {
+        return Err(ModelError::Input(
+            "response_logprobs: activation checkpointing needs the packed layout \
+             (packed_response_logprobs)"
+                .into(),
+        ));
+    }
     let device = model.device();
     let b = pairs.len() as i64;
     let r = pairs.iter().map(|(_, resp)| resp.len()).max().unwrap_or(0) as i64;
@@ -124,7 +276,7 @@ pub fn response_logprobs(
         || {
             let hidden = model.hidden_states(&input, &positions, &attn, None)?;
             let hsize = hidden.size()[2];
-            Ok(hidden.view([b * l, hsize]))
+            Ok((hidden.view([b * l, hsize]), None))
         },
         opts,
     )
@@ -143,16 +295,17 @@ struct Scoring {
 }
 
 impl Scoring {
-    /// Runs `forward` (hidden states `[positions, hidden]`; skipped when no response
-    /// has a token), applies `lm_head` and the log-softmax to the predicting positions,
-    /// at most `opts.logit_budget` logits at a time, and scatters log-probs, entropies
-    /// and the mask to `[rows, width]`.
-    fn score(
+    /// Runs `forward` (hidden states `[positions, hidden]`, and the layer checkpoints
+    /// when it kept only those; skipped when no response has a token), applies
+    /// `lm_head` and the log-softmax to the predicting positions, at most
+    /// `opts.logit_budget` logits at a time, and scatters log-probs, entropies and the
+    /// mask to `[rows, width]`.
+    fn score<'a>(
         self,
-        model: &dyn CausalLm,
-        forward: impl FnOnce() -> Result<Tensor, ModelError>,
+        model: &'a dyn CausalLm,
+        forward: impl FnOnce() -> Result<(Tensor, Option<LayerCheckpoints<'a>>), ModelError>,
         opts: &LogprobOptions,
-    ) -> Result<ResponseLogprobs, ModelError> {
+    ) -> Result<ResponseLogprobs<'a>, ModelError> {
         let device = model.device();
         let (b, r) = (self.rows, self.width);
         let mut mask = vec![0f32; (b * r) as usize];
@@ -166,48 +319,60 @@ impl Scoring {
                 logprobs: zeros(),
                 entropies: zeros(),
                 mask,
+                backward: Backward {
+                    head: None,
+                    layers: None,
+                },
             });
         }
+        let (hidden, layers) = forward()?;
         let hidden =
-            forward()?.index_select(0, &Tensor::from_slice(&self.source_rows).to_device(device));
+            hidden.index_select(0, &Tensor::from_slice(&self.source_rows).to_device(device));
         let targets = Tensor::from_slice(&self.targets).to_device(device);
         let n = targets.size()[0];
         let chunk = (opts.logit_budget / model.vocab_size()).max(1);
-        let mut lps = Vec::new();
-        let mut ents = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let logits = model
-                .logits(&hidden.narrow(0, start, len))
-                .to_kind(Kind::Float)
-                / opts.temperature;
-            let logp = logits.log_softmax(-1, Kind::Float);
-            lps.push(
-                logp.gather(1, &targets.narrow(0, start, len).unsqueeze(1), false)
-                    .squeeze_dim(1),
-            );
-            let ent = if opts.entropy_grad {
-                -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float)
-            } else {
-                let _guard = tch::no_grad_guard();
-                let lp = logp.detach();
-                -(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float)
-            };
-            ents.push(ent);
-            start += len;
+        let recompute = opts.recompute_logits && grad_enabled();
+        let (mut lps, mut ents) = (Vec::new(), Vec::new());
+        {
+            let _no_grad = recompute.then(tch::no_grad_guard);
+            let mut start = 0;
+            while start < n {
+                let len = chunk.min(n - start);
+                let (lp, ent) = head_chunk(
+                    model,
+                    &hidden.narrow(0, start, len),
+                    &targets.narrow(0, start, len),
+                    opts.temperature,
+                    opts.entropy_grad,
+                );
+                lps.push(lp);
+                ents.push(ent);
+                start += len;
+            }
         }
+        let (mut logprobs, mut entropies) = (Tensor::cat(&lps, 0), Tensor::cat(&ents, 0));
+        let head = recompute.then(|| {
+            logprobs = logprobs.set_requires_grad(true);
+            if opts.entropy_grad {
+                entropies = entropies.set_requires_grad(true);
+            }
+            HeadRecompute {
+                model,
+                hidden,
+                targets,
+                chunk,
+                temperature: opts.temperature,
+                logprobs: logprobs.shallow_clone(),
+                entropies: opts.entropy_grad.then(|| entropies.shallow_clone()),
+            }
+        });
         let dest = Tensor::from_slice(&self.dest).to_device(device);
-        let scatter = |vals: Vec<Tensor>| {
-            zeros()
-                .view([b * r])
-                .index_add(0, &dest, &Tensor::cat(&vals, 0))
-                .view([b, r])
-        };
+        let scatter = |vals: &Tensor| zeros().view([b * r]).index_add(0, &dest, vals).view([b, r]);
         Ok(ResponseLogprobs {
-            logprobs: scatter(lps),
-            entropies: scatter(ents),
+            logprobs: scatter(&logprobs),
+            entropies: scatter(&entropies),
             mask,
+            backward: Backward { head, layers },
         })
     }
 }
@@ -227,12 +392,12 @@ pub struct PackedItem<'a> {
 /// to it (gradients flow back to the one copy); otherwise every response gets its own
 /// copy of the prompt. Output rows are the responses in order (item by item), `[N, R]`
 /// with `R` the longest response; values equal the padded ones up to float rounding.
-pub fn packed_response_logprobs(
-    model: &dyn CausalLm,
+pub fn packed_response_logprobs<'a>(
+    model: &'a dyn CausalLm,
     items: &[PackedItem],
     share_prompt: bool,
     opts: &LogprobOptions,
-) -> Result<ResponseLogprobs, ModelError> {
+) -> Result<ResponseLogprobs<'a>, ModelError> {
     check_options(opts)?;
     let rows: i64 = items.iter().map(|it| it.responses.len() as i64).sum();
     if rows == 0 {
@@ -298,14 +463,22 @@ pub fn packed_response_logprobs(
         }
     }
     let device = model.device();
+    let checkpointing = opts.activation_checkpointing && grad_enabled();
     scoring.score(
         model,
         || {
-            model.packed_hidden_states(
-                &Tensor::from_slice(&row.ids).to_device(device),
-                &Tensor::from_slice(&row.positions).to_device(device),
-                &row.segments,
-            )
+            let ids = Tensor::from_slice(&row.ids).to_device(device);
+            let positions = Tensor::from_slice(&row.positions).to_device(device);
+            if checkpointing {
+                let (hidden, layers) =
+                    model.checkpointed_hidden_states(&ids, &positions, &row.segments)?;
+                Ok((hidden, Some(layers)))
+            } else {
+                Ok((
+                    model.packed_hidden_states(&ids, &positions, &row.segments)?,
+                    None,
+                ))
+            }
         },
         opts,
     )

@@ -39,12 +39,31 @@ fn run(
     packed: Option<bool>,
     prompts: &[Vec<i64>],
     responses: &[Vec<Vec<i64>>],
-) -> (ResponseLogprobs, Vec<Tensor>) {
+) -> (Values, Vec<Tensor>) {
     let opts = LogprobOptions {
         entropy_grad: true,
         ..LogprobOptions::default()
     };
-    let out = match packed {
+    run_with(p, packed, prompts, responses, &opts)
+}
+
+/// The values of a forward, kept after its backward consumed it.
+struct Values {
+    logprobs: Tensor,
+    entropies: Tensor,
+    mask: Tensor,
+}
+
+/// [`run`] with explicit options.
+fn run_with(
+    p: &Policy,
+    packed: Option<bool>,
+    prompts: &[Vec<i64>],
+    responses: &[Vec<Vec<i64>>],
+    opts: &LogprobOptions,
+) -> (Values, Vec<Tensor>) {
+    let opts = *opts;
+    let out: ResponseLogprobs = match packed {
         None => {
             let pairs: Vec<(&[i64], &[i64])> = prompts
                 .iter()
@@ -76,9 +95,15 @@ fn run(
             let _ = g.zero_();
         }
     }
-    ((&out.logprobs * &w1).sum(Kind::Float) + (&out.entropies * &w2).sum(Kind::Float)).backward();
+    let loss = (&out.logprobs * &w1).sum(Kind::Float) + (&out.entropies * &w2).sum(Kind::Float);
+    let values = Values {
+        logprobs: out.logprobs.detach(),
+        entropies: out.entropies.detach(),
+        mask: out.mask.shallow_clone(),
+    };
+    out.backward(&loss);
     let grads = vars.iter().map(|v| v.grad().copy()).collect();
-    (out, grads)
+    (values, grads)
 }
 
 #[test]

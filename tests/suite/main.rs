@@ -8,6 +8,7 @@ mod doctor;
 mod learner_common;
 mod learner_e2e;
 mod learner_loss;
+mod learner_memory;
 mod learner_packing;
 mod learner_resume;
 mod learner_scope;

@@ -341,6 +341,7 @@ fn training_forward_matches_rollout_logprobs() {
             temperature: 0.8,
             entropy_grad: true,
             logit_budget: budget,
+            ..LogprobOptions::default()
         };
         let out = response_logprobs(p.model.as_ref(), &pairs, p.pad_token_id, &opts).unwrap();
         let r = samples.iter().map(|s| s.token_ids.len()).max().unwrap() as i64;
