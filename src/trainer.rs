@@ -106,6 +106,14 @@ pub enum TrainError {
         /// What is wrong.
         why: String,
     },
+    /// A row given to [`Trainer::step_on`] is unusable.
+    #[error("batch row {index}: {why}")]
+    Batch {
+        /// Index of the row.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
     /// The checkpoint does not belong to this configuration.
     #[error("{path}: {why}")]
     Resume {
@@ -126,16 +134,25 @@ pub fn mix_seed(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One sampled response with its score.
-struct Row {
-    example: usize,
-    group: usize,
-    response: Vec<i64>,
-    /// The sampler's log-prob and entropy of each response token.
-    logprobs: Vec<f32>,
-    entropies: Vec<f32>,
-    score: Score,
-    finish: FinishReason,
+/// One sampled response with its score: a row of a step's batch (what
+/// [`Trainer::step`] samples itself, or what [`Trainer::step_on`] is given).
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Index of its example (prompt) in the trainer's dataset.
+    pub example: usize,
+    /// Its group (responses to one prompt share one; GRPO normalises within it).
+    pub group: usize,
+    /// The response's token ids.
+    pub response: Vec<i64>,
+    /// The sampler's log-prob of each response token (the old log-probs when
+    /// `reuse_rollout_logprobs` is on).
+    pub logprobs: Vec<f32>,
+    /// The sampler's entropy at each response token.
+    pub entropies: Vec<f32>,
+    /// Its reward.
+    pub score: Score,
+    /// Why it ended.
+    pub finish: FinishReason,
 }
 
 /// The GRPO trainer (see the module docs).
@@ -633,6 +650,45 @@ impl<R: Reward> Trainer<R> {
         let mut secs = PhaseSeconds::default();
         let step_seed = mix_seed(self.cfg.seed, self.state.step);
         let (rows, dropped) = self.collect(step_seed, &mut secs)?;
+        self.learn(&rows, dropped, step_seed, secs, t_step)
+    }
+
+    /// Runs one training step on a batch sampled elsewhere (by another engine, or a
+    /// benchmark's fixed batch): advantages, old log-probs, the update; no rollout.
+    /// Every row's `example` must index the dataset and its `logprobs` / `entropies`
+    /// hold one value per response token.
+    pub fn step_on(&mut self, rows: &[Row]) -> Result<StepMetrics, TrainError> {
+        for (index, row) in rows.iter().enumerate() {
+            if row.example >= self.data.len()
+                || row.logprobs.len() != row.response.len()
+                || row.entropies.len() != row.response.len()
+            {
+                return Err(TrainError::Batch {
+                    index,
+                    why: format!(
+                        "example {} of {}, {} tokens, {} log-probs, {} entropies",
+                        row.example,
+                        self.data.len(),
+                        row.response.len(),
+                        row.logprobs.len(),
+                        row.entropies.len()
+                    ),
+                });
+            }
+        }
+        let step_seed = mix_seed(self.cfg.seed, self.state.step);
+        self.learn(rows, 0, step_seed, PhaseSeconds::default(), Instant::now())
+    }
+
+    /// The learning half of a step: advantages, the update, metrics.
+    fn learn(
+        &mut self,
+        rows: &[Row],
+        dropped: usize,
+        step_seed: u64,
+        mut secs: PhaseSeconds,
+        t_step: Instant,
+    ) -> Result<StepMetrics, TrainError> {
         let n = rows.len();
         let mut m = StepMetrics {
             groups_dropped: dropped,
@@ -654,7 +710,7 @@ impl<R: Reward> Trainer<R> {
                 / n as f64;
             let width = m.response_len_max as i64;
             if width > 0 {
-                self.update(&rows, &adv, width, step_seed, &mut secs, &mut m)?;
+                self.update(rows, &adv, width, step_seed, &mut secs, &mut m)?;
             }
         }
         self.control.observe_entropy(m.entropy);

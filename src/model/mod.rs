@@ -225,6 +225,9 @@ pub trait CausalLm: Send {
     fn kind(&self) -> Kind;
 }
 
+/// Runs decoder layer `i` with autograd on an input (see [`LayerCheckpoints`]).
+pub type LayerFn<'a> = Box<dyn Fn(usize, &Tensor) -> Tensor + 'a>;
+
 /// What activation checkpointing keeps of a forward
 /// ([`CausalLm::checkpointed_hidden_states`]): each decoder layer's input (detached), the
 /// embedding output with its graph, the last layer's output as a leaf that the hidden
@@ -233,19 +236,14 @@ pub struct LayerCheckpoints<'a> {
     inputs: Vec<Tensor>,
     embedded: Tensor,
     top: Tensor,
-    layer: Box<dyn Fn(usize, &Tensor) -> Tensor + 'a>,
+    layer: LayerFn<'a>,
 }
 
 impl<'a> LayerCheckpoints<'a> {
     /// Assembles the checkpoints of a forward: `inputs[i]` is layer `i`'s input,
     /// `embedded` the embedding output (with its graph), `top` the leaf (requiring
     /// grad) standing for the last layer's output, `layer(i, x)` runs layer `i` on `x`.
-    pub fn new(
-        inputs: Vec<Tensor>,
-        embedded: Tensor,
-        top: Tensor,
-        layer: Box<dyn Fn(usize, &Tensor) -> Tensor + 'a>,
-    ) -> Self {
+    pub fn new(inputs: Vec<Tensor>, embedded: Tensor, top: Tensor, layer: LayerFn<'a>) -> Self {
         LayerCheckpoints {
             inputs,
             embedded,

@@ -124,10 +124,10 @@ impl HeadRecompute<'_> {
             );
             let mut surrogate = Tensor::zeros([], (Kind::Float, h.device()));
             if grad_logp.defined() {
-                surrogate = surrogate + (logp * grad_logp.narrow(0, start, len)).sum(Kind::Float);
+                surrogate += (logp * grad_logp.narrow(0, start, len)).sum(Kind::Float);
             }
             if let Some(g) = &grad_ent {
-                surrogate = surrogate + (ent * g.narrow(0, start, len)).sum(Kind::Float);
+                surrogate += (ent * g.narrow(0, start, len)).sum(Kind::Float);
             }
             surrogate.backward();
             grads.push(h.grad());
