@@ -27,6 +27,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod lora;
 pub mod named;
 pub mod qwen2;
 pub mod train;
@@ -39,6 +40,7 @@ use tokenizers::Tokenizer;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Family, Qwen2Config, RopeScaling};
+pub use lora::{LoraConfig, LoraInfo, TrainSwitch};
 pub use train::{
     LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
@@ -202,6 +204,27 @@ pub trait CausalLm: Send {
 
     /// Mutable access to the parameters (loading a checkpoint, changing the device).
     fn var_store_mut(&mut self) -> &mut nn::VarStore;
+
+    /// Attaches LoRA adapters ([`lora`]) to the projections `config` targets and
+    /// freezes every base weight, so only the adapters are trainable. `base_model`
+    /// names the base (a model name or folder) for the adapter's `adapter_config.json`.
+    fn attach_lora(&mut self, config: &LoraConfig, base_model: &str) -> Result<(), ModelError>;
+
+    /// The attached adapters' configuration, if any.
+    fn lora(&self) -> Option<&LoraInfo>;
+
+    /// The switch of the training forward (adapter dropout is active only while it is
+    /// on); the trainer turns it on around its training forwards.
+    fn train_switch(&self) -> TrainSwitch;
+
+    /// Turns the training forward on or off (see [`CausalLm::train_switch`]).
+    fn set_train(&self, on: bool) {
+        self.train_switch().set(on);
+    }
+
+    /// Runs the adapters merged into their weights (`W + scale · B A`, computed once,
+    /// base weights untouched) until called with `false`; rollout does this.
+    fn set_adapters_merged(&self, on: bool);
 
     /// Number of logits per position.
     fn vocab_size(&self) -> i64;
