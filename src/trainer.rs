@@ -328,12 +328,11 @@ impl<R: Reward> Trainer<R> {
             (None, true) => "a LoRA checkpoint, but the model has no adapters".to_string(),
             (Some(_), false) => "a full checkpoint, but the model has LoRA adapters".into(),
             (Some(live), true) => {
-                let (saved, _) = LoraConfig::from_peft_file(&file).map_err(|e| {
-                    TrainError::Resume {
+                let (saved, _) =
+                    LoraConfig::from_peft_file(&file).map_err(|e| TrainError::Resume {
                         path: path.to_path_buf(),
                         why: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let c = &live.config;
                 let mut targets = (saved.targets.clone(), c.targets.clone());
                 targets.0.sort();

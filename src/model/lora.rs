@@ -117,7 +117,10 @@ impl LoraConfig {
             return bad("alpha", format!("must be positive, got {}", self.alpha));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", format!("must lie in [0, 1), got {}", self.dropout));
+            return bad(
+                "dropout",
+                format!("must lie in [0, 1), got {}", self.dropout),
+            );
         }
         if self.targets.is_empty() {
             return bad("targets", "is empty (list the projections to adapt)".into());
@@ -203,7 +206,10 @@ impl LoraConfig {
             ),
         ] {
             if !ok {
-                return Err(bad(format!("field `{field}`: {} is not supported", v[field])));
+                return Err(bad(format!(
+                    "field `{field}`: {} is not supported",
+                    v[field]
+                )));
             }
         }
         let rank = v["r"]
@@ -458,13 +464,13 @@ pub fn merge_checkpoint(
         }
     }
     let (config, written_base) = LoraConfig::from_peft_file(&config_path)?;
-    let base_name = base
-        .map(str::to_string)
-        .or(written_base)
-        .ok_or_else(|| LoraError::Adapter {
-            path: config_path.clone(),
-            why: "field `base_model_name_or_path` is empty; pass --base".into(),
-        })?;
+    let base_name =
+        base.map(str::to_string)
+            .or(written_base)
+            .ok_or_else(|| LoraError::Adapter {
+                path: config_path.clone(),
+                why: "field `base_model_name_or_path` is empty; pass --base".into(),
+            })?;
     let dir = match resolve(&base_name) {
         Ok(ModelSource::Folder(dir)) => dir,
         Ok(ModelSource::Tiny) => {
@@ -483,16 +489,16 @@ pub fn merge_checkpoint(
         }
     };
     let policy = Policy::from_hf_dir(&dir, Dtype::F32, tch::Device::Cpu)?;
-    let adapter =
-        Tensor::read_safetensors(&weights_path).map_err(|e| LoraError::Adapter {
-            path: weights_path.clone(),
-            why: e.to_string(),
-        })?;
+    let adapter = Tensor::read_safetensors(&weights_path).map_err(|e| LoraError::Adapter {
+        path: weights_path.clone(),
+        why: e.to_string(),
+    })?;
     let vars: Vec<(String, Tensor)> = policy.model.var_store().variables().into_iter().collect();
     let merged = merge_into(&vars, &adapter, &config, &weights_path)?;
     let tmp = out.with_file_name(format!(
         ".{}.partial-{}",
-        out.file_name().map_or("merged".into(), |n| n.to_string_lossy()),
+        out.file_name()
+            .map_or("merged".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let io = |path: &Path, e: std::io::Error| LoraError::Adapter {

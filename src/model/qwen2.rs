@@ -552,7 +552,9 @@ impl CausalLm for Qwen2 {
             .validate()
             .map_err(|e| ModelError::Input(e.to_string()))?;
         if self.lora.is_some() {
-            return Err(ModelError::Input("LoRA adapters are already attached".into()));
+            return Err(ModelError::Input(
+                "LoRA adapters are already attached".into(),
+            ));
         }
         self.vs.freeze();
         let root = self.vs.root();

@@ -144,18 +144,21 @@ fn lora_first_forward_equals_base_and_only_adapters_train() {
     // Dropout: off outside the training forward, on inside it.
     let policy = trainer.into_policy();
     set_b(policy.model.as_ref());
-    let (off1, off2) = (
-        logits(policy.model.as_ref()),
-        logits(policy.model.as_ref()),
-    );
+    let (off1, off2) = (logits(policy.model.as_ref()), logits(policy.model.as_ref()));
     assert!(off1.equal(&off2));
     assert!(max_diff(&off1, &logits(base.model.as_ref())) > 1e-3);
     let on = {
         let _train = policy.model.train_switch().on();
         logits(policy.model.as_ref())
     };
-    assert!(max_diff(&on, &off1) > 1e-4, "dropout acts in the training forward");
-    assert!(logits(policy.model.as_ref()).equal(&off1), "and stops after it");
+    assert!(
+        max_diff(&on, &off1) > 1e-4,
+        "dropout acts in the training forward"
+    );
+    assert!(
+        logits(policy.model.as_ref()).equal(&off1),
+        "and stops after it"
+    );
 }
 
 /// The optimizer's tensor names, as the trainer's checkpoint lists them (and checks
@@ -164,7 +167,10 @@ fn checkpoint_optimizer_names(trainer: &Trainer<Digits>) -> Vec<String> {
     let path = trainer.save_checkpoint().unwrap();
     let (_, model, optim) = checkpoint::load(&path).unwrap();
     assert!(path.join(ADAPTER_CONFIG).is_file() && path.join(ADAPTER_WEIGHTS).is_file());
-    assert!(!path.join("model.safetensors").exists(), "no frozen base weights");
+    assert!(
+        !path.join("model.safetensors").exists(),
+        "no frozen base weights"
+    );
     assert_eq!(model.len(), 28);
     optim.into_iter().map(|(n, _)| n).collect()
 }
@@ -182,11 +188,13 @@ fn peft_loads_a_cove_adapter_with_coves_logits() {
     set_b(policy.model.as_ref());
     let ckpt = save_adapter_checkpoint(policy.model.as_ref(), &dir.path().join("checkpoints"));
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(ckpt.join(ADAPTER_CONFIG)).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join(ADAPTER_CONFIG)).unwrap()).unwrap();
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 4);
-    assert_eq!(config["base_model_name_or_path"], base_dir.to_str().unwrap());
+    assert_eq!(
+        config["base_model_name_or_path"],
+        base_dir.to_str().unwrap()
+    );
     let out = dir.path().join("peft_logits.safetensors");
     let script = r#"
 import sys, torch, transformers, peft, safetensors.torch
@@ -298,7 +306,13 @@ fn lora_killed_run_resumes_bit_identical() {
     // A LoRA checkpoint does not resume into other adapters.
     let mut other = Trainer::new(
         resume_config(crashed.path()),
-        adapted(&LoraConfig { rank: 2, ..lora(0.1) }, "tiny"),
+        adapted(
+            &LoraConfig {
+                rank: 2,
+                ..lora(0.1)
+            },
+            "tiny",
+        ),
         Digits,
         dataset(),
     )
@@ -333,10 +347,18 @@ fn merge_lora_writes_the_adapted_model() {
     );
     let merged = Policy::from_hf_dir(&out, Dtype::F32, Device::Cpu).unwrap();
     assert!(merged.model.lora().is_none());
-    let d = max_diff(&logits(merged.model.as_ref()), &logits(policy.model.as_ref()));
+    let d = max_diff(
+        &logits(merged.model.as_ref()),
+        &logits(policy.model.as_ref()),
+    );
     println!("merged vs adapted: max |Δlogit| = {d:e}");
     assert!(d <= 1e-5, "merged logits differ by {d}");
-    assert!(max_diff(&logits(merged.model.as_ref()), &logits(tiny().model.as_ref())) > 1e-3);
+    assert!(
+        max_diff(
+            &logits(merged.model.as_ref()),
+            &logits(tiny().model.as_ref())
+        ) > 1e-3
+    );
     // Rollout runs on the adapted model: the same samples as the merged one's.
     let cfg = cove::rollout::SamplingConfig {
         n: 4,
@@ -364,12 +386,14 @@ fn merge_lora_writes_the_adapted_model() {
     }
     // --base overrides the recorded base; a folder without an adapter is refused.
     let again = dir.path().join("merged2");
-    cove::model::lora::merge_checkpoint(&ckpt, Some(base_dir.to_str().unwrap()), &again)
-        .unwrap();
+    cove::model::lora::merge_checkpoint(&ckpt, Some(base_dir.to_str().unwrap()), &again).unwrap();
     let err = cove::model::lora::merge_checkpoint(&base_dir, None, &again)
         .unwrap_err()
         .to_string();
-    assert!(err.contains(ADAPTER_CONFIG) && err.contains("not a LoRA checkpoint"), "{err}");
+    assert!(
+        err.contains(ADAPTER_CONFIG) && err.contains("not a LoRA checkpoint"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -455,7 +479,12 @@ fn decode_with_adapters_unmerged_vs_merged() {
     // Interleaved rounds (the box is shared): the fastest of each, and per-round ratios.
     let (mut plain, mut extra, mut merged) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     let (mut extra_ratio, mut merged_ratio) = (Vec::new(), Vec::new());
+    let mut merge_only = f64::INFINITY;
     for _ in 0..5 {
+        let t = std::time::Instant::now();
+        adapted.model.set_adapters_merged(true);
+        merge_only = merge_only.min(t.elapsed().as_secs_f64());
+        adapted.model.set_adapters_merged(false);
         let p = decode(base.model.as_ref(), false);
         let e = decode(adapted.model.as_ref(), false);
         let m = decode(adapted.model.as_ref(), true);
@@ -471,7 +500,7 @@ fn decode_with_adapters_unmerged_vs_merged() {
     println!(
         "{}: base {plain:.3} s ({:.0} tok/s); adapters as extra matmuls {extra:.3} s \
          ({:.0} tok/s, median {:.2}x base); merged once per rollout {merged:.3} s \
-         ({:.0} tok/s, median {:.2}x base)",
+         ({:.0} tok/s, median {:.2}x base; the merge itself {merge_only:.3} s)",
         base.source.display(),
         tokens / plain,
         tokens / extra,
