@@ -428,8 +428,17 @@ impl Policy {
     /// Writes the policy as a Hugging Face folder that transformers and
     /// [`Policy::from_hf_dir`] load: `config.json`, `model.safetensors` (in the current
     /// dtype), `tokenizer.json`, `tokenizer_config.json` (chat template, EOS and pad
-    /// tokens) and `generation_config.json`.
+    /// tokens) and `generation_config.json`. A model with LoRA adapters is refused: its
+    /// trainer checkpoint holds the adapter, and `cove merge-lora` writes the merged
+    /// folder.
     pub fn save_pretrained(&self, dir: &Path) -> Result<(), ModelError> {
+        if self.model.lora().is_some() {
+            return Err(ModelError::Input(format!(
+                "{}: the model has LoRA adapters; save a checkpoint and merge it with \
+                 `cove merge-lora CHECKPOINT OUT`",
+                dir.display()
+            )));
+        }
         let io = |path: &Path, e: std::io::Error| ModelError::Io {
             path: path.to_path_buf(),
             source: e,

@@ -346,6 +346,8 @@ fn merge_lora_writes_the_adapted_model() {
         String::from_utf8_lossy(&status.stderr)
     );
     let merged = Policy::from_hf_dir(&out, Dtype::F32, Device::Cpu).unwrap();
+    let err = policy.save_pretrained(&dir.path().join("x")).unwrap_err();
+    assert!(err.to_string().contains("cove merge-lora"), "{err}");
     assert!(merged.model.lora().is_none());
     let d = max_diff(
         &logits(merged.model.as_ref()),
