@@ -20,8 +20,10 @@
 //! cargo bench --profile dev --bench train_memory -- --models smollm2,qwen0.5b
 //! cargo bench --profile dev --bench train_memory -- --models smollm2 --cases plain,recompute-logits --tokens 256
 //! ```
-//! Cases: `plain` (f32, graph kept), `checkpointing`, `recompute-logits`, `bf16-mixed`,
-//! `best` (checkpointing + recomputed logits). Prints a Markdown table.
+//! Cases: `plain` (f32, every weight trained, logits and activations kept),
+//! `checkpointing`, `recompute-logits`, `bf16-mixed`, `lora-r16` (LoRA r = 16, alpha 32,
+//! every projection) and `best` (LoRA r = 16 + checkpointing + recomputed logits). Prints
+//! a Markdown table.
 
 use std::process::Command;
 use std::time::Instant;
@@ -57,17 +59,29 @@ impl Reward for Unused {
     }
 }
 
-/// The memory switches of one case.
-fn configure(case: &str, cfg: &mut TrainConfig) {
+/// The memory switches of one case; returns whether it trains LoRA adapters (r = 16,
+/// alpha = 32, every projection) instead of every weight.
+fn configure(case: &str, cfg: &mut TrainConfig) -> bool {
     cfg.recompute_logits = false;
     match case {
-        "plain" => {}
-        "checkpointing" => cfg.activation_checkpointing = true,
-        "recompute-logits" => cfg.recompute_logits = true,
-        "bf16-mixed" => cfg.precision = Precision::Bf16Mixed,
+        "plain" => false,
+        "checkpointing" => {
+            cfg.activation_checkpointing = true;
+            false
+        }
+        "recompute-logits" => {
+            cfg.recompute_logits = true;
+            false
+        }
+        "bf16-mixed" => {
+            cfg.precision = Precision::Bf16Mixed;
+            false
+        }
+        "lora-r16" => true,
         "best" => {
             cfg.activation_checkpointing = true;
             cfg.recompute_logits = true;
+            true
         }
         other => panic!("unknown case {other}"),
     }
@@ -140,7 +154,7 @@ fn peak_rss() -> u64 {
 
 /// One case in this process: prints `RESULT <peak bytes> <seconds>`.
 fn child(model: &str, case: &str, tokens: usize) {
-    let policy = policy(model);
+    let mut policy = policy(model);
     let vocab = policy.model.vocab_size();
     let mut cfg = TrainConfig {
         prompts_per_step: 1,
@@ -153,7 +167,14 @@ fn child(model: &str, case: &str, tokens: usize) {
         ..TrainConfig::default()
     };
     cfg.loss.control = cove::loss::ControlConfig::None;
-    configure(case, &mut cfg);
+    if configure(case, &mut cfg) {
+        let lora = cove::model::lora::LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            ..Default::default()
+        };
+        policy.model.attach_lora(&lora, model).unwrap();
+    }
     let data = vec![Example {
         prompt: "x".repeat(PROMPT_TOKENS),
         task: (),

@@ -138,3 +138,14 @@ if [[ ! -f "$CONVERT_MARKER" ]]; then
   touch "$CONVERT_MARKER"
 fi
 "$VENV_PY" scripts/install_model.py
+
+# --- 7. PEFT: the LoRA tests load Cove's adapters with it -------------------------------
+# Cove writes LoRA checkpoints in PEFT's layout; tests/suite/lora.rs checks that PEFT
+# loads one onto the base model with Cove's logits. Pure Python on top of the pins above.
+PEFT_PINS=(peft==0.21.2)
+PEFT_MARKER=".venv/.cove-peft-$(echo "${PEFT_PINS[*]}" | sha256sum | cut -c1-12)"
+if [[ ! -f "$PEFT_MARKER" ]]; then
+  log "installing ${PEFT_PINS[*]} into .venv (LoRA adapter checks; seconds)"
+  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${PEFT_PINS[@]}"
+  touch "$PEFT_MARKER"
+fi

@@ -3,7 +3,11 @@
 //! A checkpoint is a folder `step-NNNNNNNN/` under the run's checkpoint folder with
 //! `model.safetensors` (every variable of the policy, Hugging Face names),
 //! `optimizer.safetensors` (AdamW moments) and `state.json` ([`TrainState`]: step,
-//! data cursor, RNG seed, optimizer step, entropy-control strength). It is first
+//! data cursor, RNG seed, optimizer step, entropy-control strength). A LoRA run
+//! ([`save_adapter`]) stores PEFT's `adapter_config.json` and
+//! `adapter_model.safetensors` (the adapters, PEFT's key names) instead of
+//! `model.safetensors`, and no frozen base weight; PEFT loads such a folder as an
+//! adapter (`PeftModel.from_pretrained(base, folder)`). It is first
 //! written into a temporary folder `.tmp-step-NNNNNNNN-<pid>/`, every file is fsynced,
 //! and the folder is renamed into place (then the parent is fsynced): a kill at any
 //! moment leaves either the complete new checkpoint or none, never a torn one, and
@@ -14,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
+
+use crate::model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 
 /// Everything besides tensors needed to continue a run on the same trajectory. All
 /// randomness of a step is derived from `(seed, step)` (rollout streams, Clip-Cov keys)
@@ -87,6 +93,45 @@ pub fn save(
     optimizer: &[(String, Tensor)],
     state: &TrainState,
 ) -> Result<PathBuf, CheckpointError> {
+    write(dir, Weights::Full(model), optimizer, state)
+}
+
+/// Writes a LoRA run's checkpoint of `step` into `dir` atomically and returns its
+/// folder: `adapter` (PEFT key names) as `adapter_model.safetensors`, `config` as
+/// `adapter_config.json`, the optimizer's state tensors and `state.json`.
+pub fn save_adapter(
+    dir: &Path,
+    adapter: &[(String, Tensor)],
+    config: &serde_json::Value,
+    optimizer: &[(String, Tensor)],
+    state: &TrainState,
+) -> Result<PathBuf, CheckpointError> {
+    write(dir, Weights::Adapter(adapter, config), optimizer, state)
+}
+
+/// What a checkpoint holds of the model.
+enum Weights<'a> {
+    /// Every variable (`model.safetensors`).
+    Full(&'a [(String, Tensor)]),
+    /// A LoRA adapter and its PEFT configuration.
+    Adapter(&'a [(String, Tensor)], &'a serde_json::Value),
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), CheckpointError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|source| CheckpointError::State {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, json).map_err(io(path))?;
+    fsync(path)
+}
+
+fn write(
+    dir: &Path,
+    model: Weights,
+    optimizer: &[(String, Tensor)],
+    state: &TrainState,
+) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let final_dir = dir.join(step_dir_name(state.step));
     let tmp = dir.join(format!(
@@ -98,10 +143,14 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    for (name, tensors) in [
-        ("model.safetensors", model),
-        ("optimizer.safetensors", optimizer),
-    ] {
+    let (model_file, tensors) = match model {
+        Weights::Full(t) => ("model.safetensors", t),
+        Weights::Adapter(t, config) => {
+            write_json(&tmp.join(ADAPTER_CONFIG), config)?;
+            (ADAPTER_WEIGHTS, t)
+        }
+    };
+    for (name, tensors) in [(model_file, tensors), ("optimizer.safetensors", optimizer)] {
         let path = tmp.join(name);
         Tensor::write_safetensors(tensors, &path).map_err(|e| CheckpointError::Tensors {
             path: path.clone(),
@@ -109,13 +158,7 @@ pub fn save(
         })?;
         fsync(&path)?;
     }
-    let state_path = tmp.join("state.json");
-    let json = serde_json::to_vec_pretty(state).map_err(|source| CheckpointError::State {
-        path: state_path.clone(),
-        source,
-    })?;
-    std::fs::write(&state_path, json).map_err(io(&state_path))?;
-    fsync(&state_path)?;
+    write_json(&tmp.join("state.json"), state)?;
     fsync(&tmp)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
@@ -174,7 +217,8 @@ pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
 /// Named tensors, as a checkpoint stores them.
 pub type NamedTensors = Vec<(String, Tensor)>;
 
-/// Reads a checkpoint folder: its state, the model's tensors and the optimizer's.
+/// Reads a checkpoint folder: its state, the model's tensors (the adapter's, from
+/// `adapter_model.safetensors`, when the folder has one) and the optimizer's.
 pub fn load(ckpt: &Path) -> Result<(TrainState, NamedTensors, NamedTensors), CheckpointError> {
     let state_path = ckpt.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
@@ -190,11 +234,12 @@ pub fn load(ckpt: &Path) -> Result<(TrainState, NamedTensors, NamedTensors), Che
             why: e.to_string(),
         })
     };
-    Ok((
-        state,
-        read("model.safetensors")?,
-        read("optimizer.safetensors")?,
-    ))
+    let model_file = if ckpt.join(ADAPTER_WEIGHTS).is_file() {
+        ADAPTER_WEIGHTS
+    } else {
+        "model.safetensors"
+    };
+    Ok((state, read(model_file)?, read("optimizer.safetensors")?))
 }
 
 /// Copies saved tensors into the live variables `into` (names must match exactly).

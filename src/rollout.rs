@@ -28,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::model::lora::MergedAdapters;
 use crate::model::{ModelError, Policy};
 
 /// How to sample.
@@ -232,6 +233,8 @@ fn decode(
 ) -> Result<(), RolloutError> {
     let _guard = tch::no_grad_guard();
     let model = policy.model.as_ref();
+    // LoRA adapters decode merged into their weights (faster than the extra matmuls).
+    let _merged = MergedAdapters::new(model);
     let device = model.device();
     let b = prompts.len() as i64;
     let p_max = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;

@@ -303,8 +303,10 @@ impl<R: Reward> Trainer<R> {
     }
 
     /// The policy's parameters by Hugging Face name, sorted by name (what checkpoints
-    /// store); in bf16-mixed training the f32 master weights.
+    /// store): with LoRA only the adapters (PEFT's key names), not the frozen base; in
+    /// bf16-mixed training the f32 master weights.
     pub fn named_params(&self) -> Vec<(String, Tensor)> {
+        let lora = self.policy.model.lora().is_some();
         let masters = self.opt.master_weights().unwrap_or_default();
         let mut v: Vec<(String, Tensor)> = self
             .policy
@@ -312,6 +314,7 @@ impl<R: Reward> Trainer<R> {
             .var_store()
             .variables()
             .into_iter()
+            .filter(|(name, _)| !lora || name.starts_with(crate::model::lora::PEFT_PREFIX))
             .map(|(name, t)| match masters.iter().find(|(n, _)| *n == name) {
                 Some((_, master)) => (name, master.shallow_clone()),
                 None => (name, t),
@@ -336,6 +339,7 @@ impl<R: Reward> Trainer<R> {
                 ),
             });
         }
+        self.check_adapter_config(&path)?;
         checkpoint::copy_into(&model, &self.named_params(), &path)?;
         let resume_err = |why| TrainError::Resume {
             path: path.clone(),
@@ -349,6 +353,50 @@ impl<R: Reward> Trainer<R> {
         self.state = state;
         self.truncate_metrics()?;
         Ok(Some(self.state.step))
+    }
+
+    /// A LoRA checkpoint resumes only into the same adapters (rank, alpha, dropout,
+    /// targets), a full one only into a model without adapters.
+    fn check_adapter_config(&self, path: &std::path::Path) -> Result<(), TrainError> {
+        use crate::model::lora::{ADAPTER_CONFIG, LoraConfig};
+        let file = path.join(ADAPTER_CONFIG);
+        let why = match (self.policy.model.lora(), file.is_file()) {
+            (None, false) => return Ok(()),
+            (None, true) => "a LoRA checkpoint, but the model has no adapters".to_string(),
+            (Some(_), false) => "a full checkpoint, but the model has LoRA adapters".into(),
+            (Some(live), true) => {
+                let (saved, _) =
+                    LoraConfig::from_peft_file(&file).map_err(|e| TrainError::Resume {
+                        path: path.to_path_buf(),
+                        why: e.to_string(),
+                    })?;
+                let c = &live.config;
+                let mut targets = (saved.targets.clone(), c.targets.clone());
+                targets.0.sort();
+                targets.1.sort();
+                if (saved.rank, saved.alpha, saved.dropout) == (c.rank, c.alpha, c.dropout)
+                    && targets.0 == targets.1
+                {
+                    return Ok(());
+                }
+                format!(
+                    "adapter (rank {}, alpha {}, dropout {}, targets {:?}) differs from \
+                     model.lora (rank {}, alpha {}, dropout {}, targets {:?})",
+                    saved.rank,
+                    saved.alpha,
+                    saved.dropout,
+                    saved.targets,
+                    c.rank,
+                    c.alpha,
+                    c.dropout,
+                    c.targets
+                )
+            }
+        };
+        Err(TrainError::Resume {
+            path: path.to_path_buf(),
+            why,
+        })
     }
 
     /// Drops metrics lines of steps after the resumed checkpoint (they are redone),
@@ -382,12 +430,13 @@ impl<R: Reward> Trainer<R> {
     /// Writes a checkpoint of the current state now (atomically) and prunes old ones.
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
         let dir = self.checkpoint_dir();
-        let path = checkpoint::save(
-            &dir,
-            &self.named_params(),
-            &self.opt.state_tensors(),
-            &self.state,
-        )?;
+        let (params, optim) = (self.named_params(), self.opt.state_tensors());
+        let path = match self.policy.model.lora() {
+            Some(lora) => {
+                checkpoint::save_adapter(&dir, &params, &lora.peft_config(), &optim, &self.state)?
+            }
+            None => checkpoint::save(&dir, &params, &optim, &self.state)?,
+        };
         checkpoint::prune(&dir, self.cfg.checkpoint.keep)?;
         Ok(path)
     }
@@ -752,6 +801,15 @@ impl<R: Reward> Trainer<R> {
         let t = Instant::now();
         let (n, mb) = (rows.len(), self.cfg.mini_batch_size);
         let mut totals = UpdateTotals::default();
+        // The training forwards (adapter dropout on, its masks drawn from libtorch's
+        // generator seeded by the step, so a resumed run draws the same) until this
+        // guard drops.
+        let _train = self.policy.model.train_switch().on();
+        if let Some(lora) = self.policy.model.lora()
+            && lora.config.dropout > 0.0
+        {
+            tch::manual_seed(mix_seed(step_seed, 0x4C6F_5241) as i64);
+        }
         for epoch in 0..self.cfg.ppo_epochs {
             for (index, start) in (0..n).step_by(mb).enumerate() {
                 let range = start..(start + mb).min(n);

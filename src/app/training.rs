@@ -22,6 +22,10 @@ pub struct ModelSpec {
     /// Weights to load over the initial ones (a `.safetensors` written by the demo or
     /// a previous run), if any.
     pub weights: Option<PathBuf>,
+    /// LoRA adapters (`[model.lora]`): when present, only they are trained and
+    /// checkpoints hold them in PEFT's layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::model::LoraConfig>,
 }
 
 impl ModelSpec {
@@ -54,7 +58,26 @@ impl ModelSpec {
                 .load(weights)
                 .map_err(|e| format!("{}: {e}", weights.display()))?;
         }
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
+            policy.model.attach_lora(lora, &self.base_model_name())?;
+        }
         Ok(policy)
+    }
+
+    /// The base model as an adapter's `base_model_name_or_path` records it: the model
+    /// name as given, or a folder as an absolute path (so `cove merge-lora` finds it
+    /// from anywhere).
+    pub fn base_model_name(&self) -> String {
+        use crate::model::named::{ModelSource, NAMED_MODELS, TINY, resolve};
+        let named = self.path == TINY || NAMED_MODELS.iter().any(|m| m.name == self.path);
+        match resolve(&self.path) {
+            Ok(ModelSource::Folder(dir)) if !named => std::path::absolute(&dir)
+                .unwrap_or(dir)
+                .display()
+                .to_string(),
+            _ => self.path.clone(),
+        }
     }
 }
 
@@ -330,6 +353,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
         device: args.device.clone(),
         tiny_seed: 0,
         weights: args.weights.clone(),
+        lora: None,
     };
     let policy = spec.load()?;
     let mut rows = crate::data::math::load_math(&args.data, None)?;

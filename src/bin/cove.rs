@@ -51,6 +51,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Merge a LoRA checkpoint's adapter into its base model and write a Hugging Face
+    /// folder (config.json, model.safetensors, tokenizer files).
+    MergeLora {
+        /// The checkpoint folder (with adapter_config.json and adapter_model.safetensors).
+        checkpoint: PathBuf,
+        /// Output folder (replaced atomically).
+        out: PathBuf,
+        /// Base model (a named model or a Hugging Face folder) instead of the
+        /// checkpoint's `base_model_name_or_path`.
+        #[arg(long)]
+        base: Option<String>,
+    },
     /// Write the tiny built-in policy (random weights from `--seed`) as a Hugging Face
     /// folder, loadable by transformers and by `cove::model::Policy::from_hf_dir`.
     ExportTiny {
@@ -283,6 +295,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::MergeLora {
+            checkpoint,
+            out,
+            base,
+        } => report(
+            cove::model::lora::merge_checkpoint(&checkpoint, base.as_deref(), &out)
+                .map_err(Into::into),
+        ),
         Command::ExportTiny { out, seed } => {
             let saved = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
                 .and_then(|p| p.save_pretrained(&out));

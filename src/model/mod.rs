@@ -27,6 +27,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod lora;
 pub mod named;
 pub mod qwen2;
 pub mod train;
@@ -39,6 +40,7 @@ use tokenizers::Tokenizer;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Family, Qwen2Config, RopeScaling};
+pub use lora::{LoraConfig, LoraInfo, TrainSwitch};
 pub use train::{
     Backward, LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
@@ -215,6 +217,27 @@ pub trait CausalLm: Send {
     /// Mutable access to the parameters (loading a checkpoint, changing the device).
     fn var_store_mut(&mut self) -> &mut nn::VarStore;
 
+    /// Attaches LoRA adapters ([`lora`]) to the projections `config` targets and
+    /// freezes every base weight, so only the adapters are trainable. `base_model`
+    /// names the base (a model name or folder) for the adapter's `adapter_config.json`.
+    fn attach_lora(&mut self, config: &LoraConfig, base_model: &str) -> Result<(), ModelError>;
+
+    /// The attached adapters' configuration, if any.
+    fn lora(&self) -> Option<&LoraInfo>;
+
+    /// The switch of the training forward (adapter dropout is active only while it is
+    /// on); the trainer turns it on around its training forwards.
+    fn train_switch(&self) -> TrainSwitch;
+
+    /// Turns the training forward on or off (see [`CausalLm::train_switch`]).
+    fn set_train(&self, on: bool) {
+        self.train_switch().set(on);
+    }
+
+    /// Runs the adapters merged into their weights (`W + scale · B A`, computed once,
+    /// base weights untouched) until called with `false`; rollout does this.
+    fn set_adapters_merged(&self, on: bool);
+
     /// Number of logits per position.
     fn vocab_size(&self) -> i64;
 
@@ -255,7 +278,7 @@ impl<'a> LayerCheckpoints<'a> {
     /// Carries the gradient that a backward left on the last layer's output down
     /// through every layer (each recomputed with autograd on its saved input, then
     /// back-propagated with the gradient of its output: `Σ out · grad_out`) and the
-    /// embedding. Does nothing when that gradient is undefined (the loss did not
+    /// embedding (unless frozen). Does nothing when that gradient is undefined (the loss did not
     /// depend on these hidden states).
     pub fn backward(self) {
         let mut grad = self.top.grad();
@@ -268,7 +291,10 @@ impl<'a> LayerCheckpoints<'a> {
             (out * &grad).sum(Kind::Float).backward();
             grad = x.grad();
         }
-        (&self.embedded * grad).sum(Kind::Float).backward();
+        // Frozen embeddings (LoRA) have nothing to receive.
+        if self.embedded.requires_grad() {
+            (&self.embedded * grad).sum(Kind::Float).backward();
+        }
     }
 }
 
@@ -464,8 +490,17 @@ impl Policy {
     /// Writes the policy as a Hugging Face folder that transformers and
     /// [`Policy::from_hf_dir`] load: `config.json`, `model.safetensors` (in the current
     /// dtype), `tokenizer.json`, `tokenizer_config.json` (chat template, EOS and pad
-    /// tokens) and `generation_config.json`.
+    /// tokens) and `generation_config.json`. A model with LoRA adapters is refused: its
+    /// trainer checkpoint holds the adapter, and `cove merge-lora` writes the merged
+    /// folder.
     pub fn save_pretrained(&self, dir: &Path) -> Result<(), ModelError> {
+        if self.model.lora().is_some() {
+            return Err(ModelError::Input(format!(
+                "{}: the model has LoRA adapters; save a checkpoint and merge it with \
+                 `cove merge-lora CHECKPOINT OUT`",
+                dir.display()
+            )));
+        }
         let io = |path: &Path, e: std::io::Error| ModelError::Io {
             path: path.to_path_buf(),
             source: e,

@@ -12,6 +12,7 @@
 use tch::{Device, Kind, Tensor, nn};
 
 use super::config::Qwen2Config;
+use super::lora::{self, Adapter, LoraConfig, LoraInfo, TrainSwitch};
 use super::weights::{Init, WeightSource};
 use super::{CausalLm, KvCache, LayerCheckpoints, ModelError, Segment, check_segments};
 
@@ -32,11 +33,15 @@ struct SegmentAttention {
     bias: Option<Tensor>,
 }
 
-/// A linear layer `y = x Wᵀ + b` with HF layout (`weight` `[out, in]`, optional `bias`).
+/// A linear layer `y = x Wᵀ + b` with HF layout (`weight` `[out, in]`, optional `bias`),
+/// optionally with a LoRA adapter ([`lora`]).
 #[derive(Debug)]
 struct Linear {
+    /// The module's Hugging Face name (`model.layers.0.self_attn.q_proj`).
+    name: String,
     weight: Tensor,
     bias: Option<Tensor>,
+    adapter: Option<Adapter>,
 }
 
 impl Linear {
@@ -53,11 +58,21 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        let full = p.path("weight");
+        let name = full.strip_suffix(".weight").unwrap_or(&full).to_string();
+        Ok(Linear {
+            name,
+            weight,
+            bias,
+            adapter: None,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        match &self.adapter {
+            None => x.linear(&self.weight, self.bias.as_ref()),
+            Some(a) => a.forward(x, &self.weight, self.bias.as_ref()),
+        }
     }
 }
 
@@ -268,6 +283,10 @@ pub struct Qwen2 {
     /// `lm_head.weight`, or `model.embed_tokens.weight` when the embeddings are tied.
     lm_head: Tensor,
     inv_freq: Tensor,
+    /// The attached LoRA adapters' configuration, if any.
+    lora: Option<LoraInfo>,
+    /// On during the trainer's training forward (adapter dropout).
+    train: TrainSwitch,
 }
 
 impl std::fmt::Debug for Qwen2 {
@@ -324,6 +343,24 @@ impl Qwen2 {
             norm,
             lm_head,
             inv_freq,
+            lora: None,
+            train: TrainSwitch::default(),
+        })
+    }
+
+    /// Every projection of every layer, in layer order (q, k, v, o, gate, up, down).
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.layers.iter().flat_map(|l| {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
         })
     }
 
@@ -425,10 +462,29 @@ impl Qwen2 {
     ) -> Result<Tensor, ModelError> {
         let rope = self.rope(&position_ids.to_device(self.device()));
         let mut x = self.embed(ids)?;
+        let seeds = self.dropout_seeds();
         for (i, layer) in self.layers.iter().enumerate() {
+            seed_dropout(&seeds, i);
             x = layer.forward(&x, &rope, mask, cache.as_deref_mut().map(|c| (c, i)));
         }
         Ok(self.norm.forward(&x))
+    }
+
+    /// While adapter dropout is active (LoRA with dropout, training switch on), one seed
+    /// per decoder layer drawn from libtorch's generator: each layer's masks are drawn
+    /// from its own seed, so activation checkpointing's recomputation of a layer draws
+    /// the masks its first pass drew (and the plain forward draws the same ones).
+    fn dropout_seeds(&self) -> Option<Vec<i64>> {
+        let active =
+            self.train.is_on() && self.lora.as_ref().is_some_and(|l| l.config.dropout > 0.0);
+        active.then(|| {
+            let draws = Tensor::randint(
+                i64::MAX,
+                [self.layers.len() as i64],
+                (Kind::Int64, Device::Cpu),
+            );
+            Vec::<i64>::try_from(draws).expect("an i64 tensor converts")
+        })
     }
 
     /// Checks a packed row's shapes and segments; returns its ids `[1, T]` on the
@@ -522,9 +578,11 @@ impl CausalLm for Qwen2 {
         let embedded = self.embed(&ids)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
         let mut x = embedded.detach();
+        let seeds = self.dropout_seeds();
         {
             let _no_grad = tch::no_grad_guard();
-            for layer in &self.layers {
+            for (i, layer) in self.layers.iter().enumerate() {
+                seed_dropout(&seeds, i);
                 let out = layer.forward(&x, &rope, &mask, None);
                 inputs.push(x);
                 x = out;
@@ -532,8 +590,10 @@ impl CausalLm for Qwen2 {
         }
         let top = x.set_requires_grad(true);
         let hidden = self.norm.forward(&top).squeeze_dim(0);
-        let layer =
-            Box::new(move |i: usize, x: &Tensor| self.layers[i].forward(x, &rope, &mask, None));
+        let layer = Box::new(move |i: usize, x: &Tensor| {
+            seed_dropout(&seeds, i);
+            self.layers[i].forward(x, &rope, &mask, None)
+        });
         Ok((hidden, LayerCheckpoints::new(inputs, embedded, top, layer)))
     }
 
@@ -559,6 +619,73 @@ impl CausalLm for Qwen2 {
         &self.vs
     }
 
+    fn attach_lora(&mut self, config: &LoraConfig, base_model: &str) -> Result<(), ModelError> {
+        config
+            .validate()
+            .map_err(|e| ModelError::Input(e.to_string()))?;
+        if self.lora.is_some() {
+            return Err(ModelError::Input(
+                "LoRA adapters are already attached".into(),
+            ));
+        }
+        self.vs.freeze();
+        let root = self.vs.root();
+        let mut rng = lora::init_rng(config);
+        let mut count = 0;
+        for layer in &mut self.layers {
+            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+            for lin in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                if config.targets_module(&lin.name) {
+                    let (out_dim, in_dim) = (lin.weight.size()[0], lin.weight.size()[1]);
+                    lin.adapter = Some(Adapter::new(
+                        &root,
+                        &lin.name,
+                        (in_dim, out_dim),
+                        config,
+                        &self.train,
+                        &mut rng,
+                    )?);
+                    count += 1;
+                }
+            }
+        }
+        if count == 0 {
+            return Err(ModelError::Input(format!(
+                "model.lora.targets: {:?} match no projection of the model",
+                config.targets
+            )));
+        }
+        self.lora = Some(LoraInfo {
+            config: config.clone(),
+            base_model: base_model.to_string(),
+        });
+        Ok(())
+    }
+
+    fn lora(&self) -> Option<&LoraInfo> {
+        self.lora.as_ref()
+    }
+
+    fn train_switch(&self) -> TrainSwitch {
+        self.train.clone()
+    }
+
+    fn set_adapters_merged(&self, on: bool) {
+        for lin in self.linears() {
+            if let Some(a) = &lin.adapter {
+                a.set_merged(&lin.weight, on);
+            }
+        }
+    }
+
     fn var_store_mut(&mut self) -> &mut nn::VarStore {
         &mut self.vs
     }
@@ -573,6 +700,14 @@ impl CausalLm for Qwen2 {
 
     fn kind(&self) -> Kind {
         self.embed_tokens.kind()
+    }
+}
+
+/// Seeds libtorch's generator for layer `layer`'s dropout masks (see
+/// [`Qwen2::dropout_seeds`]); nothing without seeds.
+fn seed_dropout(seeds: &Option<Vec<i64>>, layer: usize) {
+    if let Some(seeds) = seeds {
+        tch::manual_seed(seeds[layer]);
     }
 }
 

@@ -23,27 +23,37 @@ fn values_and_grads(
     items: &[PackedItem],
     opts: &LogprobOptions,
 ) -> (Tensor, Tensor, Vec<Tensor>) {
-    let vars = model.var_store().trainable_variables();
+    // Frozen variables (LoRA's base) stay in the var store's trainable list.
+    let vars: Vec<Tensor> = model
+        .var_store()
+        .trainable_variables()
+        .into_iter()
+        .filter(Tensor::requires_grad)
+        .collect();
     for v in &vars {
         let mut g = v.grad();
         if g.defined() {
             let _ = g.zero_();
         }
     }
+    // The generator is seeded before the forward: adapter dropout draws from it.
+    let _lock = crate::global_rng_lock();
+    tch::manual_seed(11);
     let out = packed_response_logprobs(model, items, true, opts).unwrap();
-    let (w1, w2) = {
-        let _lock = crate::global_rng_lock();
-        tch::manual_seed(11);
-        let size = out.logprobs.size();
-        (
-            Tensor::randn(&size, (Kind::Float, Device::Cpu)),
-            Tensor::randn(&size, (Kind::Float, Device::Cpu)),
-        )
-    };
+    let size = out.logprobs.size();
+    let w1 = Tensor::randn(&size, (Kind::Float, Device::Cpu));
+    let w2 = Tensor::randn(&size, (Kind::Float, Device::Cpu));
     let loss = (&out.logprobs * &w1).sum(Kind::Float) + (&out.entropies * &w2).sum(Kind::Float);
     let (lp, ent) = (out.logprobs.detach(), out.entropies.detach());
     out.backward(&loss);
-    let grads = vars.iter().map(|v| v.grad().copy()).collect();
+    let grads = vars
+        .iter()
+        .map(|v| {
+            let g = v.grad();
+            assert!(g.defined(), "a trainable variable got no gradient");
+            g.copy()
+        })
+        .collect();
     (lp, ent, grads)
 }
 
@@ -99,6 +109,56 @@ fn checkpointing_and_recomputed_logits_give_the_plain_values_and_gradients() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn checkpointing_recomputes_the_same_lora_dropout_masks() {
+    let mut p = cove::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
+    let lora = cove::model::lora::LoraConfig {
+        rank: 4,
+        dropout: 0.3,
+        ..Default::default()
+    };
+    p.model.attach_lora(&lora, "tiny").unwrap();
+    {
+        // Non-zero B, so the adapters change the output and A gets a gradient.
+        let _no_grad = tch::no_grad_guard();
+        for (name, t) in p.model.var_store().variables() {
+            if name.ends_with("lora_B.weight") {
+                let n = t.numel() as i64;
+                let v = (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.37).sin() * 0.05;
+                t.shallow_clone().copy_(&v.view(t.size().as_slice()));
+            }
+        }
+    }
+    let (a, b, resp) = tiny_items(&p);
+    let items = [
+        PackedItem {
+            prompt: &a,
+            responses: resp.iter().map(Vec::as_slice).collect(),
+        },
+        PackedItem {
+            prompt: &b,
+            responses: vec![&resp[1]],
+        },
+    ];
+    let plain = LogprobOptions::default();
+    let (lp_off, _, _) = values_and_grads(p.model.as_ref(), &items, &plain);
+    let _train = p.model.train_switch().on();
+    let (lp0, ent0, g0) = values_and_grads(p.model.as_ref(), &items, &plain);
+    assert!(max_abs(&lp0, &lp_off) > 1e-4, "dropout is active");
+    let checkpointed = LogprobOptions {
+        activation_checkpointing: true,
+        ..plain
+    };
+    let (lp, ent, g) = values_and_grads(p.model.as_ref(), &items, &checkpointed);
+    assert!(lp.equal(&lp0) && ent.equal(&ent0), "values differ");
+    assert_eq!(g.len(), g0.len());
+    for (x, y) in g.iter().zip(&g0) {
+        let scale = y.abs().max().double_value(&[]).max(1e-12);
+        let d = max_abs(x, y);
+        assert!(d <= 1e-6 * scale, "gradient differs by {d} (scale {scale})");
     }
 }
 
@@ -195,8 +255,10 @@ fn peak_growth(mode: &str, tokens: usize) -> u64 {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix("PEAK_GROWTH_BYTES="))
+    // libtest may print the test's name on the same line.
+    text.split("PEAK_GROWTH_BYTES=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no figure in the child's output: {text}"))
         .parse()
         .unwrap()

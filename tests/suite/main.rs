@@ -12,6 +12,7 @@ mod learner_memory;
 mod learner_packing;
 mod learner_resume;
 mod learner_scope;
+mod lora;
 mod model_errors;
 mod model_parity;
 mod model_rollout;
