@@ -14,7 +14,8 @@
 //! rollout's would be) so the update is forward + backward + optimizer step only.
 //! Each case runs in its own process, so its peak resident set (`VmHWM`, reset just
 //! before the update) is its own; it includes the weights, gradients and optimizer
-//! state that live through the update.
+//! state that live through the update, and what the process held before it (libtorch,
+//! the weights, the heap glibc kept from the old-log-prob pass: the `RSS before` column).
 //!
 //! ```text
 //! cargo bench --profile dev --bench train_memory -- --models smollm2,qwen0.5b
@@ -141,18 +142,27 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-/// Peak resident set since the last reset, bytes.
-fn peak_rss() -> u64 {
+/// A `/proc/self/status` field in bytes: `VmHWM` (peak resident set since the last
+/// reset) or `VmRSS` (resident now).
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap();
     kb * 1024
 }
 
-/// One case in this process: prints `RESULT <peak bytes> <seconds>`.
+/// One case in this process: prints `RESULT <peak bytes> <seconds> <resident bytes
+/// before the update>`.
 fn child(model: &str, case: &str, tokens: usize) {
     let mut policy = policy(model);
     let vocab = policy.model.vocab_size();
@@ -217,10 +227,11 @@ fn child(model: &str, case: &str, tokens: usize) {
         });
     }
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_bytes("VmRSS");
     let t = Instant::now();
     trainer.step_on(&rows).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!("RESULT {} {secs}", peak_rss());
+    println!("RESULT {} {secs} {before}", status_bytes("VmHWM"));
 }
 
 fn main() {
@@ -263,9 +274,10 @@ fn main() {
         machine()
     );
     println!(
-        "\n| model | case | peak RSS (GiB) | × plain | update (s) | tokens/s | × plain time |"
+        "\n| model | case | peak RSS (GiB) | × plain | RSS before (GiB) | update (s) | tokens/s \
+         | × plain time |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for model in &models {
         let mut plain: Option<(f64, f64)> = None;
         for case in &cases {
@@ -276,7 +288,7 @@ fn main() {
             let text = String::from_utf8_lossy(&out.stdout);
             let Some(result) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
                 println!(
-                    "| {model} | {case} | failed: {} | | | | |",
+                    "| {model} | {case} | failed: {} | | | | | |",
                     String::from_utf8_lossy(&out.stderr)
                         .lines()
                         .last()
@@ -286,6 +298,7 @@ fn main() {
             };
             let mut parts = result.split_whitespace().map(|v| v.parse::<f64>().unwrap());
             let (peak, secs) = (parts.next().unwrap(), parts.next().unwrap());
+            let before = parts.next().unwrap() / (1u64 << 30) as f64;
             let gib = peak / (1u64 << 30) as f64;
             if case == "plain" {
                 plain = Some((gib, secs));
@@ -293,7 +306,8 @@ fn main() {
             let (rel_mem, rel_time) =
                 plain.map_or((f64::NAN, f64::NAN), |(m, s)| (gib / m, secs / s));
             println!(
-                "| {model} | {case} | {gib:.2} | {rel_mem:.2} | {secs:.1} | {:.0} | {rel_time:.2} |",
+                "| {model} | {case} | {gib:.2} | {rel_mem:.2} | {before:.2} | {secs:.1} | {:.0} \
+                 | {rel_time:.2} |",
                 (RESPONSES * tokens) as f64 / secs
             );
         }
