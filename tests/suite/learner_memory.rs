@@ -57,6 +57,8 @@ fn values_and_grads(
     (lp, ent, grads)
 }
 
+/// Two prompts' ids and responses: three to the first, one (and an empty one) to the
+/// second.
 fn tiny_items(p: &cove::model::Policy) -> (Vec<i64>, Vec<i64>, Vec<Vec<i64>>) {
     let enc = |s: &str| p.encode(s).unwrap();
     (
@@ -66,20 +68,25 @@ fn tiny_items(p: &cove::model::Policy) -> (Vec<i64>, Vec<i64>, Vec<Vec<i64>>) {
     )
 }
 
+/// The packed items of [`tiny_items`].
+fn packed<'a>(a: &'a [i64], b: &'a [i64], resp: &'a [Vec<i64>]) -> [PackedItem<'a>; 2] {
+    [
+        PackedItem {
+            prompt: a,
+            responses: resp.iter().map(Vec::as_slice).collect(),
+        },
+        PackedItem {
+            prompt: b,
+            responses: vec![&resp[1], &[]],
+        },
+    ]
+}
+
 #[test]
 fn checkpointing_and_recomputed_logits_give_the_plain_values_and_gradients() {
     let p = cove::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
     let (a, b, resp) = tiny_items(&p);
-    let items = [
-        PackedItem {
-            prompt: &a,
-            responses: resp.iter().map(Vec::as_slice).collect(),
-        },
-        PackedItem {
-            prompt: &b,
-            responses: vec![&resp[1], &[]],
-        },
-    ];
+    let items = packed(&a, &b, &resp);
     for entropy_grad in [false, true] {
         let plain = LogprobOptions {
             entropy_grad,
@@ -133,16 +140,7 @@ fn checkpointing_recomputes_the_same_lora_dropout_masks() {
         }
     }
     let (a, b, resp) = tiny_items(&p);
-    let items = [
-        PackedItem {
-            prompt: &a,
-            responses: resp.iter().map(Vec::as_slice).collect(),
-        },
-        PackedItem {
-            prompt: &b,
-            responses: vec![&resp[1]],
-        },
-    ];
+    let items = packed(&a, &b, &resp);
     let plain = LogprobOptions::default();
     let (lp_off, _, _) = values_and_grads(p.model.as_ref(), &items, &plain);
     let _train = p.model.train_switch().on();
