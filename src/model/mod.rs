@@ -229,11 +229,6 @@ pub trait CausalLm: Send {
     /// on); the trainer turns it on around its training forwards.
     fn train_switch(&self) -> TrainSwitch;
 
-    /// Turns the training forward on or off (see [`CausalLm::train_switch`]).
-    fn set_train(&self, on: bool) {
-        self.train_switch().set(on);
-    }
-
     /// Runs the adapters merged into their weights (`W + scale · B A`, computed once,
     /// base weights untouched) until called with `false`; rollout does this.
     fn set_adapters_merged(&self, on: bool);

@@ -207,19 +207,10 @@ fn peak_memory_child() {
         recompute_logits: mode == "recompute",
         ..LogprobOptions::default()
     };
-    let hwm = || -> u64 {
+    // `VmHWM` (peak since the reset) or `VmRSS` (now), bytes.
+    let status_bytes = |field: &str| -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 1024
-    };
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace()
             .nth(1)
             .unwrap()
@@ -228,11 +219,14 @@ fn peak_memory_child() {
             * 1024
     };
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before = rss();
+    let before = status_bytes("VmRSS:");
     let out = packed_response_logprobs(&model, &items, true, &opts).unwrap();
     let loss = out.logprobs.sum(Kind::Float) + out.entropies.sum(Kind::Float);
     out.backward(&loss);
-    println!("PEAK_GROWTH_BYTES={}", hwm().saturating_sub(before));
+    println!(
+        "PEAK_GROWTH_BYTES={}",
+        status_bytes("VmHWM:").saturating_sub(before)
+    );
 }
 
 /// The child's peak growth for `mode` (`plain` or `recompute`) over `tokens` response

@@ -100,6 +100,18 @@ fn save_adapter_checkpoint(model: &dyn CausalLm, dir: &Path) -> PathBuf {
     .unwrap()
 }
 
+/// The tiny policy saved as a Hugging Face folder `dir/base`, then adapted (rank 4,
+/// `dropout`, B set) and its adapter saved as a checkpoint under `dir/checkpoints`:
+/// the adapted policy, the base folder and the checkpoint folder.
+fn saved_adapter(dir: &Path, dropout: f64) -> (Policy, PathBuf, PathBuf) {
+    let base_dir = dir.join("base");
+    tiny().save_pretrained(&base_dir).unwrap();
+    let policy = adapted(&lora(dropout), base_dir.to_str().unwrap());
+    set_b(policy.model.as_ref());
+    let ckpt = save_adapter_checkpoint(policy.model.as_ref(), &dir.join("checkpoints"));
+    (policy, base_dir, ckpt)
+}
+
 #[test]
 fn lora_first_forward_equals_base_and_only_adapters_train() {
     let base = tiny();
@@ -180,15 +192,7 @@ fn checkpoint_optimizer_names(trainer: &Trainer<Digits>) -> Vec<String> {
 #[test]
 fn peft_loads_a_cove_adapter_with_coves_logits() {
     let dir = tempfile::tempdir().unwrap();
-    let base_dir = dir.path().join("base");
-    let mut policy = tiny();
-    policy.save_pretrained(&base_dir).unwrap();
-    policy
-        .model
-        .attach_lora(&lora(0.1), base_dir.to_str().unwrap())
-        .unwrap();
-    set_b(policy.model.as_ref());
-    let ckpt = save_adapter_checkpoint(policy.model.as_ref(), &dir.path().join("checkpoints"));
+    let (policy, base_dir, ckpt) = saved_adapter(dir.path(), 0.1);
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ckpt.join(ADAPTER_CONFIG)).unwrap()).unwrap();
     assert_eq!(config["peft_type"], "LORA");
@@ -326,15 +330,7 @@ fn lora_killed_run_resumes_bit_identical() {
 #[test]
 fn merge_lora_writes_the_adapted_model() {
     let dir = tempfile::tempdir().unwrap();
-    let base_dir = dir.path().join("base");
-    let mut policy = tiny();
-    policy.save_pretrained(&base_dir).unwrap();
-    policy
-        .model
-        .attach_lora(&lora(0.0), base_dir.to_str().unwrap())
-        .unwrap();
-    set_b(policy.model.as_ref());
-    let ckpt = save_adapter_checkpoint(policy.model.as_ref(), &dir.path().join("checkpoints"));
+    let (policy, base_dir, ckpt) = saved_adapter(dir.path(), 0.0);
     let out = dir.path().join("merged");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_cove"))
         .arg("merge-lora")
