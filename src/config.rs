@@ -170,6 +170,8 @@ pub struct TrainConfig {
     pub ref_kl: Option<RefKlConfig>,
     /// Checkpointing.
     pub checkpoint: CheckpointConfig,
+    /// Data-parallel training (used when a launcher starts several ranks).
+    pub dist: DistConfig,
     /// Run folder: `metrics.jsonl` and `checkpoints/` go here.
     pub out_dir: PathBuf,
 }
@@ -199,8 +201,26 @@ impl Default for TrainConfig {
             dynamic_sampling: DynamicSampling::default(),
             ref_kl: None,
             checkpoint: CheckpointConfig::default(),
+            dist: DistConfig::default(),
             out_dir: PathBuf::from("runs/cove"),
         }
+    }
+}
+
+/// Data-parallel settings (see [`crate::dist`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistConfig {
+    /// How long a rank waits at a collective for the others before it stops with an
+    /// error naming the missing ranks. It must cover the longest imbalance between
+    /// ranks (a slow rollout, rank 0 writing a checkpoint); PyTorch's default is the
+    /// same 30 minutes.
+    pub timeout_s: f64,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        DistConfig { timeout_s: 1800.0 }
     }
 }
 
@@ -319,6 +339,53 @@ impl TrainConfig {
         }
         if self.dynamic_sampling.enabled && self.dynamic_sampling.max_rounds == 0 {
             return bad("dynamic_sampling.max_rounds", "must be at least 1".into());
+        }
+        if !(self.dist.timeout_s > 0.0 && self.dist.timeout_s.is_finite()) {
+            return bad("dist.timeout_s", "must be finite and > 0".into());
+        }
+        Ok(())
+    }
+
+    /// Checks that a step shards over `world` ranks by whole groups, each global
+    /// optimizer mini-batch made of an equal share of every rank's: `prompts_per_step`
+    /// and `mini_batch_size / group_size` multiples of `world`, and no dynamic
+    /// sampling (its refills would differ per rank).
+    pub fn validate_world(&self, world: usize) -> Result<(), ConfigError> {
+        if world <= 1 {
+            return Ok(());
+        }
+        let bad = |field: &'static str, why: String| {
+            Err(ConfigError::Invalid {
+                path: PathBuf::from("<config>"),
+                field,
+                why,
+            })
+        };
+        let g = self.group_size;
+        if !self.prompts_per_step.is_multiple_of(world) {
+            return bad(
+                "prompts_per_step",
+                format!(
+                    "{} is not a multiple of the {world} ranks",
+                    self.prompts_per_step
+                ),
+            );
+        }
+        if !self.mini_batch_size.is_multiple_of(g * world) {
+            return bad(
+                "mini_batch_size",
+                format!(
+                    "{} is not a multiple of group_size x ranks = {g} x {world}: each rank \
+                     takes whole groups of every mini-batch",
+                    self.mini_batch_size
+                ),
+            );
+        }
+        if self.dynamic_sampling.enabled {
+            return bad(
+                "dynamic_sampling.enabled",
+                format!("not supported with {world} ranks (each rank would refill differently)"),
+            );
         }
         Ok(())
     }

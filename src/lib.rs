@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod dist;
 pub mod doctor;
 pub mod law;
 pub mod loss;

@@ -67,6 +67,13 @@ pub struct StepMetrics {
     /// only; `None` otherwise).
     #[serde(default)]
     pub selection_overlap_old: Option<f64>,
+    /// A 64-bit digest (hex) of which tokens Clip-Cov / KL-Cov selected, by global
+    /// position in each optimizer mini-batch: equal digests mean the same tokens were
+    /// selected, so runs (any world size, any micro-batching) can be compared
+    /// token for token. `None` for a control that does not select, or outside
+    /// `mini_batch` scope.
+    #[serde(default)]
+    pub selection_digest: Option<String>,
 }
 
 impl StepMetrics {

@@ -211,6 +211,21 @@ impl AdamW {
         }
     }
 
+    /// The gradients the next step applies (the f32 sums in bf16-mixed training), as
+    /// handles that write through: data-parallel training sums them across ranks in
+    /// place. A parameter no backward reached gets a zero gradient first, so every
+    /// rank hands over the same tensors.
+    pub fn gradients(&mut self) -> Vec<Tensor> {
+        if self.masters.is_none() {
+            for p in &self.params {
+                if !p.grad().defined() {
+                    (p.sum(Kind::Float) * 0.0).backward();
+                }
+            }
+        }
+        self.grads()
+    }
+
     /// Clears the gradients of all parameters (and the f32 accumulators).
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {

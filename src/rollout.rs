@@ -169,7 +169,27 @@ pub fn generate(
     prompts: &[Vec<i64>],
     cfg: &SamplingConfig,
 ) -> Result<Vec<Sample>, RolloutError> {
+    let keys: Vec<u64> = (0..prompts.len() as u64).collect();
+    generate_keyed(policy, prompts, &keys, cfg)
+}
+
+/// [`generate`] with each prompt's random streams keyed by `keys[i]` instead of its
+/// position: sample `j` of prompt `i` draws from stream `keys[i] * n + j` of
+/// `cfg.seed`. A data-parallel rank passes its prompts' global indices, so a prompt
+/// gets the same samples whichever rank, and whichever batch, it is in.
+pub fn generate_keyed(
+    policy: &Policy,
+    prompts: &[Vec<i64>],
+    keys: &[u64],
+    cfg: &SamplingConfig,
+) -> Result<Vec<Sample>, RolloutError> {
     cfg.validate()?;
+    if keys.len() != prompts.len() {
+        return Err(RolloutError::Config {
+            field: "keys".into(),
+            message: format!("{} keys for {} prompts", keys.len(), prompts.len()),
+        });
+    }
     let vocab = policy.model.vocab_size();
     for (index, p) in prompts.iter().enumerate() {
         if p.is_empty() {
@@ -189,7 +209,7 @@ pub fn generate(
     let mut runs: Vec<Running> = (0..total)
         .map(|i| {
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-            rng.set_stream(i as u64);
+            rng.set_stream(keys[i / cfg.n] * cfg.n as u64 + (i % cfg.n) as u64);
             Running {
                 tokens: Vec::new(),
                 logprobs: Vec::new(),

@@ -43,6 +43,7 @@ use crate::advantage::Advantage;
 use crate::batching::{MicroBatch, MicroBatching, SeqShape, plan_micro_batches};
 use crate::checkpoint::{self, CheckpointError, TrainState};
 use crate::config::{ConfigError, KlEstimator, TrainConfig};
+use crate::dist::{Collective, DistError, ReduceOp, Single, all_reduce_buckets};
 use crate::loss::{
     AggNorm, ControlConfig, EntropyControl, LossSums, MiniBatchPlan, SelectionLogp, SelectionScope,
     TokenTensors, aggregate, cov_stats, micro_batch_loss, plan_mini_batch,
@@ -53,7 +54,7 @@ use crate::model::{
     packed_response_logprobs,
 };
 use crate::optim::{AdamW, Precision, cast_variables};
-use crate::rollout::{FinishReason, RolloutError, generate};
+use crate::rollout::{FinishReason, RolloutError, generate_keyed};
 use cove_verifiers::{Reward, Score};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -114,6 +115,9 @@ pub enum TrainError {
         /// What is wrong.
         why: String,
     },
+    /// A collective operation across data-parallel ranks failed.
+    #[error(transparent)]
+    Dist(#[from] DistError),
     /// The checkpoint does not belong to this configuration.
     #[error("{path}: {why}")]
     Resume {
@@ -170,6 +174,8 @@ pub struct Trainer<R: Reward> {
     state: TrainState,
     order: (u64, Vec<usize>),
     metrics: Option<MetricsWriter>,
+    /// The data-parallel process group ([`Single`]: this process alone).
+    comm: Box<dyn Collective>,
 }
 
 fn pad_to(x: &Tensor, width: i64) -> Tensor {
@@ -250,7 +256,81 @@ impl<R: Reward> Trainer<R> {
             state,
             order: (u64::MAX, Vec::new()),
             metrics: None,
+            comm: Box::new(Single),
         })
+    }
+
+    /// Trains as one rank of a data-parallel job (see [`crate::dist`]): each step this
+    /// rank samples and trains on its share of the prompts, whole groups of every
+    /// optimizer mini-batch; gradients, normalisers, the Clip-Cov / KL-Cov selection
+    /// and the metrics are global, so the update is the single-process one. Rank 0
+    /// alone writes metrics and checkpoints. Checks that the configuration shards over
+    /// the world and that every rank starts from the same weights.
+    pub fn with_collective(mut self, comm: Box<dyn Collective>) -> Result<Self, TrainError> {
+        self.cfg.validate_world(comm.world_size())?;
+        self.comm = comm;
+        self.check_same_weights("the initial weights")?;
+        Ok(self)
+    }
+
+    /// The data-parallel process group this trainer runs in.
+    pub fn collective(&self) -> &dyn Collective {
+        self.comm.as_ref()
+    }
+
+    /// Whether this process writes the run's files (rank 0).
+    pub fn is_main_rank(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    /// Fails unless every rank holds bitwise the same trainable parameters (a
+    /// fingerprint per tensor, gathered): ranks that load different weights would
+    /// silently train different models.
+    fn check_same_weights(&self, what: &str) -> Result<(), TrainError> {
+        let world = self.comm.world_size();
+        if world == 1 {
+            return Ok(());
+        }
+        let params = self.named_params();
+        let prints: Vec<f64> = params
+            .iter()
+            .map(|(_, t)| {
+                let t = t.detach().to_kind(Kind::Double).reshape([-1]);
+                let ramp = Tensor::arange(t.numel() as i64, (Kind::Double, t.device())) + 1.0;
+                (t * ramp.sqrt()).sum(Kind::Double).double_value(&[])
+            })
+            .collect();
+        let all = self
+            .comm
+            .all_gather(&Tensor::from_slice(&prints), "comparing parameters")?;
+        let all = Vec::<f64>::try_from(&all).map_err(ModelError::Torch)?;
+        let n = prints.len();
+        for rank in 1..world {
+            if let Some(i) = (0..n).find(|&i| all[rank * n + i].to_bits() != all[i].to_bits()) {
+                return Err(DistError::Launch(format!(
+                    "{what}: rank {rank}'s `{}` differs from rank 0's (do all ranks load the same \
+                     model and checkpoint?)",
+                    params[i].0
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The single-process position, among a step's (or a refill round's) `prompts`
+    /// prompts, of rank `rank`'s `q`-th: each optimizer mini-batch's block of prompts
+    /// is split into equal contiguous shares in rank order, so a global mini-batch is
+    /// its ranks' local ones concatenated.
+    fn global_prompt(&self, rank: usize, q: usize, prompts: usize) -> usize {
+        let world = self.comm.world_size();
+        if world == 1 {
+            return q;
+        }
+        let block = self.cfg.mini_batch_size / self.cfg.group_size;
+        let (k, j) = (q / (block / world), q % (block / world));
+        let start = k * block;
+        start + rank * (block.min(prompts - start) / world) + j
     }
 
     /// Replaces the advantage estimator chosen by the configuration.
@@ -351,7 +431,10 @@ impl<R: Reward> Trainer<R> {
             .map_err(resume_err)?;
         self.control.set_strength(state.control_strength);
         self.state = state;
-        self.truncate_metrics()?;
+        if self.is_main_rank() {
+            self.truncate_metrics()?;
+        }
+        self.check_same_weights(&format!("the checkpoint {}", path.display()))?;
         Ok(Some(self.state.step))
     }
 
@@ -427,9 +510,14 @@ impl<R: Reward> Trainer<R> {
         std::fs::rename(&tmp, &path).map_err(err)
     }
 
-    /// Writes a checkpoint of the current state now (atomically) and prunes old ones.
+    /// Writes a checkpoint of the current state now (atomically) and prunes old ones;
+    /// returns its folder. Data-parallel, rank 0 writes it and the other ranks (whose
+    /// state is the same) only return where it goes.
     pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
         let dir = self.checkpoint_dir();
+        if !self.is_main_rank() {
+            return Ok(dir.join(checkpoint::step_dir_name(self.state.step)));
+        }
         let (params, optim) = (self.named_params(), self.opt.state_tensors());
         let path = match self.policy.model.lora() {
             Some(lora) => {
@@ -443,13 +531,14 @@ impl<R: Reward> Trainer<R> {
 
     /// Runs steps until `cfg.steps` are done (or `on_step` breaks), writing
     /// `out_dir/metrics.jsonl` and checkpoints every `checkpoint.every` steps and at
-    /// the end.
+    /// the end (rank 0 only). Data-parallel, the ranks stop together: after a step
+    /// where `on_step` breaks on any rank.
     pub fn run(
         &mut self,
         mut on_step: impl FnMut(&StepMetrics) -> ControlFlow<()>,
     ) -> Result<(), TrainError> {
         let path = self.cfg.out_dir.join("metrics.jsonl");
-        if self.metrics.is_none() {
+        if self.metrics.is_none() && self.is_main_rank() {
             self.metrics =
                 Some(
                     MetricsWriter::open(&path).map_err(|source| TrainError::Metrics {
@@ -472,16 +561,20 @@ impl<R: Reward> Trainer<R> {
             {
                 self.save_checkpoint()?;
             }
-            if on_step(&m).is_break() {
+            let mut stop = Tensor::from_slice(&[on_step(&m).is_break() as i64]);
+            self.comm
+                .all_reduce(&mut stop, ReduceOp::Max, "agreeing to stop")?;
+            if stop.int64_value(&[0]) != 0 {
                 break;
             }
         }
         Ok(())
     }
 
-    fn next_example(&mut self) -> usize {
+    /// The example at `position` of the run's data order (a fresh shuffle each epoch).
+    fn example_at(&mut self, position: u64) -> usize {
         let n = self.data.len() as u64;
-        let epoch = self.state.data_cursor / n;
+        let epoch = position / n;
         if self.order.0 != epoch {
             let mut perm: Vec<usize> = (0..self.data.len()).collect();
             perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(
@@ -490,9 +583,7 @@ impl<R: Reward> Trainer<R> {
             )));
             self.order = (epoch, perm);
         }
-        let i = self.order.1[(self.state.data_cursor % n) as usize];
-        self.state.data_cursor += 1;
-        i
+        self.order.1[(position % n) as usize]
     }
 
     /// Samples and scores one batch (with dynamic-sampling refills); returns the rows
@@ -513,7 +604,14 @@ impl<R: Reward> Trainer<R> {
             if need == 0 {
                 break;
             }
-            let examples: Vec<usize> = (0..need).map(|_| self.next_example()).collect();
+            // This rank's share of the round's prompts, by single-process position.
+            let rank = self.comm.rank();
+            let keys: Vec<u64> = (0..need / self.comm.world_size())
+                .map(|q| self.global_prompt(rank, q, need) as u64)
+                .collect();
+            let base = self.state.data_cursor;
+            let examples: Vec<usize> = keys.iter().map(|&p| self.example_at(base + p)).collect();
+            self.state.data_cursor = base + need as u64;
             let prompts: Vec<Vec<i64>> = examples
                 .iter()
                 .map(|&i| self.prompt_ids[i].clone())
@@ -523,7 +621,7 @@ impl<R: Reward> Trainer<R> {
                 .rollout
                 .sampling(g, mix_seed(step_seed, round as u64));
             let t = Instant::now();
-            let samples = generate(&self.policy, &prompts, &sampling)?;
+            let samples = generate_keyed(&self.policy, &prompts, &keys, &sampling)?;
             secs.rollout += t.elapsed().as_secs_f64();
             let t = Instant::now();
             let (reward, data) = (&self.reward, &self.data);
@@ -705,9 +803,32 @@ impl<R: Reward> Trainer<R> {
     /// Runs one training step on a batch sampled elsewhere (by another engine, or a
     /// benchmark's fixed batch): advantages, old log-probs, the update; no rollout.
     /// Every row's `example` must index the dataset and its `logprobs` / `entropies`
-    /// hold one value per response token.
+    /// hold one value per response token. Data-parallel, `rows` are this rank's share
+    /// as [`Trainer::step`] lays it out: `prompts_per_step / world` whole groups of
+    /// `group_size` rows, row `i` in group `i / group_size`.
     pub fn step_on(&mut self, rows: &[Row]) -> Result<StepMetrics, TrainError> {
+        let (world, g) = (self.comm.world_size(), self.cfg.group_size);
+        if world > 1 && rows.len() != self.cfg.prompts_per_step / world * g {
+            return Err(TrainError::Batch {
+                index: rows.len(),
+                why: format!(
+                    "{} rows, but this rank's share of a step is {} groups of {g}",
+                    rows.len(),
+                    self.cfg.prompts_per_step / world
+                ),
+            });
+        }
         for (index, row) in rows.iter().enumerate() {
+            if world > 1 && row.group != index / g {
+                return Err(TrainError::Batch {
+                    index,
+                    why: format!(
+                        "group {}, but row {index} lies in group {}",
+                        row.group,
+                        index / g
+                    ),
+                });
+            }
             if row.example >= self.data.len()
                 || row.logprobs.len() != row.response.len()
                 || row.entropies.len() != row.response.len()
@@ -729,7 +850,8 @@ impl<R: Reward> Trainer<R> {
         self.learn(rows, 0, step_seed, PhaseSeconds::default(), Instant::now())
     }
 
-    /// The learning half of a step: advantages, the update, metrics.
+    /// The learning half of a step: advantages, the update, metrics (all over the
+    /// global batch when data-parallel).
     fn learn(
         &mut self,
         rows: &[Row],
@@ -738,28 +860,25 @@ impl<R: Reward> Trainer<R> {
         mut secs: PhaseSeconds,
         t_step: Instant,
     ) -> Result<StepMetrics, TrainError> {
-        let n = rows.len();
         let mut m = StepMetrics {
             groups_dropped: dropped,
             ..StepMetrics::default()
         };
+        let batch = self.global_batch(rows)?;
+        let n = batch.scores.len();
         if n > 0 {
-            let scores: Vec<f64> = rows.iter().map(|r| r.score.reward).collect();
-            let group_ids: Vec<usize> = rows.iter().map(|r| r.group).collect();
-            let lengths: Vec<usize> = rows.iter().map(|r| r.response.len()).collect();
-            let adv = self.advantage.compute(&scores, &group_ids, &lengths);
-            m.reward_mean = scores.iter().sum::<f64>() / n as f64;
-            m.accuracy = rows.iter().filter(|r| r.score.correct).count() as f64 / n as f64;
-            m.response_len_mean = lengths.iter().sum::<usize>() as f64 / n as f64;
-            m.response_len_max = lengths.iter().copied().max().unwrap_or(0);
-            m.truncation_rate = rows
-                .iter()
-                .filter(|r| r.finish == FinishReason::Length)
-                .count() as f64
-                / n as f64;
+            let adv = self
+                .advantage
+                .compute(&batch.scores, &batch.groups, &batch.lengths);
+            let adv: Vec<f64> = batch.local.iter().map(|&i| adv[i]).collect();
+            m.reward_mean = batch.scores.iter().sum::<f64>() / n as f64;
+            m.accuracy = batch.correct.iter().filter(|&&c| c).count() as f64 / n as f64;
+            m.response_len_mean = batch.lengths.iter().sum::<usize>() as f64 / n as f64;
+            m.response_len_max = batch.lengths.iter().copied().max().unwrap_or(0);
+            m.truncation_rate = batch.truncated.iter().filter(|&&t| t).count() as f64 / n as f64;
             let width = m.response_len_max as i64;
             if width > 0 {
-                self.update(rows, &adv, width, step_seed, &mut secs, &mut m)?;
+                self.update(rows, &adv, &batch, width, step_seed, &mut secs, &mut m)?;
             }
         }
         self.control.observe_entropy(m.entropy);
@@ -774,12 +893,74 @@ impl<R: Reward> Trainer<R> {
         Ok(m)
     }
 
+    /// The step's rows of every rank in single-process order: the per-row values
+    /// advantages and metrics need, gathered, with where this rank's rows sit.
+    fn global_batch(&self, rows: &[Row]) -> Result<GlobalBatch, TrainError> {
+        let (world, g, n) = (self.comm.world_size(), self.cfg.group_size, rows.len());
+        // Rank `r`'s row `i`: its single-process position and group.
+        let place = |r: usize, i: usize| -> (usize, usize) {
+            if world == 1 {
+                return (i, rows[i].group);
+            }
+            let prompt = self.global_prompt(r, i / g, n * world / g);
+            (prompt * g + i % g, prompt)
+        };
+        let mut table = Vec::with_capacity(n * 4);
+        for r in rows {
+            table.extend([
+                r.score.reward,
+                r.score.correct as u8 as f64,
+                r.response.len() as f64,
+                (r.finish == FinishReason::Length) as u8 as f64,
+            ]);
+        }
+        let all = self.comm.all_gather(
+            &Tensor::from_slice(&table).view([n as i64, 4]),
+            "gathering rewards",
+        )?;
+        let all = Vec::<f64>::try_from(&all.reshape([-1])).map_err(ModelError::Torch)?;
+        let total = n * world;
+        let mut batch = GlobalBatch {
+            scores: vec![0.0; total],
+            correct: vec![false; total],
+            lengths: vec![0; total],
+            truncated: vec![false; total],
+            groups: vec![0; total],
+            local: (0..n).map(|i| place(self.comm.rank(), i).0).collect(),
+            order: vec![0; total],
+        };
+        for r in 0..world {
+            for i in 0..n {
+                let (pos, group) = place(r, i);
+                let v = &all[(r * n + i) * 4..(r * n + i + 1) * 4];
+                batch.scores[pos] = v[0];
+                batch.correct[pos] = v[1] != 0.0;
+                batch.lengths[pos] = v[2] as usize;
+                batch.truncated[pos] = v[3] != 0.0;
+                batch.groups[pos] = group;
+                batch.order[pos] = r * n + i;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Every rank's `[rows, T]` tensor in single-process row order (this rank's own
+    /// at world size 1).
+    fn gather_rows(&self, x: &Tensor, order: &Tensor, what: &str) -> Result<Tensor, TrainError> {
+        if self.comm.world_size() == 1 {
+            return Ok(x.shallow_clone());
+        }
+        Ok(self.comm.all_gather(x, what)?.index_select(0, order))
+    }
+
     /// The update phase of a step: old log-probs, then `ppo_epochs` passes of
     /// optimizer mini-batches over the rows.
+    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
         rows: &[Row],
         adv: &[f64],
+        batch: &GlobalBatch,
         width: i64,
         step_seed: u64,
         secs: &mut PhaseSeconds,
@@ -790,16 +971,28 @@ impl<R: Reward> Trainer<R> {
         let t = Instant::now();
         let (tokens, entropy) = self.step_tokens(rows, &seqs, adv, width)?;
         secs.old_logprob += t.elapsed().as_secs_f64();
-        let n_tok = tokens.valid.sum(Kind::Double).double_value(&[]);
+        // The whole step's tokens (every rank's, in single-process order): what the
+        // selection, the normalisers and the step's statistics are taken over.
+        let order = Tensor::from_slice(&batch.order.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(tokens.valid.device());
+        let global = StepTokens {
+            old: self.gather_rows(&tokens.old, &order, "gathering old log-probs")?,
+            valid: self.gather_rows(&tokens.valid, &order, "gathering token masks")?,
+            adv: self.gather_rows(&tokens.adv, &order, "gathering advantages")?,
+            reference: None,
+        };
+        let entropy = self.gather_rows(&entropy, &order, "gathering entropies")?;
+        let n_tok = global.valid.sum(Kind::Double).double_value(&[]);
         m.entropy = entropy
-            .masked_fill(&tokens.valid.logical_not(), 0.0)
+            .masked_fill(&global.valid.logical_not(), 0.0)
             .sum(Kind::Double)
             .double_value(&[])
             / n_tok.max(1.0);
-        m.cov = cov_stats(&tokens.old, &tokens.adv, &tokens.valid, self.clip_cov_lb());
+        m.cov = cov_stats(&global.old, &global.adv, &global.valid, self.clip_cov_lb());
 
         let t = Instant::now();
-        let (n, mb) = (rows.len(), self.cfg.mini_batch_size);
+        let world = self.comm.world_size();
+        let (n, mb) = (rows.len(), self.cfg.mini_batch_size / world);
         let mut totals = UpdateTotals::default();
         // The training forwards (adapter dropout on, its masks drawn from libtorch's
         // generator seeded by the step, so a resumed run draws the same) until this
@@ -813,11 +1006,18 @@ impl<R: Reward> Trainer<R> {
         for epoch in 0..self.cfg.ppo_epochs {
             for (index, start) in (0..n).step_by(mb).enumerate() {
                 let range = start..(start + mb).min(n);
+                // This rank's rows are the `rank`-th share of global mini-batch `index`.
+                let global_start = index * self.cfg.mini_batch_size;
+                let global_range =
+                    global_start..(global_start + self.cfg.mini_batch_size).min(n * world);
+                let offset = self.comm.rank() * range.len();
                 let seed = mix_seed(step_seed, ((epoch as u64) << 32) | (index as u64 + 1));
                 let first = epoch == 0 && start == 0;
                 let out = self.optimize_mini_batch(
                     &seqs.slice(range.clone()),
                     &tokens.slice(range),
+                    &global.slice(global_range),
+                    offset as i64,
                     seed,
                     first,
                 )?;
@@ -826,12 +1026,19 @@ impl<R: Reward> Trainer<R> {
             }
         }
         secs.update += t.elapsed().as_secs_f64();
-        let tok = totals.sums.tokens.max(1.0);
-        m.selected_frac = totals.sums.selected / tok;
-        m.clip_frac = totals.sums.clipped / tok;
-        m.approx_kl = totals.sums.approx_kl / tok;
+        let s = &totals.sums;
+        let mut sums =
+            Tensor::from_slice(&[totals.loss, s.tokens, s.selected, s.clipped, s.approx_kl]);
+        self.comm
+            .all_reduce(&mut sums, ReduceOp::Sum, "summing step metrics")?;
+        let sums = Vec::<f64>::try_from(&sums).map_err(ModelError::Torch)?;
+        let tok = sums[1].max(1.0);
+        m.selected_frac = sums[2] / tok;
+        m.clip_frac = sums[3] / tok;
+        m.approx_kl = sums[4] / tok;
         let opt_steps = totals.optimizer_steps.max(1) as f64;
-        m.loss = totals.loss / opt_steps;
+        m.loss = sums[0] / opt_steps;
+        m.selection_digest = totals.digest.map(|d| format!("{d:016x}"));
         m.grad_norm = totals.grad_norm / opt_steps;
         m.selection_overlap_old =
             (totals.overlaps > 0).then(|| totals.overlap_sum / totals.overlaps as f64);
@@ -870,35 +1077,41 @@ impl<R: Reward> Trainer<R> {
     /// micro-batches (whose backward assumed no selection) get a correction pass over
     /// their sequences up to the last selected token. No extra forward of the
     /// mini-batch, exact selection, memory bounded by one micro-batch.
+    ///
+    /// Data-parallel, `t` holds this rank's rows and `global` the whole global
+    /// mini-batch's (this rank's at row `offset`): the selection and the normaliser
+    /// come from `global` (the current log-probs gathered when deferred), so they are
+    /// the single-process ones, and the gradients are summed across ranks before
+    /// clipping.
     fn optimize_mini_batch(
         &mut self,
         seqs: &Seqs,
         t: &StepTokens,
+        global: &StepTokens,
+        offset: i64,
         seed: u64,
         first_update: bool,
     ) -> Result<MiniBatchOutcome, TrainError> {
         let device = self.policy.model.device();
         let width = t.valid.size()[1];
+        let rows = t.valid.size()[0];
         let rule = self.micro_batching(self.cfg.micro_batch_size);
         let micro = plan_micro_batches(&self.shapes(seqs), rule, self.cfg.share_prompt_prefix);
         let deferred = self.selection_from_training_forward(first_update);
+        // `micro_batch` scope averages the micro-batches of every rank.
+        let micro_batches = micro.len() * self.comm.world_size();
         // Until the selection is known (deferred), no token counts as selected.
-        let mut plan = if deferred {
+        let mut global_plan = if deferred {
             MiniBatchPlan {
                 selected: None,
-                norm: Some(AggNorm::of(&t.valid, self.cfg.loss.seq_norm_len)),
-                micro_batches: micro.len(),
+                norm: Some(AggNorm::of(&global.valid, self.cfg.loss.seq_norm_len)),
+                micro_batches,
                 seed,
             }
         } else {
-            plan_mini_batch(
-                &self.cfg.loss,
-                self.control.as_ref(),
-                &t.with_logp(&t.old),
-                micro.len(),
-                seed,
-            )
+            self.plan(&global.with_logp(&global.old), micro_batches, seed)
         };
+        let mut plan = global_plan.rows(offset, rows);
         let mut current = t.old.zeros_like();
         let entropy_grad = self.control.entropy_coef() != 0.0;
         let mut out = MiniBatchOutcome::default();
@@ -909,13 +1122,11 @@ impl<R: Reward> Trainer<R> {
             if deferred {
                 current = current.index_copy(0, &idx, &logp.detach());
                 if k + 1 == micro.len() {
-                    plan = plan_mini_batch(
-                        &self.cfg.loss,
-                        self.control.as_ref(),
-                        &t.with_logp(&current),
-                        micro.len(),
-                        seed,
-                    );
+                    let everyone = self
+                        .comm
+                        .all_gather(&current, "gathering current log-probs")?;
+                    global_plan = self.plan(&global.with_logp(&everyone), micro_batches, seed);
+                    plan = global_plan.rows(offset, rows);
                 }
             }
             let rows = t.rows(&idx);
@@ -943,15 +1154,10 @@ impl<R: Reward> Trainer<R> {
             let (loss, selected) = self.correct_selection(seqs, t, &plan, &earlier)?;
             out.loss += loss;
             out.sums.selected += selected;
-            let old_plan = plan_mini_batch(
-                &self.cfg.loss,
-                self.control.as_ref(),
-                &t.with_logp(&t.old),
-                micro.len(),
-                seed,
-            );
+            let old_plan = self.plan(&global.with_logp(&global.old), micro_batches, seed);
             out.overlap_old = Some(jaccard(
-                plan.selected
+                global_plan
+                    .selected
                     .as_ref()
                     .expect("a selecting control's plan selects"),
                 old_plan
@@ -959,6 +1165,20 @@ impl<R: Reward> Trainer<R> {
                     .as_ref()
                     .expect("a selecting control's plan selects"),
             ));
+        }
+        out.digest = global_plan
+            .selected
+            .as_ref()
+            .map(selection_digest)
+            .transpose()?;
+        if self.comm.world_size() > 1 {
+            let mut grads = self.opt.gradients();
+            all_reduce_buckets(
+                self.comm.as_ref(),
+                &mut grads,
+                ReduceOp::Sum,
+                "gradient all-reduce",
+            )?;
         }
         out.grad_norm = self.opt.clip_grad_norm();
         out.lr = self
@@ -968,6 +1188,17 @@ impl<R: Reward> Trainer<R> {
         self.opt.step(out.lr);
         self.opt.zero_grad();
         Ok(out)
+    }
+
+    /// The mini-batch plan (selection, normaliser) over `scope`.
+    fn plan(&self, scope: &TokenTensors, micro_batches: usize, seed: u64) -> MiniBatchPlan {
+        plan_mini_batch(
+            &self.cfg.loss,
+            self.control.as_ref(),
+            scope,
+            micro_batches,
+            seed,
+        )
     }
 
     /// Optimizer steps of the whole run (the learning-rate schedule's length).
@@ -1144,6 +1375,8 @@ struct MiniBatchOutcome {
     sums: LossSums,
     /// Jaccard overlap of the current-policy selection with the old-policy one.
     overlap_old: Option<f64>,
+    /// [`selection_digest`] of the global mini-batch's selection.
+    digest: Option<u64>,
 }
 
 /// Sums over a step's mini-batches.
@@ -1155,6 +1388,8 @@ struct UpdateTotals {
     sums: LossSums,
     overlap_sum: f64,
     overlaps: usize,
+    /// The mini-batches' selection digests, folded in order.
+    digest: Option<u64>,
 }
 
 impl UpdateTotals {
@@ -1167,7 +1402,35 @@ impl UpdateTotals {
             self.overlap_sum += j;
             self.overlaps += 1;
         }
+        if let Some(d) = o.digest {
+            self.digest = Some(mix_seed(self.digest.unwrap_or(0), d));
+        }
     }
+}
+
+/// A step's rows of every rank in single-process order (see `Trainer::global_batch`).
+struct GlobalBatch {
+    scores: Vec<f64>,
+    correct: Vec<bool>,
+    lengths: Vec<usize>,
+    truncated: Vec<bool>,
+    /// Group ids (at world size 1 the rows' own; else the global prompt index).
+    groups: Vec<usize>,
+    /// The single-process position of each of this rank's rows.
+    local: Vec<usize>,
+    /// For each single-process position, its row in the rank-major gather.
+    order: Vec<usize>,
+}
+
+/// A 64-bit digest of a `[B, T]` selection: its selected tokens' flat positions,
+/// hashed in order (see `StepMetrics::selection_digest`).
+fn selection_digest(selected: &Tensor) -> Result<u64, TrainError> {
+    let flat = selected.reshape([-1]).nonzero().reshape([-1]);
+    let positions = Vec::<i64>::try_from(&flat).map_err(ModelError::Torch)?;
+    Ok(positions.iter().fold(
+        mix_seed(positions.len() as u64, selected.size()[1] as u64),
+        |h, &p| mix_seed(h, p as u64),
+    ))
 }
 
 /// `|a ∧ b| / |a ∨ b|` of two boolean selections (1 when both are empty).

@@ -103,7 +103,9 @@ impl MathRun {
             policy.source.display(),
             self.data.describe(&self.data.train, rows.len())
         );
-        if let Some(eval) = &self.data.eval {
+        // Data-parallel, rank 0 alone measures the held-out start.
+        let main = crate::dist::Launch::from_env()?.rank == 0;
+        if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
             let (correct, total) = math_accuracy(&policy, &held_out, &sampling)?;
@@ -160,15 +162,20 @@ impl CodeRun {
     /// Loads the data (checking the first reference solutions in the sandbox, with a
     /// warning for each that fails) and the policy, and builds the trainer.
     ///
-    /// Programs run in one worker process per core, started from the current executable:
+    /// Programs run in one worker process per core this rank is given (all cores for a
+    /// single process), started from the current executable:
     /// its `main` must call [`crate::verifiers::code::serve_if_worker`] first, as
     /// `train-code`'s does.
     pub fn build(&self) -> BuildResult<CodeVerifier> {
         let train = &self.data.train;
         let mut rows = load_code(train, self.data.layout)?;
         rows.truncate(self.data.limit.unwrap_or(usize::MAX));
+        // One worker per core this rank is given (ranks on one machine share it).
         let verifier = CodeVerifier::with_worker_processes(
-            CodeConfig::default(),
+            CodeConfig {
+                threads: crate::dist::Launch::from_env()?.cores_per_rank(),
+                ..CodeConfig::default()
+            },
             WorkerCommand::current_exe()?,
         )?;
         let mut data = Vec::with_capacity(rows.len());

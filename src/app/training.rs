@@ -111,11 +111,15 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     opts: &LoopOptions,
 ) -> Result<LoopOutcome, Box<dyn std::error::Error>> {
     let interrupted = interrupt_flag();
-    if let Some(step) = trainer.resume()? {
+    // Data-parallel, rank 0 alone reports (every rank's metrics are the global ones).
+    let main = trainer.is_main_rank();
+    if let Some(step) = trainer.resume()?
+        && main
+    {
         eprintln!("resumed from the checkpoint of step {step}");
     }
     let total = trainer.config().steps;
-    let bar = if opts.progress {
+    let bar = if opts.progress && main {
         indicatif::ProgressBar::new(total)
     } else {
         indicatif::ProgressBar::hidden()
@@ -131,9 +135,13 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     let mut watch = crate::law::EntropyWatch::new(opts.entropy_warn_fraction);
     let mut warning = None;
     trainer.run(|m| {
-        bar.suspend(|| eprintln!("{}", m.summary()));
+        if main {
+            bar.suspend(|| eprintln!("{}", m.summary()));
+        }
         if let Some(w) = watch.observe(m.step, m.entropy) {
-            bar.suspend(|| eprintln!("warning: {w}"));
+            if main {
+                bar.suspend(|| eprintln!("warning: {w}"));
+            }
             warning = Some(w);
         }
         bar.set_message(format!("H {:.3} acc {:.0}%", m.entropy, m.accuracy * 100.0));
@@ -148,9 +156,13 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     let stopped = interrupted.load(Ordering::SeqCst);
     if stopped {
         let path = trainer.save_checkpoint()?;
-        eprintln!("interrupted: checkpoint saved to {}", path.display());
+        if main {
+            eprintln!("interrupted: checkpoint saved to {}", path.display());
+        }
     }
-    plot_metrics(run)?;
+    if main {
+        plot_metrics(run)?;
+    }
     Ok(LoopOutcome {
         steps: trainer.state().step,
         interrupted: stopped,
@@ -252,11 +264,23 @@ where
 {
     let (cfg, table): (C, toml::Table) =
         resolve(defaults, args.config.as_deref(), &args.all_sets())?;
-    let (mut trainer, run_opts) = make(&cfg)?;
+    let launch = crate::dist::Launch::from_env()?;
+    let (trainer, run_opts) = make(&cfg)?;
     if run_opts.threads > 0 {
         tch::set_num_threads(run_opts.threads);
+    } else if launch.local_world_size > 1 {
+        // Ranks sharing a machine share its cores (oversubscribed, libtorch's OpenMP
+        // threads stall each other).
+        tch::set_num_threads(launch.cores_per_rank() as i32);
     }
-    let run = RunDir::create(&trainer.config().out_dir.clone(), &table)?;
+    let timeout = std::time::Duration::from_secs_f64(trainer.config().dist.timeout_s);
+    let mut trainer = trainer.with_collective(launch.connect(timeout)?)?;
+    let out_dir = trainer.config().out_dir.clone();
+    let run = if trainer.is_main_rank() {
+        RunDir::create(&out_dir, &table)?
+    } else {
+        RunDir { root: out_dir }
+    };
     let outcome = train_loop(
         &mut trainer,
         &run,

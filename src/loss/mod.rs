@@ -88,6 +88,19 @@ pub struct MiniBatchPlan {
     pub seed: u64,
 }
 
+impl MiniBatchPlan {
+    /// The plan restricted to `rows` rows from `offset` (a data-parallel rank's share of
+    /// the global mini-batch): the same selection and normaliser.
+    pub fn rows(&self, offset: i64, rows: i64) -> MiniBatchPlan {
+        MiniBatchPlan {
+            selected: self.selected.as_ref().map(|s| s.narrow(0, offset, rows)),
+            norm: self.norm,
+            micro_batches: self.micro_batches,
+            seed: self.seed,
+        }
+    }
+}
+
 /// Plans a mini-batch: in `mini_batch` scope, selects over the whole mini-batch (the
 /// tensors of `scope`; `logp` is the current policy's, read detached) and fixes the
 /// normaliser. In `micro_batch` scope nothing is decided here. `scope.logp` is only

@@ -4,6 +4,7 @@
 mod app_binaries;
 mod app_data;
 mod app_demo;
+mod data_parallel;
 mod doctor;
 mod learner_common;
 mod learner_e2e;
