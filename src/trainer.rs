@@ -38,6 +38,13 @@
 //! streams, Clip-Cov's choice) and the data order by `(seed, epoch)`, so a run resumed
 //! from a checkpoint continues the same trajectory as an uninterrupted one (on the same
 //! device and thread count).
+//!
+//! Data parallelism ([`Trainer::with_collective`], [`crate::dist`]): each rank samples
+//! and trains on its share of every optimizer mini-batch (whole groups); rewards, the
+//! step's per-token tensors and, when deferred, the current log-probs are gathered, so
+//! advantages, normalisers, the selection and the metrics are the single-process ones;
+//! gradients are summed across ranks before clipping. Each rollout stream is keyed by
+//! its prompt's global position, so any world size samples what one process samples.
 
 use crate::advantage::Advantage;
 use crate::batching::{MicroBatch, MicroBatching, SeqShape, plan_micro_batches};

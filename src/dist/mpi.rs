@@ -93,10 +93,14 @@ impl Mpi {
     }
 
     /// Sends every peer this operation's note and waits for theirs (see the module
-    /// docs). A failure marks the group failed (see [`Mpi`]).
+    /// docs). A timeout or divergence marks the group failed (see [`Mpi`]); a size
+    /// mismatch does not, since every rank sees it at the same operation and no data
+    /// moved.
     fn arrive(&self, what: &str, elements: usize) -> Result<(), DistError> {
-        let outcome = self.exchange_notes(what, elements);
-        self.fail_on(outcome)
+        match self.exchange_notes(what, elements) {
+            Err(e @ DistError::Tensor { .. }) => Err(e),
+            outcome => self.fail_on(outcome),
+        }
     }
 
     fn fail_on<T>(&self, outcome: Result<T, DistError>) -> Result<T, DistError> {
@@ -364,7 +368,8 @@ impl Mpi {
             tensor.device(),
         );
         if op == ReduceOp::Mean {
-            out = out / self.size as f64;
+            // In f64: integer tensors cannot be divided in place (the copy truncates).
+            out = out.to_kind(Kind::Double) / self.size as f64;
         }
         tch::no_grad(|| tensor.copy_(&out));
         Ok(())

@@ -4,8 +4,10 @@
 //! stop the job with an error naming it, and the run must resume to the uninterrupted
 //! result.
 
-use crate::learner_common::{small_config, trainer};
+use crate::learner_common::{Digits, dataset, small_config};
 use cove::config::TrainConfig;
+use cove::optim::Precision;
+use cove::trainer::Trainer;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -111,14 +113,19 @@ fn final_weights(out: &Path) -> Vec<(String, Tensor)> {
     model
 }
 
-/// The tiny policy's initial weights (`model.tiny_seed = 0`), by name.
-fn initial_weights() -> Vec<(String, Tensor)> {
-    let p = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+/// The tiny policy's initial weights (`model.tiny_seed = 0`) by name, or with `lora`
+/// its initial adapters (what a LoRA checkpoint holds).
+fn initial_weights(lora: bool) -> Vec<(String, Tensor)> {
+    let mut p = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    if lora {
+        p.model.attach_lora(&lora_config(), "tiny").unwrap();
+    }
     let mut v = p
         .model
         .var_store()
         .variables()
         .into_iter()
+        .filter(|(name, _)| !lora || name.starts_with(cove::model::lora::PEFT_PREFIX))
         .collect::<Vec<_>>();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -159,9 +166,19 @@ fn small_dp_config(out: &Path, control: cove::loss::ControlConfig) -> TrainConfi
     cfg
 }
 
+/// The adapters of the LoRA case (dropout 0: with dropout each rank draws its own masks).
+fn lora_config() -> cove::model::lora::LoraConfig {
+    cove::model::lora::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        ..Default::default()
+    }
+}
+
 /// One rank of a run of the learner tests' trainer: started by the tests below (alone,
-/// or by `mpirun`) with `COVE_DP_CONFIG` naming a trainer TOML; joins the job the
-/// environment describes, resumes, trains. Without the variable it does nothing.
+/// or by `mpirun`) with `COVE_DP_CONFIG` naming a trainer TOML (and `COVE_DP_LORA` set
+/// for adapters); joins the job the environment describes, resumes, trains. Without
+/// the variable it does nothing.
 #[test]
 #[ignore = "one rank of a data-parallel test; they start it"]
 fn data_parallel_rank() {
@@ -175,7 +192,14 @@ fn data_parallel_rank() {
         .unwrap()
         .connect(timeout)
         .unwrap();
-    let mut t = trainer(cfg).with_collective(comm).unwrap();
+    let mut policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    if std::env::var_os("COVE_DP_LORA").is_some() {
+        policy.model.attach_lora(&lora_config(), "tiny").unwrap();
+    }
+    let mut t = Trainer::new(cfg, policy, Digits, dataset())
+        .unwrap()
+        .with_collective(comm)
+        .unwrap();
     t.resume().unwrap();
     if let Err(e) = t.run(|_| std::ops::ControlFlow::Continue(())) {
         eprintln!("rank {}: {e}", t.collective().rank());
@@ -183,8 +207,9 @@ fn data_parallel_rank() {
     }
 }
 
-/// Runs [`data_parallel_rank`] on `ranks` processes with `cfg`.
-fn train_ranks(ranks: usize, cfg: &TrainConfig) {
+/// Runs [`data_parallel_rank`] on `ranks` processes with `cfg` (with adapters when
+/// `lora`).
+fn train_ranks(ranks: usize, cfg: &TrainConfig, lora: bool) {
     let path = cfg.out_dir.with_extension("toml");
     std::fs::write(&path, toml::to_string(cfg).unwrap()).unwrap();
     let exe = std::env::current_exe().unwrap();
@@ -206,6 +231,7 @@ fn train_ranks(ranks: usize, cfg: &TrainConfig) {
         .args(["--exact", "data_parallel::data_parallel_rank", "--ignored"])
         .args(["--nocapture", "--test-threads", "1"])
         .env("COVE_DP_CONFIG", &path)
+        .envs(lora.then_some(("COVE_DP_LORA", "1")))
         .output()
         .expect("mpirun (scripts/setup.sh installs OpenMPI) starts");
     assert!(
@@ -218,42 +244,56 @@ fn train_ranks(ranks: usize, cfg: &TrainConfig) {
 #[test]
 fn two_mpi_ranks_make_the_single_process_update_and_selection() {
     use cove::loss::ControlConfig;
-    let init = initial_weights();
-    let controls = [
-        ("GRPO", ControlConfig::None),
+    let clip_cov = ControlConfig::ClipCov {
+        ratio: 0.2,
+        lb: -100.0,
+        ub: 100.0,
+    };
+    let kl_cov = ControlConfig::KlCov {
+        ratio: 0.2,
+        beta: 1.0,
+    };
+    let cases = [
+        ("GRPO", ControlConfig::None, Precision::F32, false),
+        ("Clip-Cov", clip_cov.clone(), Precision::F32, false),
+        ("KL-Cov", kl_cov, Precision::F32, false),
         (
-            "Clip-Cov",
-            ControlConfig::ClipCov {
-                ratio: 0.2,
-                lb: -100.0,
-                ub: 100.0,
-            },
+            "Clip-Cov, bf16-mixed",
+            clip_cov.clone(),
+            Precision::Bf16Mixed,
+            false,
         ),
-        (
-            "KL-Cov",
-            ControlConfig::KlCov {
-                ratio: 0.2,
-                beta: 1.0,
-            },
-        ),
+        ("Clip-Cov, LoRA", clip_cov, Precision::F32, true),
     ];
-    for (name, control) in controls {
+    for (name, control, precision, lora) in cases {
+        let init = initial_weights(lora);
         let dir = tempfile::tempdir().unwrap();
         let (one, two) = (dir.path().join("one"), dir.path().join("two"));
         let config = |out: &Path| {
             let mut cfg = small_dp_config(out, control.clone());
-            if name == "KL-Cov" {
+            cfg.precision = precision;
+            if name == "KL-Cov" || precision == Precision::Bf16Mixed {
                 // KL-Cov's |logp - old_logp| has gradient ±beta at a difference of float
                 // noise, so on a step's first mini-batch its sign follows rounding (see
-                // `learner_packing`): old log-probs recomputed with the training pass's
-                // layout make it exactly 0 on any number of ranks.
+                // `learner_packing`); and a bf16 rollout's log-probs depend on which
+                // prompts share its batch at bf16's resolution (about 4e-3). Old
+                // log-probs recomputed with the training pass's layout are the same on
+                // any number of ranks.
                 cfg.reuse_rollout_logprobs = false;
                 cfg.logprob_batch_size = cfg.micro_batch_size;
             }
+            if precision == Precision::Bf16Mixed {
+                // Where the current policy selects, a micro-batch whose backward ran
+                // first gets a correction pass, and which ones do depends on the ranks'
+                // micro-batches; the two routes agree exactly in f32 and to bf16's
+                // rounding in bf16 (7e-5 of the gradient norm here). Selecting from the
+                // old log-probs takes one route on any number of ranks.
+                cfg.loss.selection_logp = cove::loss::SelectionLogp::Old;
+            }
             cfg
         };
-        train_ranks(1, &config(&one));
-        train_ranks(2, &config(&two));
+        train_ranks(1, &config(&one), lora);
+        train_ranks(2, &config(&two), lora);
         let (m1, m2) = (metrics(&one), metrics(&two));
         assert_eq!(m1.len(), 2, "{name}: {m1:?}");
         assert_eq!(
@@ -496,4 +536,103 @@ fn launcher_environments_are_read_and_torchrun_without_nccl_is_refused() {
     assert!(refused.to_string().contains("mpirun -n 2"), "{refused}");
     let alone = Launch::from_vars(|_| None).unwrap();
     assert_eq!((alone.launcher, alone.world_size), (None, 1));
+}
+
+/// The collective operations on two ranks: started by
+/// [`collective_operations_work_across_two_mpi_ranks`] under `mpirun` with
+/// `COVE_DP_OPS` set; does nothing without it.
+#[test]
+#[ignore = "one rank of a data-parallel test; it starts it"]
+fn collective_operations_rank() {
+    use cove::dist::{Launch, ReduceOp, all_reduce_buckets};
+    if std::env::var_os("COVE_DP_OPS").is_none() {
+        return;
+    }
+    let comm = Launch::from_env()
+        .unwrap()
+        .connect(Duration::from_secs(30))
+        .unwrap();
+    let (rank, world) = (comm.rank() as f64, comm.world_size() as f64);
+    assert_eq!(world, 2.0);
+    let values = |t: &Tensor| Vec::<f64>::try_from(&t.to_kind(tch::Kind::Double)).unwrap();
+    for (op, want) in [
+        (ReduceOp::Sum, [1.0, 3.0]),
+        (ReduceOp::Mean, [0.5, 1.5]),
+        (ReduceOp::Max, [1.0, 2.0]),
+    ] {
+        let mut t = Tensor::from_slice(&[rank as f32, 1.0 + rank as f32]);
+        comm.all_reduce(&mut t, op, "all-reduce").unwrap();
+        assert_eq!(values(&t), want, "{op:?}");
+    }
+    let gathered = comm
+        .all_gather(
+            &Tensor::from_slice(&[rank as i64 * 10, 7]).view([1, 2]),
+            "gather",
+        )
+        .unwrap();
+    assert_eq!(gathered.size(), [2, 2]);
+    assert_eq!(values(&gathered.reshape([-1])), [0.0, 7.0, 10.0, 7.0]);
+    let mask = Tensor::from_slice(&[rank == 1.0, true]);
+    let masks = comm.all_gather(&mask, "gather masks").unwrap();
+    assert_eq!(masks.kind(), tch::Kind::Bool);
+    assert_eq!(values(&masks), [0.0, 1.0, 1.0, 1.0]);
+    let mut b = Tensor::from_slice(&[rank + 5.0]);
+    comm.broadcast(&mut b, 1, "broadcast").unwrap();
+    assert_eq!(values(&b), [6.0]);
+    comm.barrier("barrier").unwrap();
+    // Buckets: a tensor of each kind and one over the bucket size, summed in place.
+    let mut tensors = vec![
+        Tensor::ones([3, 2], (tch::Kind::Float, tch::Device::Cpu)) * (rank + 1.0),
+        Tensor::from_slice(&[rank]),
+        Tensor::ones(
+            [cove::dist::BUCKET_ELEMENTS + 1],
+            (tch::Kind::Float, tch::Device::Cpu),
+        ),
+    ];
+    all_reduce_buckets(comm.as_ref(), &mut tensors, ReduceOp::Sum, "buckets").unwrap();
+    assert_eq!(values(&tensors[0].reshape([-1])), [3.0; 6]);
+    assert_eq!(values(&tensors[1]), [1.0]);
+    assert_eq!(
+        values(&tensors[2].sum(tch::Kind::Double).reshape([1])),
+        [2.0 * (cove::dist::BUCKET_ELEMENTS + 1) as f64]
+    );
+    // Ranks that hand over different sizes are stopped before any data moves.
+    let err = comm
+        .all_gather(
+            &Tensor::zeros([1 + rank as i64], (tch::Kind::Float, tch::Device::Cpu)),
+            "uneven gather",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("uneven gather") && err.contains("rank"),
+        "{err}"
+    );
+    eprintln!("rank {rank}: every operation checked; uneven sizes: {err}");
+}
+
+#[test]
+fn collective_operations_work_across_two_mpi_ranks() {
+    let output = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-n",
+            "2",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "data_parallel::collective_operations_rank",
+            "--ignored",
+        ])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env("COVE_DP_OPS", "1")
+        .output()
+        .expect("mpirun (scripts/setup.sh installs OpenMPI) starts");
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert_eq!(said.matches("every operation checked").count(), 2, "{said}");
 }
