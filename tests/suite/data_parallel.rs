@@ -1,13 +1,11 @@
-//! Data parallelism with real processes: `train-math` under `mpirun -n 2` (OpenMPI,
-//! installed by set-up) against the same run in one process. Two ranks must make the
-//! single-process update and select the same tokens; a rank that hangs or dies must
+//! Data parallelism with real processes under `mpirun -n 2` (OpenMPI, installed by
+//! set-up). The equivalence runs start this test binary's own rank tests (ignored
+//! unless a parent test starts them), so the trainer can use the learner tests'
+//! digits reward: two ranks must make the single-process update and select the same
+//! tokens. The failure test runs `train-math` itself: a rank that hangs or dies must
 //! stop the job with an error naming it, and the run must resume to the uninterrupted
 //! result.
 
-use crate::learner_common::{Digits, dataset, small_config};
-use cove::config::TrainConfig;
-use cove::optim::Precision;
-use cove::trainer::Trainer;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -50,22 +48,28 @@ fn sets(control: &[&str], steps: u64, out: &Path) -> Vec<String> {
     sets
 }
 
-/// `train-math` with `sets`, alone (`ranks == 1`) or under `mpirun -n ranks`, from the
-/// repository root (the defaults name `datasets/...`).
+/// `program` alone (`ranks == 1`) or under `mpirun -n ranks` (as root, on a box with
+/// fewer cores than ranks, unbound).
+fn launch(ranks: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if ranks == 1 {
+        return Command::new(program);
+    }
+    let mut c = Command::new("mpirun");
+    c.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+    ])
+    .args(["-n", &ranks.to_string()])
+    .arg(program);
+    c
+}
+
+/// `train-math` with `sets` on `ranks` processes, from the repository root (the
+/// defaults name `datasets/...`).
 fn command(ranks: usize, sets: &[String]) -> Command {
-    let mut cmd = if ranks == 1 {
-        Command::new(TRAIN_MATH)
-    } else {
-        let mut c = Command::new("mpirun");
-        c.args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["-n", &ranks.to_string(), TRAIN_MATH]);
-        c
-    };
+    let mut cmd = launch(ranks, TRAIN_MATH);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("--quiet")
         .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
@@ -212,22 +216,7 @@ fn data_parallel_rank() {
 fn train_ranks(ranks: usize, cfg: &TrainConfig, lora: bool) {
     let path = cfg.out_dir.with_extension("toml");
     std::fs::write(&path, toml::to_string(cfg).unwrap()).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = if ranks == 1 {
-        Command::new(&exe)
-    } else {
-        let mut c = Command::new("mpirun");
-        c.args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["-n", &ranks.to_string()])
-        .arg(&exe);
-        c
-    };
-    let output = cmd
+    let output = launch(ranks, std::env::current_exe().unwrap())
         .args(["--exact", "data_parallel::data_parallel_rank", "--ignored"])
         .args(["--nocapture", "--test-threads", "1"])
         .env("COVE_DP_CONFIG", &path)
@@ -613,16 +602,7 @@ fn collective_operations_rank() {
 
 #[test]
 fn collective_operations_work_across_two_mpi_ranks() {
-    let output = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-n",
-            "2",
-        ])
-        .arg(std::env::current_exe().unwrap())
+    let output = launch(2, std::env::current_exe().unwrap())
         .args([
             "--exact",
             "data_parallel::collective_operations_rank",
