@@ -6,6 +6,10 @@
 //! stop the job with an error naming it, and the run must resume to the uninterrupted
 //! result.
 
+use crate::learner_common::{Digits, dataset, small_config};
+use cove::config::TrainConfig;
+use cove::optim::Precision;
+use cove::trainer::Trainer;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
