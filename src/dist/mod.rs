@@ -39,7 +39,7 @@ pub enum DistError {
         seq: u64,
         /// Ranks that neither arrived nor answered a roll call.
         missing: Vec<usize>,
-        /// Seconds waited.
+        /// Seconds waited before the roll call.
         waited_s: f64,
     },
     /// A peer reached a different operation: the ranks diverged.
@@ -76,7 +76,10 @@ fn describe_missing(missing: &[usize]) -> String {
     if missing.is_empty() {
         "every rank answered a roll call, so they wait at different operations".into()
     } else {
-        format!("rank(s) {missing:?} did not answer: they died, hang, or are far behind")
+        format!(
+            "rank(s) {missing:?} did not arrive or answer a roll call: they died, hang, or \
+             are far behind"
+        )
     }
 }
 

@@ -150,6 +150,7 @@ impl Mpi {
         });
         if !arrived {
             // Who never sent a note, and of those who did, who stopped answering.
+            let waited = start.elapsed();
             let silent = self.roll_call();
             let missing: Vec<usize> = peers
                 .iter()
@@ -157,7 +158,7 @@ impl Mpi {
                 .filter(|(p, n)| n[0] != seq || silent.contains(p))
                 .map(|(&p, _)| p)
                 .collect();
-            return Err(self.timeout_error(what, seq, missing, start));
+            return Err(self.timeout_error(what, seq, missing, waited));
         }
         for (&peer, &[peer_seq, peer_elements]) in peers.iter().zip(&notes) {
             if peer_seq != seq {
@@ -250,14 +251,14 @@ impl Mpi {
         what: &str,
         seq: u64,
         missing: Vec<usize>,
-        start: Instant,
+        waited: Duration,
     ) -> DistError {
         DistError::Timeout {
             rank: self.rank,
             what: what.into(),
             seq,
             missing,
-            waited_s: start.elapsed().as_secs_f64(),
+            waited_s: waited.as_secs_f64(),
         }
     }
 
@@ -290,8 +291,14 @@ impl Mpi {
             // buffers, so MPI can only ever write live memory.
             let _ = unsafe { req.into_raw() };
         }
+        let waited = start.elapsed();
         let silent = self.roll_call();
-        self.fail_on(Err(self.timeout_error(what, self.seq.get(), silent, start)))
+        self.fail_on(Err(self.timeout_error(
+            what,
+            self.seq.get(),
+            silent,
+            waited,
+        )))
     }
 }
 

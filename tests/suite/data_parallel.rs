@@ -423,7 +423,7 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
     let said = text(&output);
     assert!(!output.status.success(), "{said}");
     assert!(
-        said.contains("timed out") && said.contains("rank(s) [1] did not answer"),
+        said.contains("timed out") && said.contains("rank(s) [1] did not arrive or answer"),
         "the error names the hung rank:\n{said}"
     );
     assert!(took < Duration::from_secs(60), "stopped after {took:?}");
