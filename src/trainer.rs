@@ -290,9 +290,10 @@ impl<R: Reward> Trainer<R> {
         self.comm.rank() == 0
     }
 
-    /// Fails unless every rank holds bitwise the same trainable parameters (a
-    /// fingerprint per tensor, gathered): ranks that load different weights would
-    /// silently train different models.
+    /// Fails unless every rank holds the same trainable parameters (per tensor, the
+    /// f64 sums of its values and of their squares, gathered and compared bitwise):
+    /// ranks that load different weights would silently train different models. The
+    /// sums reduce on the tensor's device without an f64 copy of the weights.
     fn check_same_weights(&self, what: &str) -> Result<(), TrainError> {
         let world = self.comm.world_size();
         if world == 1 {
@@ -301,10 +302,9 @@ impl<R: Reward> Trainer<R> {
         let params = self.named_params();
         let prints: Vec<f64> = params
             .iter()
-            .map(|(_, t)| {
-                let t = t.detach().to_kind(Kind::Double).reshape([-1]);
-                let ramp = Tensor::arange(t.numel() as i64, (Kind::Double, t.device())) + 1.0;
-                (t * ramp.sqrt()).sum(Kind::Double).double_value(&[])
+            .flat_map(|(_, t)| {
+                let t = t.detach();
+                [t.sum(Kind::Double), t.square().sum(Kind::Double)].map(|s| s.double_value(&[]))
             })
             .collect();
         let all = self
@@ -317,7 +317,7 @@ impl<R: Reward> Trainer<R> {
                 return Err(DistError::Launch(format!(
                     "{what}: rank {rank}'s `{}` differs from rank 0's (do all ranks load the same \
                      model and checkpoint?)",
-                    params[i].0
+                    params[i / 2].0
                 ))
                 .into());
             }

@@ -20,7 +20,7 @@ use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, Source};
-use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::topology::{Communicator, Process, SimpleCommunicator};
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
@@ -205,17 +205,21 @@ impl Mpi {
         }
     }
 
+    /// Receives every one-word message with `tag` that has come, handing `each` its
+    /// sender and the word.
+    fn drain(&self, tag: i32, mut each: impl FnMut(Process<'_>, u64)) {
+        while let Some(status) = self.world.any_process().immediate_probe_with_tag(tag) {
+            let sender = self.world.process_at_rank(status.source_rank());
+            let (word, _): (u64, _) = sender.receive_with_tag(tag);
+            each(sender, word);
+        }
+    }
+
     /// Answers every roll call that has come (see [`Mpi::roll_call`]).
     fn answer_roll_calls(&self) {
-        while let Some(status) = self
-            .world
-            .any_process()
-            .immediate_probe_with_tag(ROLL_CALL_TAG)
-        {
-            let caller = self.world.process_at_rank(status.source_rank());
-            let (_, _): (u64, _) = caller.receive_with_tag(ROLL_CALL_TAG);
-            caller.send_with_tag(&(self.rank as u64), PRESENT_TAG);
-        }
+        self.drain(ROLL_CALL_TAG, |caller, _| {
+            caller.send_with_tag(&(self.rank as u64), PRESENT_TAG)
+        });
     }
 
     /// After a timeout: asks every peer to answer and returns those that do not
@@ -232,15 +236,7 @@ impl Mpi {
         let start = Instant::now();
         while start.elapsed() < ROLL_CALL_GRACE && peers.iter().any(|&p| !answered[p]) {
             self.answer_roll_calls();
-            while let Some(status) = self
-                .world
-                .any_process()
-                .immediate_probe_with_tag(PRESENT_TAG)
-            {
-                let peer = self.world.process_at_rank(status.source_rank());
-                let (rank, _): (u64, _) = peer.receive_with_tag(PRESENT_TAG);
-                answered[rank as usize] = true;
-            }
+            self.drain(PRESENT_TAG, |_, rank| answered[rank as usize] = true);
             std::thread::sleep(Duration::from_millis(1));
         }
         peers.into_iter().filter(|&p| !answered[p]).collect()

@@ -185,8 +185,9 @@ fn lora_config() -> cove::model::lora::LoraConfig {
 
 /// One rank of a run of the learner tests' trainer: started by the tests below (alone,
 /// or by `mpirun`) with `COVE_DP_CONFIG` naming a trainer TOML (and `COVE_DP_LORA` set
-/// for adapters); joins the job the environment describes, resumes, trains. Without
-/// the variable it does nothing.
+/// for adapters, `COVE_DP_SEED_BY_RANK` for a tiny policy seeded by the rank); joins
+/// the job the environment describes, resumes, trains. Without the variable it does
+/// nothing.
 #[test]
 #[ignore = "one rank of a data-parallel test; they start it"]
 fn data_parallel_rank() {
@@ -196,11 +197,13 @@ fn data_parallel_rank() {
     tch::set_num_threads(1);
     let cfg = TrainConfig::load(Path::new(&path)).unwrap();
     let timeout = Duration::from_secs_f64(cfg.dist.timeout_s);
-    let comm = cove::dist::Launch::from_env()
-        .unwrap()
-        .connect(timeout)
-        .unwrap();
-    let mut policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let launch = cove::dist::Launch::from_env().unwrap();
+    let seed = match std::env::var_os("COVE_DP_SEED_BY_RANK") {
+        Some(_) => launch.rank as u64,
+        None => 0,
+    };
+    let comm = launch.connect(timeout).unwrap();
+    let mut policy = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu).unwrap();
     if std::env::var_os("COVE_DP_LORA").is_some() {
         policy.model.attach_lora(&lora_config(), "tiny").unwrap();
     }
@@ -215,18 +218,25 @@ fn data_parallel_rank() {
     }
 }
 
-/// Runs [`data_parallel_rank`] on `ranks` processes with `cfg` (with adapters when
-/// `lora`).
-fn train_ranks(ranks: usize, cfg: &TrainConfig, lora: bool) {
+/// Runs [`data_parallel_rank`] on `ranks` processes with `cfg` and the extra
+/// environment `env`; returns the job's output.
+fn rank_job(ranks: usize, cfg: &TrainConfig, env: &[(&str, &str)]) -> Output {
     let path = cfg.out_dir.with_extension("toml");
     std::fs::write(&path, toml::to_string(cfg).unwrap()).unwrap();
-    let output = launch(ranks, std::env::current_exe().unwrap())
+    launch(ranks, std::env::current_exe().unwrap())
         .args(["--exact", "data_parallel::data_parallel_rank", "--ignored"])
         .args(["--nocapture", "--test-threads", "1"])
         .env("COVE_DP_CONFIG", &path)
-        .envs(lora.then_some(("COVE_DP_LORA", "1")))
+        .envs(env.iter().copied())
         .output()
-        .expect("mpirun (scripts/setup.sh installs OpenMPI) starts");
+        .expect("mpirun (scripts/setup.sh installs OpenMPI) starts")
+}
+
+/// Runs [`data_parallel_rank`] on `ranks` processes with `cfg` (with adapters when
+/// `lora`) to the end.
+fn train_ranks(ranks: usize, cfg: &TrainConfig, lora: bool) {
+    let env: &[(&str, &str)] = if lora { &[("COVE_DP_LORA", "1")] } else { &[] };
+    let output = rank_job(ranks, cfg, env);
     assert!(
         output.status.success(),
         "{ranks} rank(s) failed:\n{}",
@@ -332,6 +342,23 @@ fn two_mpi_ranks_make_the_single_process_update_and_selection() {
     }
 }
 
+#[test]
+fn ranks_that_start_from_different_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_dp_config(&dir.path().join("run"), cove::loss::ControlConfig::None);
+    let output = rank_job(2, &cfg, &[("COVE_DP_SEED_BY_RANK", "1")]);
+    let said = text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("the initial weights: rank 1's `") && said.contains("differs from rank 0's"),
+        "{said}"
+    );
+    assert!(
+        !dir.path().join("run").join("metrics.jsonl").exists(),
+        "nothing trained"
+    );
+}
+
 /// The pids of `mpirun`'s ranks (children whose command line names `out`), by rank.
 fn rank_pids(out: &Path) -> Vec<(usize, u32)> {
     let needle = out.display().to_string();
@@ -378,11 +405,20 @@ fn wait_for_checkpoint(child: &mut Child, out: &Path, step: u64) {
     }
 }
 
-/// Waits for `child` to exit; returns its output and how long that took.
-fn finish(child: Child) -> (Output, Duration) {
+/// Waits until the job `child` has a checkpoint of step `step` or later, sends its
+/// rank 1 `sig`, and waits for the job to end, which must be a failure. Returns rank
+/// 1's pid, the job's output and how long it took to end after the signal.
+fn signal_rank_1(mut child: Child, out: &Path, step: u64, sig: &str) -> (u32, String, Duration) {
+    wait_for_checkpoint(&mut child, out, step);
+    let ranks = rank_pids(out);
+    assert_eq!(ranks.len(), 2, "{ranks:?}");
+    signal(ranks[1].1, sig);
     let start = Instant::now();
     let output = child.wait_with_output().unwrap();
-    (output, start.elapsed())
+    let took = start.elapsed();
+    let said = text(&output);
+    assert!(!output.status.success(), "{said}");
+    (ranks[1].1, said, took)
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -414,14 +450,7 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
 
     // Rank 1 hangs (stopped) after the first checkpoint: rank 0 waits at its next
     // collective, then stops with an error naming rank 1.
-    let mut child = spawn();
-    wait_for_checkpoint(&mut child, &cut, 1);
-    let ranks = rank_pids(&cut);
-    assert_eq!(ranks.len(), 2, "{ranks:?}");
-    signal(ranks[1].1, "-STOP");
-    let (output, took) = finish(child);
-    let said = text(&output);
-    assert!(!output.status.success(), "{said}");
+    let (hung, said, took) = signal_rank_1(spawn(), &cut, 1, "-STOP");
     assert!(
         said.contains("timed out") && said.contains("rank(s) [1] did not arrive or answer"),
         "the error names the hung rank:\n{said}"
@@ -431,19 +460,12 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
         "hung rank 1: the job stopped after {took:?}: {}",
         said.trim()
     );
-    signal(ranks[1].1, "-KILL");
+    signal(hung, "-KILL");
 
     // Rank 1 is killed outright mid-run: mpirun stops rank 0 and names rank 1.
-    let mut child = spawn();
     let resumed_from = cove::checkpoint::list(&cut.join("checkpoints")).unwrap();
     let from = resumed_from.last().unwrap().0;
-    wait_for_checkpoint(&mut child, &cut, from + 1);
-    let ranks = rank_pids(&cut);
-    assert_eq!(ranks.len(), 2, "{ranks:?}");
-    signal(ranks[1].1, "-KILL");
-    let (output, took) = finish(child);
-    let said = text(&output);
-    assert!(!output.status.success(), "{said}");
+    let (_, said, took) = signal_rank_1(spawn(), &cut, from + 1, "-KILL");
     assert!(
         said.contains("rank 1"),
         "mpirun names the dead rank:\n{said}"
