@@ -1,7 +1,9 @@
-//! The restructuring guard: fixed-seed `train-math` runs whose metrics (timings aside) and
-//! checkpoints must not change when the code is reorganised. The tiny policy runs GRPO,
-//! Clip-Cov and KL-Cov with two optimizer mini-batches per step, stopped after step 2 and
-//! resumed to step 4; SmolLM2-135M-Instruct runs one step. All at one libtorch thread.
+//! The restructuring guard: fixed-seed runs whose metrics (timings aside) and checkpoints
+//! must not change when the code is reorganised. The tiny policy on the learner tests'
+//! digits task runs GRPO, Clip-Cov and KL-Cov with two optimizer mini-batches per step,
+//! stopped after step 2 and resumed to step 4 (each part in a child process of this test
+//! binary); `train-math` runs one step of SmolLM2-135M-Instruct. All at one libtorch
+//! thread.
 //!
 //! `tests/golden/digests.json` holds, per case, the metrics lines and, per CPU (libtorch
 //! picks its kernels by instruction set, so bits differ between CPUs), the SHA-256 of the
@@ -78,7 +80,12 @@ fn checkpoints_digest(out: &Path) -> String {
     assert!(!all.is_empty(), "no checkpoint under {}", root.display());
     let mut h = Sha256::new();
     for path in all {
-        h.update(path.strip_prefix(&root).unwrap().to_string_lossy().as_bytes());
+        h.update(
+            path.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
         h.update(std::fs::read(&path).unwrap());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -120,8 +127,7 @@ fn check(case: &str, outcome: &Outcome) {
             .entry(case.to_string())
             .or_insert_with(|| serde_json::json!({"metrics": [], "bitwise": {}}));
         entry["metrics"] = serde_json::json!(outcome.metrics);
-        entry["bitwise"][&cpu] =
-            serde_json::json!({"metrics_sha256": metrics_sha, "checkpoints_sha256": outcome.checkpoints});
+        entry["bitwise"][&cpu] = serde_json::json!({"metrics_sha256": metrics_sha, "checkpoints_sha256": outcome.checkpoints});
         std::fs::write(
             GOLDEN,
             serde_json::to_string_pretty(&golden).unwrap() + "\n",
@@ -177,34 +183,59 @@ fn check(case: &str, outcome: &Outcome) {
     }
 }
 
-/// The tiny policy, two optimizer mini-batches per step, stopped after step 2 and
-/// resumed to step 4.
-fn tiny_case(control: &str) -> Outcome {
+/// One part of a guarded tiny run, in a child process started by
+/// [`tiny_runs_keep_their_metrics_and_checkpoints`]: `COVE_DIGEST_CONFIG` names the
+/// trainer TOML; resumes from the run folder and trains to its `steps`, at one thread.
+#[test]
+#[ignore = "a child of the digest test; it starts it"]
+fn digest_run_part() {
+    let Ok(path) = std::env::var("COVE_DIGEST_CONFIG") else {
+        return;
+    };
+    tch::set_num_threads(1);
+    let cfg = cove::config::TrainConfig::load(Path::new(&path)).unwrap();
+    let policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let mut t = cove::trainer::Trainer::new(
+        cfg,
+        policy,
+        crate::learner_common::Digits,
+        crate::learner_common::dataset(),
+    )
+    .unwrap();
+    t.resume().unwrap();
+    t.run(|_| std::ops::ControlFlow::Continue(())).unwrap();
+}
+
+/// The tiny policy on the digits task, two optimizer mini-batches per step, stopped
+/// after step 2 and resumed to step 4.
+fn tiny_case(control: cove::loss::ControlConfig) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let sets: Vec<String> = [
-        "model.path=\"tiny\"",
-        "data.eval_limit=4",
-        "trainer.prompts_per_step=4",
-        "trainer.group_size=4",
-        "trainer.mini_batch_size=8",
-        "trainer.micro_batch_size=4",
-        "trainer.rollout.max_new_tokens=16",
-        "trainer.checkpoint.every=2",
-        "trainer.checkpoint.keep=4",
-        "trainer.optim.lr=1e-3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("trainer.loss.control.kind=\"{control}\"")])
-    .chain(
-        (control != "none")
-            .then(|| "trainer.loss.control.ratio=0.05".to_string())
-            .into_iter(),
-    )
-    .collect();
-    train_math(&out, 2, &sets);
-    train_math(&out, 4, &sets);
+    let mut cfg = crate::learner_common::small_config(&out);
+    cfg.loss.control = control;
+    cfg.checkpoint.every = 2;
+    cfg.checkpoint.keep = 4;
+    for steps in [2, 4] {
+        cfg.steps = steps;
+        let path = dir.path().join(format!("part-{steps}.toml"));
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "learner_digests::digest_run_part",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("COVE_DIGEST_CONFIG", &path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "part to step {steps} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     Outcome {
         metrics: metrics_without_timings(&out),
         checkpoints: checkpoints_digest(&out),
@@ -213,10 +244,28 @@ fn tiny_case(control: &str) -> Outcome {
 
 #[test]
 fn tiny_runs_keep_their_metrics_and_checkpoints() {
-    for control in ["none", "clip-cov", "kl-cov"] {
+    use cove::loss::ControlConfig;
+    for (name, control) in [
+        ("none", ControlConfig::None),
+        (
+            "clip-cov",
+            ControlConfig::ClipCov {
+                ratio: 0.05,
+                lb: 1.0,
+                ub: 5.0,
+            },
+        ),
+        (
+            "kl-cov",
+            ControlConfig::KlCov {
+                ratio: 0.05,
+                beta: 1.0,
+            },
+        ),
+    ] {
         let outcome = tiny_case(control);
-        assert_eq!(outcome.metrics.len(), 4, "{control}");
-        check(&format!("tiny-{control}"), &outcome);
+        assert_eq!(outcome.metrics.len(), 4, "{name}");
+        check(&format!("tiny-{name}"), &outcome);
     }
 }
 
