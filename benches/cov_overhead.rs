@@ -66,7 +66,7 @@ fn loss_benches(c: &mut Criterion) {
 
 fn tiny_step_benches(c: &mut Criterion) {
     let device = Device::cuda_if_available();
-    let policy = cove::tiny::policy(&Default::default(), 0, device).unwrap();
+    let policy = cove::model::tiny::policy(&Default::default(), 0, device).unwrap();
     let rows = 16usize;
     let prompt: Vec<i64> = (0..16).map(|i| 4 + i % 90).collect();
     let responses: Vec<Vec<i64>> = (0..rows)

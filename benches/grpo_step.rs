@@ -27,13 +27,13 @@
 
 use std::time::Instant;
 
-use cove::app::tasks::{MATH_DEFAULTS, MathRun};
 use cove::batching::{MicroBatch, MicroBatching, SeqShape, plan_micro_batches};
 use cove::loss::control::paper_controls;
 use cove::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
 };
+use cove::recipe::{MATH_DEFAULTS, MathRun};
 use cove::rollout::generate;
 use cove::trainer::Trainer;
 use cove::verifiers::math::MathVerifier;
@@ -96,9 +96,9 @@ fn trainer(sets: &[String]) -> Option<Trainer<MathVerifier>> {
         ),
     ];
     all.extend_from_slice(sets);
-    let (mut run, _): (MathRun, _) = cove::app::resolve(MATH_DEFAULTS, None, &all).unwrap();
+    let (mut run, _): (MathRun, _) = cove::config::resolve(MATH_DEFAULTS, None, &all).unwrap();
     run.data.eval = None;
-    match run.build() {
+    match run.build(&cove::dist::Launch::from_env().unwrap()) {
         Ok((t, _)) => Some(t),
         Err(e) => {
             eprintln!("grpo_step: skipped ({e}); run `bash scripts/setup.sh` first");

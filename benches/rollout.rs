@@ -33,7 +33,7 @@ fn prompts(policy: &Policy, count: usize) -> Vec<Vec<i64>> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let mut policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
     policy.eos_token_ids.clear();
     let mut group = c.benchmark_group("rollout");
     group

@@ -35,7 +35,8 @@ use cove::model::weights::RandomInit;
 use cove::model::{LogprobOptions, PackedItem, Policy, packed_response_logprobs};
 use cove::optim::Precision;
 use cove::rollout::FinishReason;
-use cove::trainer::{Example, Row, Trainer};
+use cove::rollout::Trajectory;
+use cove::trainer::{Example, Trainer};
 use cove::verifiers::{Reward, Score};
 use tch::{Device, Kind};
 
@@ -100,8 +101,8 @@ fn policy(model: &str) -> Policy {
             Policy::from_hf_dir(&dir, cove::model::Dtype::F32, Device::Cpu).unwrap()
         }
         "qwen0.5b" => {
-            let mut p = cove::tiny::policy(&Default::default(), 0, Device::Cpu).unwrap();
-            let mut cfg = cove::tiny::TinyConfig {
+            let mut p = cove::model::tiny::policy(&Default::default(), 0, Device::Cpu).unwrap();
+            let mut cfg = cove::model::tiny::TinyConfig {
                 hidden_size: 896,
                 num_hidden_layers: 24,
                 num_attention_heads: 14,
@@ -212,24 +213,31 @@ fn child(model: &str, case: &str, tokens: usize) {
             &LogprobOptions::default(),
         )
         .unwrap();
-        rows.push(Row {
-            example: 0,
+        let tokens: Vec<i64> = prompt.iter().chain(response).copied().collect();
+        let mut loss_mask = vec![false; prompt.len()];
+        loss_mask.resize(tokens.len(), true);
+        rows.push(Trajectory {
+            task: 0,
             group: 0,
-            response: response.clone(),
-            logprobs: Vec::<f32>::try_from(out.logprobs.squeeze_dim(0)).unwrap(),
-            entropies: Vec::<f32>::try_from(out.entropies.squeeze_dim(0)).unwrap(),
-            score: Score {
+            prompt_len: prompt.len(),
+            tokens,
+            loss_mask,
+            logprobs: Some(Vec::<f32>::try_from(out.logprobs.squeeze_dim(0)).unwrap()),
+            entropies: Some(Vec::<f32>::try_from(out.entropies.squeeze_dim(0)).unwrap()),
+            policy_version: 0,
+            text: String::new(),
+            score: Some(Score {
                 reward: (i % 2) as f64,
                 correct: i % 2 == 1,
                 details: String::new(),
-            },
+            }),
             finish: FinishReason::Length,
         });
     }
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = status_bytes("VmRSS");
     let t = Instant::now();
-    trainer.step_on(&rows).unwrap();
+    trainer.learn(&rows).unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!("RESULT {} {secs} {before}", status_bytes("VmHWM"));
 }

@@ -15,12 +15,12 @@
 //!
 //! `cargo run --example gpu_check -- [RUN_DIR]`; exits 1 on the first failed check.
 
-use cove::app::tasks::{MATH_DEFAULTS, MathRun};
-use cove::app::training::{TrainArgs, run_training};
+use cove::cli::train::{TrainArgs, run_training};
 use cove::loss::{LossConfig, TokenTensors, single_batch_loss};
+use cove::model::tiny::TinyConfig;
 use cove::model::{LogprobOptions, Message, Policy, response_logprobs};
+use cove::recipe::{MATH_DEFAULTS, MathRun};
 use cove::rollout::{SamplingConfig, generate};
-use cove::tiny::TinyConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -52,9 +52,9 @@ fn prompts(policy: &Policy, n: usize) -> Vec<Vec<i64>> {
 }
 
 fn forward_parity() -> CheckResult {
-    let cpu =
-        cove::tiny::policy(&TinyConfig::default(), 0, Device::Cpu).map_err(|e| e.to_string())?;
-    let gpu = cove::tiny::policy(&TinyConfig::default(), 0, Device::Cuda(0))
+    let cpu = cove::model::tiny::policy(&TinyConfig::default(), 0, Device::Cpu)
+        .map_err(|e| e.to_string())?;
+    let gpu = cove::model::tiny::policy(&TinyConfig::default(), 0, Device::Cuda(0))
         .map_err(|e| e.to_string())?;
     let ps = prompts(&cpu, 8);
     let responses: Vec<Vec<i64>> = (0..8)
@@ -242,7 +242,7 @@ fn rollout_throughput() -> CheckResult {
         ("qwen2.5-0.5b-body 64x8x128", body, 64, 8, 128),
     ] {
         let mut policy =
-            cove::tiny::policy(&config, 0, Device::Cuda(0)).map_err(|e| e.to_string())?;
+            cove::model::tiny::policy(&config, 0, Device::Cuda(0)).map_err(|e| e.to_string())?;
         policy.eos_token_ids.clear();
         let ps = prompts(&policy, n_prompts);
         let cfg = SamplingConfig {

@@ -74,6 +74,10 @@ pub struct StepMetrics {
     /// `mini_batch` scope.
     #[serde(default)]
     pub selection_digest: Option<String>,
+    /// The held-out measure taken after this step (a [`crate::trainer::Evaluation`]),
+    /// when one was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_accuracy: Option<f64>,
 }
 
 impl StepMetrics {
@@ -102,20 +106,21 @@ impl StepMetrics {
     }
 }
 
-/// Appends [`StepMetrics`] as JSON lines, flushed after every step.
-pub struct MetricsWriter {
+/// A run's `metrics.jsonl`: appends [`StepMetrics`] as JSON lines, flushed after every
+/// step; [`MetricsFile::truncate_after`] and [`read_metrics`] are its other two uses.
+pub struct MetricsFile {
     path: PathBuf,
     out: BufWriter<File>,
 }
 
-impl MetricsWriter {
+impl MetricsFile {
     /// Opens (creating or appending to) `path`.
-    pub fn open(path: &Path) -> std::io::Result<MetricsWriter> {
+    pub fn open(path: &Path) -> std::io::Result<MetricsFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(MetricsWriter {
+        Ok(MetricsFile {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
         })
@@ -131,6 +136,29 @@ impl MetricsWriter {
     /// The file written.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Drops the lines of steps after `step` (a resumed run redoes them), rewriting the
+    /// file atomically; a missing file is left missing.
+    pub fn truncate_after(path: &Path, step: u64) -> std::io::Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let keep: String = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, keep)?;
+        std::fs::rename(&tmp, path)
     }
 }
 

@@ -22,14 +22,14 @@ enum Command {
     /// required piece is missing.
     Doctor,
     /// Fit the entropy-performance law R = -a*exp(H) + b to a metrics file.
-    Fit(cove::law::FitArgs),
+    Fit(cove::cli::commands::FitArgs),
     /// Regenerate the synthetic math set (datasets/math/) from its seed.
-    SynthMath(cove::data::synth::SynthArgs),
+    SynthMath(cove::cli::commands::SynthArgs),
     /// The embedded-default demo: tiny policy, warm start, GRPO vs Clip-Cov vs KL-Cov,
     /// report folder with plots and the fitted entropy-performance law.
-    Demo(cove::demo::DemoArgs),
+    Demo(cove::cli::demo::DemoArgs),
     /// Math accuracy of a policy on a dataset (sampling + the math verifier).
-    Eval(cove::app::training::EvalArgs),
+    Eval(cove::cli::eval::EvalArgs),
     /// Serve the verifiers over HTTP: SandboxFusion's `POST /run_code` (python), `POST
     /// /verify/math`, `POST /verify/code` and `GET /health`. Runs until Ctrl-C.
     Serve(cove_serve::ServeArgs),
@@ -265,10 +265,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Fit(args) => report(cove::law::run_fit(&args)),
-        Command::SynthMath(args) => report(cove::data::synth::run(&args)),
-        Command::Demo(args) => report(cove::demo::run_cli(&args)),
-        Command::Eval(args) => report(cove::app::training::run_eval(&args)),
+        Command::Fit(args) => report(cove::cli::commands::run_fit(&args)),
+        Command::SynthMath(args) => report(cove::cli::commands::run_synth(&args)),
+        Command::Demo(args) => report(cove::cli::demo::run_cli(&args)),
+        Command::Eval(args) => report(cove::cli::eval::run_eval(&args)),
         Command::Serve(args) => match cove_serve::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -304,7 +304,7 @@ fn main() -> ExitCode {
                 .map_err(Into::into),
         ),
         Command::ExportTiny { out, seed } => {
-            let saved = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
+            let saved = cove::model::tiny::policy(&Default::default(), seed, tch::Device::Cpu)
                 .and_then(|p| p.save_pretrained(&out));
             match saved {
                 Ok(()) => {

@@ -9,8 +9,8 @@
 //! through the sandbox as a check that the verifier works. Ctrl-C saves a checkpoint.
 
 use clap::Parser;
-use cove::app::tasks::{CODE_DEFAULTS, CodeRun};
-use cove::app::training::{TrainArgs, training_main};
+use cove::cli::train::{TrainArgs, training_main};
+use cove::recipe::{CODE_DEFAULTS, CodeRun};
 use std::process::ExitCode;
 
 /// GRPO on a code dataset with the sandboxed code verifier.

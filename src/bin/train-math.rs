@@ -12,8 +12,8 @@
 //! folder resumes.
 
 use clap::Parser;
-use cove::app::tasks::{MATH_DEFAULTS, MathRun};
-use cove::app::training::{TrainArgs, training_main};
+use cove::cli::train::{TrainArgs, training_main};
+use cove::recipe::{MATH_DEFAULTS, MathRun};
 use std::process::ExitCode;
 
 /// GRPO on a math dataset with the math-answer verifier.

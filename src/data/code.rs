@@ -37,9 +37,7 @@ pub struct CodeExample {
 }
 
 /// The public layouts this loader understands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeLayout {
     /// Cove's own set: `id`, `prompt`, `tests` (verifier shape), `solution`.

@@ -22,6 +22,7 @@ pub mod math;
 mod parquet_rows;
 pub mod synth;
 
+use crate::model::Message;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -129,15 +130,6 @@ fn read_jsonl(path: &Path) -> Result<Vec<Row>, DataError> {
     Ok(rows)
 }
 
-/// One chat message of a prompt (verl stores prompts as a list of these).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The message text.
-    pub content: String,
-}
-
 /// A task's prompt: plain text, or chat messages to be rendered by a chat template.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
@@ -145,17 +137,14 @@ pub enum Prompt {
     /// A single user turn.
     Text(String),
     /// A conversation (system / user turns) ending where the assistant should answer.
-    Chat(Vec<ChatMessage>),
+    Chat(Vec<Message>),
 }
 
 impl Prompt {
     /// The prompt as chat messages (a plain-text prompt becomes one user message).
-    pub fn messages(&self) -> Vec<ChatMessage> {
+    pub fn messages(&self) -> Vec<Message> {
         match self {
-            Prompt::Text(text) => vec![ChatMessage {
-                role: "user".to_string(),
-                content: text.clone(),
-            }],
+            Prompt::Text(text) => vec![Message::user(text)],
             Prompt::Chat(messages) => messages.clone(),
         }
     }
@@ -227,12 +216,11 @@ impl RowCtx<'_> {
         match self.get(key)? {
             serde_json::Value::String(s) => Ok(Prompt::Text(s.clone())),
             v @ serde_json::Value::Array(_) => {
-                let messages: Vec<ChatMessage> =
-                    serde_json::from_value(v.clone()).map_err(|e| {
-                        self.bad(format!(
-                            "field `{key}` must be a list of {{role, content}} messages: {e}"
-                        ))
-                    })?;
+                let messages: Vec<Message> = serde_json::from_value(v.clone()).map_err(|e| {
+                    self.bad(format!(
+                        "field `{key}` must be a list of {{role, content}} messages: {e}"
+                    ))
+                })?;
                 if messages.is_empty() {
                     return Err(self.bad(format!("field `{key}` is an empty message list")));
                 }

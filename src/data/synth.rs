@@ -157,44 +157,12 @@ pub fn write_jsonl(path: &Path, problems: &[SynthProblem]) -> std::io::Result<()
     out.flush()
 }
 
-/// Arguments of `cove synth-math`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SynthArgs {
-    /// Output folder (gets train.jsonl and test.jsonl).
-    #[arg(long, default_value = "datasets/math")]
-    pub out: std::path::PathBuf,
-    /// Generator seed (the committed set uses the default).
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
-    /// Training problems.
-    #[arg(long, default_value_t = DEFAULT_TRAIN)]
-    pub train: usize,
-    /// Test problems.
-    #[arg(long, default_value_t = DEFAULT_TEST)]
-    pub test: usize,
-}
-
 /// Seed of the committed set.
 pub const DEFAULT_SEED: u64 = 2025;
 /// Size of the committed training split.
 pub const DEFAULT_TRAIN: usize = 2000;
 /// Size of the committed test split.
 pub const DEFAULT_TEST: usize = 250;
-
-/// Runs `cove synth-math`: writes `train.jsonl` and `test.jsonl` into `args.out`.
-pub fn run(args: &SynthArgs) -> Result<String, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(&args.out)?;
-    let (train, test) = generate_splits(args.seed, args.train, args.test);
-    write_jsonl(&args.out.join("train.jsonl"), &train)?;
-    write_jsonl(&args.out.join("test.jsonl"), &test)?;
-    Ok(format!(
-        "wrote {} training and {} test problems (seed {}) to {}\n",
-        train.len(),
-        test.len(),
-        args.seed,
-        args.out.display()
-    ))
-}
 
 #[cfg(test)]
 mod tests {

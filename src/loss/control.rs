@@ -368,6 +368,17 @@ fn check(field: &'static str, value: f64, ok: bool, why: &'static str) -> Result
 }
 
 impl ControlConfig {
+    /// Clip-Cov's lower covariance bound `lb` (also under an adaptive controller); 1, the
+    /// paper's value, for the other controls. The covariance statistics report the
+    /// fraction of tokens above it for every control.
+    pub fn cov_lower_bound(&self) -> f64 {
+        match self {
+            ControlConfig::ClipCov { lb, .. } => *lb,
+            ControlConfig::Adaptive { base, .. } => base.cov_lower_bound(),
+            _ => 1.0,
+        }
+    }
+
     /// Checks the parameters and builds the control.
     pub fn build(&self) -> Result<Box<dyn EntropyControl>, ControlError> {
         let control: Box<dyn EntropyControl> = match *self {

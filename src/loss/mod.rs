@@ -5,7 +5,7 @@
 //! - [`surrogate`]: the clipped surrogate with Clip-higher and dual-clip;
 //! - [`control`]: the [`EntropyControl`] trait, covariance, Clip-Cov / KL-Cov selection
 //!   and their per-token losses;
-//! - [`aggregate`]: the four aggregation modes;
+//! - [`aggregate`](mod@aggregate): the four aggregation modes;
 //! - [`compare`]: one public entry point that computes the per-token loss, the selected
 //!   tokens and the metrics from given tensors (for comparing with other
 //!   implementations, `cove loss`).

@@ -107,6 +107,18 @@ pub enum LoraError {
 }
 
 impl LoraConfig {
+    /// Whether `other` describes the same adapters (rank, alpha, dropout and the same
+    /// set of targets): what a LoRA checkpoint needs to resume into a model.
+    pub fn same_adapter(&self, other: &LoraConfig) -> bool {
+        let sorted = |t: &[String]| {
+            let mut t = t.to_vec();
+            t.sort();
+            t
+        };
+        (self.rank, self.alpha, self.dropout) == (other.rank, other.alpha, other.dropout)
+            && sorted(&self.targets) == sorted(&other.targets)
+    }
+
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), LoraError> {
         let bad = |field, why: String| Err(LoraError::Field { field, why });

@@ -9,7 +9,7 @@
 //! # fn main() -> Result<(), cove::model::ModelError> {
 //! // A Hugging Face folder (config.json, *.safetensors, tokenizer.json, ...).
 //! let policy = Policy::from_hf_dir("Qwen2.5-Math-1.5B".as_ref(), Dtype::Bf16, Device::cuda_if_available())?;
-//! // Or the tiny model for tests and the demo: `cove::tiny::policy(seed, device)`.
+//! // Or the tiny model for tests and the demo: `cove::model::tiny::policy(seed, device)`.
 //! let text = policy.apply_chat_template(&[Message::user("What is 12+7?")], true)?;
 //! let prompt_ids = policy.encode(&text)?;
 //! # Ok(()) }
@@ -27,9 +27,12 @@
 
 pub mod chat;
 pub mod config;
+pub mod hf;
 pub mod lora;
 pub mod named;
 pub mod qwen2;
+pub mod spec;
+pub mod tiny;
 pub mod train;
 pub mod weights;
 
@@ -41,6 +44,7 @@ use tokenizers::Tokenizer;
 pub use chat::{ChatTemplate, Message};
 pub use config::{Family, Qwen2Config, RopeScaling};
 pub use lora::{LoraConfig, LoraInfo, TrainSwitch};
+pub use spec::ModelSpec;
 pub use train::{
     Backward, LOGIT_BUDGET, LogprobOptions, PackedItem, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
@@ -421,7 +425,7 @@ impl KvCache {
 }
 
 /// A model with its tokenizer, special ids and chat template: what rollout and training
-/// need. Built by [`Policy::from_hf_dir`] or [`crate::tiny::policy`].
+/// need. Built by [`Policy::from_hf_dir`] or [`crate::model::tiny::policy`].
 pub struct Policy {
     /// The network.
     pub model: Box<dyn CausalLm>,
@@ -445,7 +449,7 @@ impl Policy {
     /// `tokenizer_config.json` (chat template, optional) and `generation_config.json`
     /// (EOS ids, optional; falls back to `config.json` / `tokenizer_config.json`).
     pub fn from_hf_dir(dir: &Path, dtype: Dtype, device: Device) -> Result<Self, ModelError> {
-        weights::load_policy(dir, dtype, device)
+        hf::load_policy(dir, dtype, device)
     }
 
     /// Token ids of `text` (special-token strings such as `<|im_start|>` are recognised;
@@ -480,6 +484,26 @@ impl Policy {
                 message: "this checkpoint has no chat template".into(),
             }),
         }
+    }
+
+    /// Token ids of a prompt given as chat messages: with `chat_template` on, rendered by
+    /// the checkpoint's chat template with the generation prompt (every message kept,
+    /// system prompts included); off, the text of the last user turn as it is. The one
+    /// path from a prompt to ids: training, evaluation and the demo all take it.
+    pub fn prompt_ids(
+        &self,
+        messages: &[Message],
+        chat_template: bool,
+    ) -> Result<Vec<i64>, ModelError> {
+        if chat_template {
+            return self.encode(&self.apply_chat_template(messages, true)?);
+        }
+        let user = messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .or(messages.last());
+        self.encode(user.map_or("", |m| m.content.as_str()))
     }
 
     /// Writes the policy as a Hugging Face folder that transformers and

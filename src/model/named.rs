@@ -16,7 +16,7 @@ pub const MODELS_DIR_ENV: &str = "COVE_MODELS_DIR";
 /// file, the source wheel and the converter versions. Its presence means "complete".
 pub const MANIFEST: &str = "cove-model.json";
 
-/// The name of the built-in tiny policy ([`crate::tiny`]).
+/// The name of the built-in tiny policy ([`crate::model::tiny`]).
 pub const TINY: &str = "tiny";
 
 /// A pretrained model that set-up installs.

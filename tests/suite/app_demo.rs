@@ -1,7 +1,7 @@
 //! The demo pipeline end to end with a budget of seconds: warm start, three GRPO runs,
 //! report folder (the full demo is `bash scripts/demo.sh`, not a test).
 
-use cove::demo::{DEFAULTS, DemoConfig, run};
+use cove::cli::demo::{DEFAULTS, DemoConfig, run};
 
 #[test]
 fn demo_pipeline_writes_a_complete_report() {
@@ -22,7 +22,7 @@ fn demo_pipeline_writes_a_complete_report() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (cfg, table): (DemoConfig, _) = cove::app::resolve(DEFAULTS, None, &sets).unwrap();
+    let (cfg, table): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
     let out = dir.path().join("demo");
     let outcome = run(&cfg, &table, &out, false).unwrap();
     assert_eq!(outcome.methods.len(), 3);
@@ -33,7 +33,7 @@ fn demo_pipeline_writes_a_complete_report() {
         assert_eq!(lines.lines().count(), 3, "{}", m.name);
         let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
         assert!(first["entropy"].as_f64().unwrap() > 0.0);
-        assert!(first["task_accuracy"].is_number());
+        assert!(first["eval_accuracy"].is_number());
     }
     for f in [
         "summary.md",
@@ -59,12 +59,12 @@ fn demo_pipeline_writes_a_complete_report() {
 /// accuracy, no warm start), and the GPU budget resolves over them; each budget validates.
 #[test]
 fn real_model_budgets_resolve() {
-    use cove::demo::REAL_MODEL_DEFAULTS;
+    use cove::cli::demo::REAL_MODEL_DEFAULTS;
     let gpu =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo-smollm2-gpu.toml");
-    let (cpu, _): (DemoConfig, _) = cove::app::resolve(REAL_MODEL_DEFAULTS, None, &[]).unwrap();
+    let (cpu, _): (DemoConfig, _) = cove::config::resolve(REAL_MODEL_DEFAULTS, None, &[]).unwrap();
     let (gpu, _): (DemoConfig, _) =
-        cove::app::resolve(REAL_MODEL_DEFAULTS, Some(&gpu), &[]).unwrap();
+        cove::config::resolve(REAL_MODEL_DEFAULTS, Some(&gpu), &[]).unwrap();
     for cfg in [&cpu, &gpu] {
         assert_eq!(cfg.model.path, "smollm2-135m-instruct");
         assert!(cfg.held_out && cfg.sft.is_none());

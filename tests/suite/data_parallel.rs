@@ -124,7 +124,7 @@ fn final_weights(out: &Path) -> Vec<(String, Tensor)> {
 /// The tiny policy's initial weights (`model.tiny_seed = 0`) by name, or with `lora`
 /// its initial adapters (what a LoRA checkpoint holds).
 fn initial_weights(lora: bool) -> Vec<(String, Tensor)> {
-    let mut p = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let mut p = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
     if lora {
         p.model.attach_lora(&lora_config(), "tiny").unwrap();
     }
@@ -203,7 +203,8 @@ fn data_parallel_rank() {
         None => 0,
     };
     let comm = launch.connect(timeout).unwrap();
-    let mut policy = cove::tiny::policy(&Default::default(), seed, tch::Device::Cpu).unwrap();
+    let mut policy =
+        cove::model::tiny::policy(&Default::default(), seed, tch::Device::Cpu).unwrap();
     if std::env::var_os("COVE_DP_LORA").is_some() {
         policy.model.attach_lora(&lora_config(), "tiny").unwrap();
     }

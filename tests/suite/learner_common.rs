@@ -74,6 +74,6 @@ pub fn small_config(out: &std::path::Path) -> TrainConfig {
 
 /// A trainer on the tiny policy (seed 0).
 pub fn trainer(cfg: TrainConfig) -> Trainer<Digits> {
-    let policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
     Trainer::new(cfg, policy, Digits, dataset()).unwrap()
 }

@@ -194,7 +194,7 @@ fn digest_run_part() {
     };
     tch::set_num_threads(1);
     let cfg = cove::config::TrainConfig::load(Path::new(&path)).unwrap();
-    let policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
     let mut t = cove::trainer::Trainer::new(
         cfg,
         policy,

@@ -84,7 +84,7 @@ fn packed<'a>(a: &'a [i64], b: &'a [i64], resp: &'a [Vec<i64>]) -> [PackedItem<'
 
 #[test]
 fn checkpointing_and_recomputed_logits_give_the_plain_values_and_gradients() {
-    let p = cove::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
+    let p = cove::model::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
     let (a, b, resp) = tiny_items(&p);
     let items = packed(&a, &b, &resp);
     for entropy_grad in [false, true] {
@@ -121,7 +121,7 @@ fn checkpointing_and_recomputed_logits_give_the_plain_values_and_gradients() {
 
 #[test]
 fn checkpointing_recomputes_the_same_lora_dropout_masks() {
-    let mut p = cove::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
+    let mut p = cove::model::tiny::policy(&Default::default(), 4, Device::Cpu).unwrap();
     let lora = cove::model::lora::LoraConfig {
         rank: 4,
         dropout: 0.3,
@@ -163,7 +163,7 @@ fn checkpointing_recomputes_the_same_lora_dropout_masks() {
 /// A one-layer model with a large vocabulary (2¹⁷ tokens, width 32): one
 /// full-vocabulary f32 tensor over 512 response tokens is 256 MiB.
 fn wide_vocab_model() -> Qwen2 {
-    let mut cfg = cove::tiny::TinyConfig {
+    let mut cfg = cove::model::tiny::TinyConfig {
         hidden_size: 32,
         num_hidden_layers: 1,
         num_attention_heads: 2,

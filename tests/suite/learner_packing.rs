@@ -13,7 +13,7 @@ use cove::rollout::{SamplingConfig, generate};
 use tch::{Kind, Tensor};
 
 fn tiny() -> Policy {
-    cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap()
+    cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap()
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {

@@ -4,8 +4,9 @@
 //! Hugging Face folder with the adapted model's logits; the `[model.lora]` section.
 
 use crate::learner_common::{Digits, dataset, small_config};
-use cove::app::training::ModelSpec;
 use cove::checkpoint::{self, TrainState};
+use cove::dist::Launch;
+use cove::model::ModelSpec;
 use cove::model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX};
 use cove::model::{CausalLm, Dtype, LoraConfig, Policy};
 use cove::trainer::Trainer;
@@ -18,7 +19,7 @@ fn root() -> PathBuf {
 }
 
 fn tiny() -> Policy {
-    cove::tiny::policy(&Default::default(), 0, Device::Cpu).unwrap()
+    cove::model::tiny::policy(&Default::default(), 0, Device::Cpu).unwrap()
 }
 
 fn lora(dropout: f64) -> LoraConfig {
@@ -407,7 +408,7 @@ fn lora_section_parses_and_names_bad_fields() {
     let s = spec("[lora]\nrank = 16\nalpha = 32\ntargets = [\"q_proj\", \"v_proj\"]").unwrap();
     let l = s.lora.clone().unwrap();
     assert_eq!((l.rank, l.alpha, l.dropout), (16, 32.0, 0.0));
-    let p = s.load().unwrap();
+    let p = s.load(&Launch::from_env().unwrap()).unwrap();
     assert_eq!(p.model.lora().unwrap().config.targets, ["q_proj", "v_proj"]);
     assert_eq!(p.model.lora().unwrap().base_model, "tiny");
     let d = LoraConfig::default();
@@ -421,7 +422,12 @@ fn lora_section_parses_and_names_bad_fields() {
         ("[lora]\ntargets = [\"qkv\"]", "model.lora.targets"),
         ("[lora]\ntargets = []", "model.lora.targets"),
     ] {
-        let err = spec(extra).unwrap().load().err().unwrap().to_string();
+        let err = spec(extra)
+            .unwrap()
+            .load(&Launch::from_env().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains(field), "{extra}: {err}");
     }
 }

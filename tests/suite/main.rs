@@ -14,6 +14,7 @@ mod learner_memory;
 mod learner_packing;
 mod learner_resume;
 mod learner_scope;
+mod learner_trajectories;
 mod lora;
 mod model_errors;
 mod model_parity;

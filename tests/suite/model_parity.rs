@@ -196,7 +196,7 @@ fn kv_cached_decoding_matches_uncached_forward() {
         // of the two attention paths reaches ~1.4e-5: 5e-5 there.
         check_cache(policy.model.as_ref(), &seqs, 5e-5);
     }
-    let tiny = cove::tiny::policy(&Default::default(), 3, Device::Cpu).unwrap();
+    let tiny = cove::model::tiny::policy(&Default::default(), 3, Device::Cpu).unwrap();
     let seqs = vec![
         tiny.encode("What is 12+7?").unwrap(),
         tiny.encode("<|im_start|>user\nWhat is 100+250?<|im_end|>\n")
@@ -269,7 +269,7 @@ fn half_precision_loads_close_to_f32() {
 #[test]
 fn save_pretrained_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = cove::tiny::policy(&Default::default(), 5, Device::Cpu).unwrap();
+    let tiny = cove::model::tiny::policy(&Default::default(), 5, Device::Cpu).unwrap();
     tiny.save_pretrained(dir.path()).unwrap();
     let back = Policy::from_hf_dir(dir.path(), Dtype::F32, Device::Cpu).unwrap();
     let ids = tiny.encode("What is 12+7?").unwrap();

@@ -141,7 +141,7 @@ fn temperature_zero_is_greedy() {
 }
 
 fn tiny() -> Policy {
-    cove::tiny::policy(&Default::default(), 7, Device::Cpu).unwrap()
+    cove::model::tiny::policy(&Default::default(), 7, Device::Cpu).unwrap()
 }
 
 fn prompts(p: &Policy) -> Vec<Vec<i64>> {
@@ -422,11 +422,11 @@ fn tiny_tokenizer_round_trips_ascii_and_specials() {
     let p = tiny();
     let text = "<|im_start|>user\nWhat is 12+7? ~{}|<|im_end|>\n";
     let ids = p.encode(text).unwrap();
-    assert_eq!(ids[0], cove::tiny::IM_START);
-    assert!(ids.contains(&cove::tiny::IM_END));
+    assert_eq!(ids[0], cove::model::tiny::IM_START);
+    assert!(ids.contains(&cove::model::tiny::IM_END));
     assert!(
         ids.iter()
-            .all(|&i| (0..cove::tiny::VOCAB_SIZE).contains(&i))
+            .all(|&i| (0..cove::model::tiny::VOCAB_SIZE).contains(&i))
     );
     assert_eq!(ids.len(), 1 + "user\nWhat is 12+7? ~{}|".len() + 1 + 1);
     assert_eq!(p.decode(&ids).unwrap(), "user\nWhat is 12+7? ~{}|\n");

@@ -1,157 +1,25 @@
-//! Rollouts: batched, KV-cached sampling from a [`Policy`].
+//! The in-process engine: batched, KV-cached sampling from a [`Policy`].
 //!
 //! [`generate`] takes ragged prompts (token ids), left-pads them into one batch, runs
 //! one prefill, copies its KV cache to the `n` samples of each prompt, then decodes one
 //! token per step for every unfinished sample, dropping finished rows from the batch.
 //! Each sample draws from its own ChaCha8 stream (seed, sample number), so results do
-//! not depend on libtorch's global generator.
-//!
-//! Sampling follows transformers' order: `logits / temperature`, then top-k, then top-p
-//! on the renormalised remainder, then an exact inverse-CDF draw. `temperature = 0`
-//! means greedy. The per-token `logprobs` and `entropies` returned are those of the
-//! untruncated distribution `softmax(logits / temperature)` (of `softmax(logits)` when
-//! greedy) — the distribution [`crate::model::response_logprobs`] scores with the same
-//! temperature, so the learner's old and new log-probs agree.
-//!
-//! ```no_run
-//! use cove::rollout::{generate, SamplingConfig};
-//! let policy = cove::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
-//! let prompts = vec![policy.encode("What is 12+7?").unwrap()];
-//! let cfg = SamplingConfig { n: 8, temperature: 1.0, max_new_tokens: 16, ..Default::default() };
-//! for s in generate(&policy, &prompts, &cfg).unwrap() {
-//!     println!("{} {:?} {}", s.prompt_index, s.finish_reason, s.text);
-//! }
-//! ```
+//! not depend on libtorch's global generator. The per-token `logprobs` and `entropies`
+//! returned are those of the untruncated distribution `softmax(logits / temperature)`
+//! (of `softmax(logits)` when greedy): the distribution
+//! [`crate::model::response_logprobs`] scores with the same temperature, so the
+//! learner's old and new log-probs agree.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::sampler::sample_step;
+use super::{
+    FinishReason, RolloutEngine, RolloutError, RolloutRequest, Sample, SamplingConfig, Trajectory,
+};
+use crate::model::Policy;
 use crate::model::lora::MergedAdapters;
-use crate::model::{ModelError, Policy};
-
-/// How to sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SamplingConfig {
-    /// Samples per prompt (GRPO's group size); they share one prefill.
-    pub n: usize,
-    /// Softmax temperature; 0 = greedy.
-    pub temperature: f64,
-    /// Nucleus sampling: keep the smallest set of most likely tokens whose mass reaches
-    /// `top_p` (1 = off).
-    pub top_p: f64,
-    /// Keep the `top_k` most likely tokens (0 = off).
-    pub top_k: usize,
-    /// Longest response, in tokens.
-    pub max_new_tokens: usize,
-    /// Strings that end a response when its text contains one (the text is cut before
-    /// it; the tokens are kept up to the one that completed it).
-    pub stop: Vec<String>,
-    /// Seed of the per-sample random streams.
-    pub seed: u64,
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        SamplingConfig {
-            n: 1,
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: 0,
-            max_new_tokens: 256,
-            stop: Vec::new(),
-            seed: 0,
-        }
-    }
-}
-
-impl SamplingConfig {
-    /// Checks every field; the error names the field.
-    pub fn validate(&self) -> Result<(), RolloutError> {
-        let bad = |field: &str, message: &str| {
-            Err(RolloutError::Config {
-                field: field.into(),
-                message: message.into(),
-            })
-        };
-        if self.n == 0 {
-            return bad("n", "must be at least 1");
-        }
-        if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return bad("temperature", "must be finite and >= 0");
-        }
-        if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
-            return bad("top_p", "must lie in (0, 1]");
-        }
-        if self.stop.iter().any(String::is_empty) {
-            return bad("stop", "stop strings must not be empty");
-        }
-        Ok(())
-    }
-}
-
-/// Why a sample ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinishReason {
-    /// It produced an EOS token (kept as its last token).
-    Eos,
-    /// Its text contains a stop string.
-    Stop,
-    /// It reached `max_new_tokens`.
-    Length,
-}
-
-/// One generated response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Index of its prompt in the `prompts` argument.
-    pub prompt_index: usize,
-    /// Which of the `n` samples of that prompt it is.
-    pub sample_index: usize,
-    /// Response token ids (the EOS token included when `finish_reason` is `Eos`).
-    pub token_ids: Vec<i64>,
-    /// log π(token) under `softmax(logits / temperature)`, one per token.
-    pub logprobs: Vec<f32>,
-    /// Entropy of `softmax(logits / temperature)` at each step, one per token.
-    pub entropies: Vec<f32>,
-    /// Why it ended.
-    pub finish_reason: FinishReason,
-    /// Decoded response, special tokens skipped, cut before the stop string if any.
-    pub text: String,
-}
-
-/// Errors of [`generate`].
-#[derive(Debug, thiserror::Error)]
-pub enum RolloutError {
-    /// A [`SamplingConfig`] field is out of range.
-    #[error("sampling config field `{field}`: {message}")]
-    Config {
-        /// The field.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A prompt is unusable.
-    #[error("prompt {index}: {message}")]
-    Prompt {
-        /// Its index in `prompts`.
-        index: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// The model or tokenizer failed.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-}
-
-impl From<tch::TchError> for RolloutError {
-    fn from(e: tch::TchError) -> Self {
-        RolloutError::Model(ModelError::Torch(e))
-    }
-}
 
 /// Per-sample state while decoding.
 struct Running {
@@ -354,54 +222,54 @@ fn decode(
     Ok(())
 }
 
-/// One sampling step over `logits` `[A, V]` (f32) with uniforms `u` `[A]` in (0, 1]:
-/// returns the chosen tokens `[A]`, their log-probabilities and the entropies, both
-/// under `softmax(logits / temperature)`.
-pub fn sample_step(logits: &Tensor, cfg: &SamplingConfig, u: &Tensor) -> (Tensor, Tensor, Tensor) {
-    let v = logits.size()[1];
-    let (logp, token) = if cfg.temperature == 0.0 {
-        (
-            logits.log_softmax(-1, Kind::Float),
-            logits.argmax(-1, false),
-        )
-    } else {
-        let logp = (logits / cfg.temperature).log_softmax(-1, Kind::Float);
-        let token = draw(&logp.exp(), cfg, u, v);
-        (logp, token)
-    };
-    let ent = -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float);
-    let lp = logp.gather(1, &token.unsqueeze(1), false).squeeze_dim(1);
-    (token, lp, ent)
-}
+/// The in-process engine: [`generate_keyed`] on the policy being trained.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalEngine;
 
-/// Inverse-CDF draw from `probs` `[A, V]` after top-k / top-p truncation.
-fn draw(probs: &Tensor, cfg: &SamplingConfig, u: &Tensor, v: i64) -> Tensor {
-    let top_k = cfg.top_k > 0 && (cfg.top_k as i64) < v;
-    let top_p = cfg.top_p < 1.0;
-    let pick = |p: &Tensor| {
-        let cdf = p.cumsum(-1, Kind::Float);
-        let thresh = u.unsqueeze(1) * cdf.narrow(1, v - 1, 1);
-        cdf.lt_tensor(&thresh)
-            .sum_dim_intlist(-1, false, Kind::Int64)
-            .clamp_max(v - 1)
-    };
-    if !top_k && !top_p {
-        return pick(probs);
+impl RolloutEngine for LocalEngine {
+    fn name(&self) -> &str {
+        "local"
     }
-    let (mut sorted, order) = probs.sort(-1, true);
-    let device = probs.device();
-    if top_k {
-        let beyond = Tensor::arange(v, (Kind::Int64, device))
-            .ge(cfg.top_k as i64)
-            .unsqueeze(0);
-        sorted = sorted.masked_fill(&beyond, 0.0);
+
+    fn generate(
+        &mut self,
+        policy: &Policy,
+        request: &RolloutRequest,
+    ) -> Result<Vec<Trajectory>, RolloutError> {
+        if request.tasks.len() != request.prompts.len() {
+            return Err(RolloutError::Config {
+                field: "tasks".into(),
+                message: format!(
+                    "{} tasks for {} prompts",
+                    request.tasks.len(),
+                    request.prompts.len()
+                ),
+            });
+        }
+        let samples = generate_keyed(policy, request.prompts, request.keys, request.sampling)?;
+        Ok(samples
+            .into_iter()
+            .map(|s| {
+                let prompt = &request.prompts[s.prompt_index];
+                let mut tokens = Vec::with_capacity(prompt.len() + s.token_ids.len());
+                tokens.extend_from_slice(prompt);
+                tokens.extend_from_slice(&s.token_ids);
+                let mut loss_mask = vec![false; prompt.len()];
+                loss_mask.resize(tokens.len(), true);
+                Trajectory {
+                    task: request.tasks[s.prompt_index],
+                    group: s.prompt_index,
+                    prompt_len: prompt.len(),
+                    tokens,
+                    loss_mask,
+                    logprobs: Some(s.logprobs),
+                    entropies: Some(s.entropies),
+                    policy_version: request.policy_version,
+                    text: s.text,
+                    score: None,
+                    finish: s.finish_reason,
+                }
+            })
+            .collect())
     }
-    if top_p {
-        let renorm = &sorted / sorted.sum_dim_intlist(-1, true, Kind::Float);
-        let before = renorm.cumsum(-1, Kind::Float) - &renorm;
-        sorted = sorted.masked_fill(&before.ge(cfg.top_p), 0.0);
-    }
-    order
-        .gather(1, &pick(&sorted).unsqueeze(1), false)
-        .squeeze_dim(1)
 }

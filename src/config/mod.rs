@@ -6,6 +6,10 @@
 //! beta = 1 (Clip-Cov: r = 2e-4, bounds 1 and 5). Unknown keys are errors, so a typo
 //! cannot silently fall back to a default.
 
+pub mod layers;
+
+pub use layers::{apply_set, merge, parse_set, resolve, resolve_table};
+
 use crate::advantage::AdvantageEstimator;
 use crate::loss::LossConfig;
 use crate::optim::OptimConfig;
@@ -244,6 +248,18 @@ pub enum ConfigError {
         /// The cause.
         source: toml::de::Error,
     },
+    /// A `--set` flag is not `key=value`, or its key crosses a non-table value.
+    #[error("--set {flag}: {message}")]
+    BadSet {
+        /// The flag's text.
+        flag: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The resolved layers do not fit the configuration type (unknown or mistyped
+    /// field; the message names it).
+    #[error("invalid configuration: {0}")]
+    Unfit(String),
     /// A value is out of range.
     #[error("{path}: `{field}`: {why}")]
     Invalid {

@@ -10,7 +10,7 @@
 //! - Chat template ([`CHAT_TEMPLATE`]): ChatML, as Qwen2.5 uses.
 //!
 //! ```no_run
-//! let policy = cove::tiny::policy(&cove::tiny::TinyConfig::default(), 0, tch::Device::Cpu).unwrap();
+//! let policy = cove::model::tiny::policy(&cove::model::tiny::TinyConfig::default(), 0, tch::Device::Cpu).unwrap();
 //! let ids = policy.encode("<|im_start|>user\nWhat is 12+7?<|im_end|>\n").unwrap();
 //! ```
 

@@ -1,5 +1,4 @@
-//! What the bundled binaries share: layered TOML configuration, the run folder, and the
-//! Ctrl-C flag.
+//! Layered TOML configuration, as the bundled binaries resolve it.
 //!
 //! Configuration is resolved in three layers, later ones winning: the binary's embedded
 //! defaults, the user's TOML file (`--config`), and `--set key.path=value` flags (the
@@ -7,45 +6,8 @@
 //! plain string when it is not one). The resolved table is written to the run folder as
 //! `config.toml`, so every run records exactly what it ran with.
 
-pub mod tasks;
-pub mod training;
-
+use super::ConfigError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Why a configuration could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The config file (or the embedded default) is not valid TOML.
-    #[error("{origin}: {message}")]
-    Toml {
-        /// The file, or `embedded defaults`.
-        origin: String,
-        /// The parser's message (with line and column).
-        message: String,
-    },
-    /// A `--set` flag is not `key=value`, or its key crosses a non-table value.
-    #[error("--set {flag}: {message}")]
-    BadSet {
-        /// The flag's text.
-        flag: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The resolved table does not fit the binary's config type (unknown or mistyped
-    /// field; the message names it).
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
 
 /// Merges `over` into `base`: tables merge key by key, anything else replaces.
 pub fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -111,19 +73,20 @@ pub fn resolve_table(
     file: Option<&Path>,
     sets: &[String],
 ) -> Result<toml::Table, ConfigError> {
-    let parse = |text: &str, origin: String| {
-        text.parse::<toml::Table>().map_err(|e| ConfigError::Toml {
-            origin,
-            message: e.to_string(),
-        })
+    let parse = |text: &str, origin: PathBuf| {
+        text.parse::<toml::Table>()
+            .map_err(|source| ConfigError::Toml {
+                path: origin,
+                source,
+            })
     };
-    let mut table = parse(defaults, "embedded defaults".to_string())?;
+    let mut table = parse(defaults, PathBuf::from("embedded defaults"))?;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        merge(&mut table, parse(&text, path.display().to_string())?);
+        merge(&mut table, parse(&text, path.to_path_buf())?);
     }
     for flag in sets {
         apply_set(&mut table, flag)?;
@@ -141,67 +104,8 @@ pub fn resolve<T: serde::de::DeserializeOwned>(
     let table = resolve_table(defaults, file, sets)?;
     let config = toml::Value::Table(table.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        .map_err(|e: toml::de::Error| ConfigError::Unfit(e.message().to_string()))?;
     Ok((config, table))
-}
-
-/// A run's folder: `config.toml` (resolved), `metrics.jsonl`, `checkpoints/`, `plots/`.
-#[derive(Debug, Clone)]
-pub struct RunDir {
-    /// The folder.
-    pub root: PathBuf,
-}
-
-impl RunDir {
-    /// Creates (or reuses) the folder and its sub-folders and writes the resolved config.
-    pub fn create(root: &Path, config: &toml::Table) -> std::io::Result<Self> {
-        let dir = Self {
-            root: root.to_path_buf(),
-        };
-        std::fs::create_dir_all(dir.checkpoints())?;
-        std::fs::create_dir_all(dir.plots())?;
-        let text = toml::to_string_pretty(config).map_err(std::io::Error::other)?;
-        std::fs::write(root.join("config.toml"), text)?;
-        Ok(dir)
-    }
-
-    /// The metrics file (one JSON object per step).
-    pub fn metrics(&self) -> PathBuf {
-        self.root.join("metrics.jsonl")
-    }
-
-    /// The checkpoint folder.
-    pub fn checkpoints(&self) -> PathBuf {
-        self.root.join("checkpoints")
-    }
-
-    /// The plot folder.
-    pub fn plots(&self) -> PathBuf {
-        self.root.join("plots")
-    }
-}
-
-/// Installs a Ctrl-C handler and returns the flag it raises. The training loops check the
-/// flag between steps, save a checkpoint and exit cleanly; a second Ctrl-C aborts at once.
-/// Installing twice in one process returns the first flag.
-pub fn interrupt_flag() -> Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let raised = flag.clone();
-        let installed = ctrlc::set_handler(move || {
-            if raised.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: aborting without a checkpoint");
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: finishing the current step, then saving a checkpoint");
-        });
-        if let Err(e) = installed {
-            eprintln!("warning: Ctrl-C handler not installed ({e}); Ctrl-C will not checkpoint");
-        }
-        flag
-    })
-    .clone()
 }
 
 #[cfg(test)]
@@ -262,24 +166,11 @@ mod tests {
         let err = resolve::<Demo>(DEFAULTS, None, &["train.lrr=1".into()]).unwrap_err();
         assert!(err.to_string().contains("lrr"), "{err}");
         let err = resolve::<Demo>(DEFAULTS, None, &["train.steps=many".into()]).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+        assert!(matches!(err, ConfigError::Unfit(_)), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broken.toml");
         std::fs::write(&file, "[train\n").unwrap();
         let err = resolve::<Demo>(DEFAULTS, Some(&file), &[]).unwrap_err();
         assert!(err.to_string().contains("broken.toml"), "{err}");
-    }
-
-    #[test]
-    fn run_dir_records_the_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let table = resolve_table(DEFAULTS, None, &[]).unwrap();
-        let run = RunDir::create(&dir.path().join("r"), &table).unwrap();
-        assert!(run.checkpoints().is_dir() && run.plots().is_dir());
-        let back: toml::Table = std::fs::read_to_string(run.root.join("config.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(back, table);
     }
 }

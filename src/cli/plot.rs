@@ -1,7 +1,7 @@
 //! PNG plots (plotters, bitmap backend) and markdown helpers for run reports.
 //!
-//! Text is drawn with DejaVu Sans compiled into the binary (`src/report/DejaVuSans.ttf`,
-//! Bitstream Vera licence, see `src/report/DejaVuSans-LICENSE.txt`) through plotters'
+//! Text is drawn with DejaVu Sans compiled into the binary (`src/cli/plot/DejaVuSans.ttf`,
+//! Bitstream Vera licence, see `src/cli/plot/DejaVuSans-LICENSE.txt`) through plotters'
 //! `ab_glyph` renderer, so plots have labels on any machine, with or without fontconfig
 //! or system fonts, and nothing is fetched at run time.
 
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 /// The font family name the plots use (registered on first use).
 const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("report/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("plot/DejaVuSans.ttf");
 
 /// Why a plot could not be drawn.
 #[derive(Debug, thiserror::Error)]

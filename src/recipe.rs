@@ -2,27 +2,60 @@
 //! plus the TOML sections a user may override) and how it becomes a [`Trainer`].
 //!
 //! The binaries `train-math` and `train-code` only parse arguments and hand one of
-//! these to [`run_training`](super::training::run_training); keeping the types here lets
-//! the tests check that every recipe in `configs/` resolves and validates.
+//! these to the command line's training loop; keeping the types here lets the tests
+//! check that every recipe in `configs/` resolves and validates.
 
-use super::training::{ModelSpec, RunOptions, math_accuracy};
-use crate::config::TrainConfig;
+use crate::config::{ConfigError, TrainConfig};
 use crate::data::code::{CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
+use crate::dist::Launch;
+use crate::eval::math_accuracy;
+use crate::model::{Dtype, ModelSpec};
+use crate::optim::Precision;
 use crate::trainer::{Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
 use crate::verifiers::math::{MathOptions, MathVerifier};
 use std::path::PathBuf;
 
+/// The `[run]` section of a training binary's configuration.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    /// Entropy-collapse warning threshold (fraction of the start entropy).
+    pub entropy_warn_fraction: f64,
+    /// libtorch intra-op threads (0: libtorch's default).
+    pub threads: i32,
+}
+
+/// The one place training precision is decided: the model is loaded in `model.dtype` and
+/// trained in `trainer.precision`, which casts it. A model loaded in bf16 or f16 has no
+/// f32 weights left to keep as masters, so it trains only under `precision = "bf16"`
+/// (pure bf16, said explicitly); anything else is refused, naming both fields.
+pub fn check_precision(model: &ModelSpec, trainer: &TrainConfig) -> Result<(), ConfigError> {
+    if model.dtype == Dtype::F32 || trainer.precision == Precision::Bf16 {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        path: "<config>".into(),
+        field: "model.dtype",
+        why: format!(
+            "{:?} weights under trainer.precision = {:?} would train without f32 weights; \
+             load in f32 (`model.dtype = \"f32\"`) and set `trainer.precision = \"bf16-mixed\"` \
+             for f32 masters, or `trainer.precision = \"bf16\"` for pure bf16",
+            model.dtype, trainer.precision
+        ),
+    })
+}
+
 /// What building a trainer from a task configuration can fail on.
 pub type BuildResult<R> = Result<(Trainer<R>, RunOptions), Box<dyn std::error::Error>>;
 
 /// `train-math`'s embedded defaults (`configs/train-math.toml`).
-pub const MATH_DEFAULTS: &str = include_str!("../../configs/train-math.toml");
+pub const MATH_DEFAULTS: &str = include_str!("../configs/train-math.toml");
 
 /// `train-code`'s embedded defaults (`configs/train-code.toml`).
-pub const CODE_DEFAULTS: &str = include_str!("../../configs/train-code.toml");
+pub const CODE_DEFAULTS: &str = include_str!("../configs/train-code.toml");
 
 /// The `[data]` section of a math run.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -87,7 +120,8 @@ pub struct MathRun {
 impl MathRun {
     /// Loads the data and the policy, prints what will be trained (and, with `data.eval`,
     /// the starting policy's held-out pass@1), and builds the trainer.
-    pub fn build(&self) -> BuildResult<MathVerifier> {
+    pub fn build(&self, launch: &Launch) -> BuildResult<MathVerifier> {
+        check_precision(&self.model, &self.trainer)?;
         let rows = self.data.load(&self.data.train, self.data.limit)?;
         if rows.is_empty() {
             return Err(format!(
@@ -96,7 +130,7 @@ impl MathRun {
             )
             .into());
         }
-        let policy = self.model.load()?;
+        let policy = self.model.load(launch)?;
         eprintln!(
             "train-math: policy {} ({}), GRPO on {}",
             self.model.path,
@@ -104,7 +138,7 @@ impl MathRun {
             self.data.describe(&self.data.train, rows.len())
         );
         // Data-parallel, rank 0 alone measures the held-out start.
-        let main = crate::dist::Launch::from_env()?.rank == 0;
+        let main = launch.rank == 0;
         if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
@@ -166,14 +200,15 @@ impl CodeRun {
     /// single process), started from the current executable:
     /// its `main` must call [`crate::verifiers::code::serve_if_worker`] first, as
     /// `train-code`'s does.
-    pub fn build(&self) -> BuildResult<CodeVerifier> {
+    pub fn build(&self, launch: &Launch) -> BuildResult<CodeVerifier> {
+        check_precision(&self.model, &self.trainer)?;
         let train = &self.data.train;
         let mut rows = load_code(train, self.data.layout)?;
         rows.truncate(self.data.limit.unwrap_or(usize::MAX));
         // One worker per core this rank is given (ranks on one machine share it).
         let verifier = CodeVerifier::with_worker_processes(
             CodeConfig {
-                threads: crate::dist::Launch::from_env()?.cores_per_rank(),
+                threads: launch.cores_per_rank(),
                 ..CodeConfig::default()
             },
             WorkerCommand::current_exe()?,
@@ -207,7 +242,7 @@ impl CodeRun {
         if checked > 0 {
             eprintln!("sandbox check: {accepted}/{checked} reference solutions accepted");
         }
-        let policy = self.model.load()?;
+        let policy = self.model.load(launch)?;
         let trainer = Trainer::new(self.trainer.clone(), policy, verifier, data)?;
         Ok((trainer, self.run.clone()))
     }
@@ -216,7 +251,7 @@ impl CodeRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::resolve;
+    use crate::config::resolve;
     use std::path::Path;
 
     /// Every TOML in `configs/` resolves over its binary's defaults and passes the
@@ -248,6 +283,32 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 6, "train-math, train-code and the four paper recipes");
+    }
+
+    /// The paper's recipes load f32 weights and train bf16-mixed (f32 masters); a bf16
+    /// model under f32 or bf16-mixed precision is refused, naming the fields.
+    #[test]
+    fn precision_is_decided_in_one_place() {
+        for name in ["qwen2.5-7b-kl-cov.toml", "qwen2.5-32b-clip-cov.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("configs")
+                .join(name);
+            let (cfg, _): (MathRun, _) = resolve(MATH_DEFAULTS, Some(&path), &[]).unwrap();
+            assert_eq!(cfg.trainer.precision, Precision::Bf16Mixed, "{name}");
+            check_precision(&cfg.model, &cfg.trainer).unwrap();
+        }
+        let sets = ["model.dtype=\"bf16\"".to_string()];
+        let (cfg, _): (MathRun, _) = resolve(MATH_DEFAULTS, None, &sets).unwrap();
+        let err = check_precision(&cfg.model, &cfg.trainer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.dtype") && err.contains("bf16-mixed"),
+            "{err}"
+        );
+        let sets = [sets[0].clone(), "trainer.precision=\"bf16\"".to_string()];
+        let (cfg, _): (MathRun, _) = resolve(MATH_DEFAULTS, None, &sets).unwrap();
+        check_precision(&cfg.model, &cfg.trainer).unwrap();
     }
 
     /// The paper's Clip-Cov recipes set PPO clip 1.0 (the lower bound at ratio 0).

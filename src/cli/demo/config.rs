@@ -1,0 +1,138 @@
+//! The demo's configuration (`configs/demo.toml`, `configs/demo-smollm2.toml`), its
+//! command line and its figures.
+
+use crate::law::{self, LawPoint};
+use crate::loss::ControlConfig;
+use crate::model::ModelSpec;
+use std::path::PathBuf;
+
+/// Everything the demo does, resolved from [`super::DEFAULTS`], `--config` and `--set`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// The policy: `tiny` (built in code, initialised from `model.tiny_seed`), a named
+    /// pretrained model or a Hugging Face folder.
+    pub model: ModelSpec,
+    /// Seed of the SFT batches, GRPO runs and evaluations.
+    pub seed: u64,
+    /// libtorch intra-op threads (the target machine has 2 cores).
+    pub threads: i32,
+    /// The task: the problems of these levels of the synthetic set.
+    pub levels: Vec<u32>,
+    /// Where accuracy is measured. `false`: on the task itself, both splits (the warm
+    /// start, GRPO and the accuracy all use every problem of the levels). `true`: GRPO
+    /// trains on the training split's problems of the levels and accuracy is measured on
+    /// the test split's (held out: never trained on).
+    pub held_out: bool,
+    /// Problems used for accuracy (the first N of the evaluation set).
+    pub eval_problems: usize,
+    /// Evaluate every this many GRPO steps (and at step 0).
+    pub eval_every: u64,
+    /// Warn when entropy falls below this fraction of its start value.
+    pub entropy_warn_fraction: f64,
+    /// Fraction of steps the early law fit uses (the paper: 0.15).
+    pub fit_fraction: f64,
+    /// The supervised warm start (absent: GRPO starts from the model as loaded).
+    pub sft: Option<SftConfig>,
+    /// GRPO settings shared by the three runs (their `loss.control` is replaced).
+    pub grpo: crate::config::TrainConfig,
+    /// The runs: name and entropy control.
+    pub methods: Vec<Method>,
+}
+
+/// The supervised warm-start phase.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftConfig {
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Problems per step.
+    pub batch_size: usize,
+    /// Give up (and go on with what was reached) after this many steps.
+    pub max_steps: usize,
+    /// Measure task accuracy every this many steps.
+    pub eval_every: usize,
+    /// Stop as soon as accuracy reaches this (the lower end of the target window).
+    pub target_accuracy: f64,
+    /// Upper end of the target window (reported when overshot).
+    pub max_accuracy: f64,
+}
+
+/// One GRPO run of the comparison.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Method {
+    /// Folder and legend name.
+    pub name: String,
+    /// Its entropy control.
+    pub control: ControlConfig,
+}
+
+/// Arguments of `cove demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Report folder.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// The policy: `tiny` (default; embedded defaults `configs/demo.toml`), or a named
+    /// pretrained model such as `smollm2-135m-instruct` or a Hugging Face folder
+    /// (embedded defaults `configs/demo-smollm2.toml`, the 2-core CPU budget).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// TOML file overriding the embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any field: `--set grpo.steps=40` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// No progress bars (logs only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Per-method results for the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MethodResult {
+    /// The method's name.
+    pub name: String,
+    /// `(step, entropy)` of every step.
+    pub entropy: Vec<(f64, f64)>,
+    /// `(step, mean token covariance of log-prob and advantage)` of every step.
+    pub cov_mean: Vec<(f64, f64)>,
+    /// `(step, fraction of valid tokens the entropy control selected)` of every step.
+    pub selected_frac: Vec<(f64, f64)>,
+    /// Valid response tokens per optimizer mini-batch, mean over the run (the `N` of the
+    /// controls' `max(int(r*N), 1)`).
+    pub tokens_per_mini_batch: f64,
+    /// `(step, task accuracy)` at each evaluation.
+    pub accuracy: Vec<(f64, f64)>,
+    /// `(step, entropy, accuracy)` at the evaluated steps (law points).
+    pub points: Vec<LawPoint>,
+    /// The entropy-collapse warning, if raised.
+    pub warning: Option<String>,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+    /// Whether Ctrl-C stopped the run early.
+    pub interrupted: bool,
+}
+
+/// The demo's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoOutcome {
+    /// Problems GRPO trains on.
+    pub task_problems: usize,
+    /// Problems accuracy is measured on.
+    pub eval_problems: usize,
+    /// Accuracy before GRPO (after the warm start, when there is one).
+    pub sft_accuracy: f64,
+    /// SFT steps run (0 without a warm start).
+    pub sft_steps: usize,
+    /// The three runs.
+    pub methods: Vec<MethodResult>,
+    /// Law fitted on the first method's (plain GRPO's) points.
+    pub law: Option<law::LawFit>,
+    /// Early-fit check on the same points.
+    pub extrapolation: Option<law::Extrapolation>,
+    /// Total wall time in seconds.
+    pub seconds: f64,
+}

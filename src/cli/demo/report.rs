@@ -1,0 +1,241 @@
+//! The demo's report: plots, `summary.md` and `outcome.json`.
+
+use super::DemoError;
+use super::config::{DemoConfig, DemoOutcome, MethodResult};
+use crate::cli::plot::{self, Series};
+use crate::law;
+use crate::loss::ControlConfig;
+use crate::run_dir::RunDir;
+
+/// Writes the plots and `summary.md`.
+pub(super) fn write_report(
+    cfg: &DemoConfig,
+    run: &RunDir,
+    o: &DemoOutcome,
+) -> Result<(), DemoError> {
+    let series = |f: &dyn Fn(&MethodResult) -> Vec<(f64, f64)>| -> Vec<Series> {
+        o.methods
+            .iter()
+            .map(|m| Series {
+                label: m.name.clone(),
+                points: f(m),
+            })
+            .collect()
+    };
+    let plots = run.plots();
+    plot::line_chart(
+        &plots.join("entropy_vs_step.png"),
+        "Policy entropy during GRPO",
+        "step",
+        "entropy (nats/token)",
+        &series(&|m| m.entropy.clone()),
+    )?;
+    plot::line_chart(
+        &plots.join("accuracy_vs_step.png"),
+        "Task accuracy during GRPO (pass@1, T = 1)",
+        "step",
+        "task accuracy",
+        &series(&|m| m.accuracy.clone()),
+    )?;
+    plot::line_chart(
+        &plots.join("cov_vs_step.png"),
+        "Mean token covariance of log-prob and advantage",
+        "step",
+        "mean Cov(log pi, A)",
+        &series(&|m| m.cov_mean.clone()),
+    )?;
+    if let Some(law) = &o.law {
+        plot::law_chart(
+            &plots.join("accuracy_vs_entropy.png"),
+            "Accuracy vs entropy, law fitted on plain GRPO",
+            "task accuracy",
+            &series(&|m| m.points.iter().map(|p| (p.entropy, p.perf)).collect()),
+            law,
+        )?;
+    }
+    std::fs::write(run.root.join("summary.md"), summary(cfg, o))?;
+    std::fs::write(
+        run.root.join("outcome.json"),
+        serde_json::to_string_pretty(o)?,
+    )?;
+    Ok(())
+}
+
+fn control_text(c: &ControlConfig) -> String {
+    match c {
+        ControlConfig::ClipCov { ratio, lb, ub } => {
+            format!("Clip-Cov r = {ratio}, lb = {lb}, ub = {ub}")
+        }
+        ControlConfig::KlCov { ratio, beta } => format!("KL-Cov k = {ratio}, beta = {beta}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Mean of the second coordinate of `points` (0 when empty).
+fn mean_of(points: &[(f64, f64)]) -> f64 {
+    points.iter().map(|p| p.1).sum::<f64>() / points.len().max(1) as f64
+}
+
+/// Mean of the second coordinate over the last tenth of `points` (at least one point):
+/// the end of a noisy curve.
+fn tail_mean(points: &[(f64, f64)]) -> Option<f64> {
+    let k = points.len().div_ceil(10);
+    (k > 0).then(|| points[points.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64)
+}
+
+/// The markdown summary.
+pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
+    let f = |v: Option<f64>, pct: bool| match v {
+        Some(x) if pct => format!("{:.1}%", x * 100.0),
+        Some(x) => format!("{x:.3}"),
+        None => "n/a".to_string(),
+    };
+    let rows: Vec<Vec<String>> = o
+        .methods
+        .iter()
+        .map(|m| {
+            let mut row = vec![
+                m.name.clone(),
+                f(m.entropy.first().map(|e| e.1), false),
+                f(m.entropy.last().map(|e| e.1), false),
+                f(tail_mean(&m.entropy), false),
+                f(m.accuracy.first().map(|a| a.1), true),
+                f(m.accuracy.last().map(|a| a.1), true),
+                f(tail_mean(&m.accuracy), true),
+                format!("{:.2e}", mean_of(&m.cov_mean)),
+                format!("{:.2e}", mean_of(&m.selected_frac)),
+            ];
+            let fit = law::fit(&m.points).ok();
+            row.push(f(fit.map(|l| l.a), false));
+            row.push(f(fit.map(|l| l.b), false));
+            row.push(format!("{:.0}", m.seconds));
+            row
+        })
+        .collect();
+    let mut s = String::from("# Cove demo: entropy collapse and the Cov methods\n\n");
+    let start = match &cfg.sft {
+        Some(_) => format!(
+            "{} supervised warm-start steps on the task, to {:.1}% accuracy",
+            o.sft_steps,
+            o.sft_accuracy * 100.0
+        ),
+        None => format!(
+            "no warm start: the pretrained weights, at {:.1}% accuracy",
+            o.sft_accuracy * 100.0
+        ),
+    };
+    let eval_set = if cfg.held_out {
+        "held-out problems of the test split (never trained on)"
+    } else {
+        "problems of the task (pass@1 on the prompts GRPO trains on, not a held-out score)"
+    };
+    s.push_str(&format!(
+        "Policy `{}`; {}. GRPO on {} problems of levels {:?} of the synthetic math set for {} \
+         steps x {} prompts x {} samples per method ({} responses per optimizer mini-batch, \
+         lr {:e}), same seed ({}) and budget. Accuracy: {} {}, one sample each at temperature \
+         {}, every {} steps. \"Last 10%\" columns average the last tenth of the steps or \
+         evaluations; \"mean cov\" and \"selected frac\" are means over the steps of the \
+         batch's mean token covariance and of the fraction of tokens the control selected. \
+         Total wall time {:.0} s.\n\n",
+        cfg.model.path,
+        start,
+        o.task_problems,
+        cfg.levels,
+        cfg.grpo.steps,
+        cfg.grpo.prompts_per_step,
+        cfg.grpo.group_size,
+        cfg.grpo.mini_batch_size,
+        cfg.grpo.optim.lr,
+        cfg.seed,
+        o.eval_problems,
+        eval_set,
+        cfg.grpo.rollout.temperature,
+        cfg.eval_every,
+        o.seconds
+    ));
+    s.push_str(&plot::markdown_table(
+        &[
+            "method",
+            "entropy start",
+            "entropy end",
+            "entropy last 10%",
+            "accuracy start",
+            "accuracy end",
+            "accuracy last 10%",
+            "mean cov",
+            "selected frac",
+            "fit a",
+            "fit b",
+            "seconds",
+        ],
+        &rows,
+    ));
+    s.push_str("\nControls: ");
+    s.push_str(
+        &cfg.methods
+            .iter()
+            .map(|m| format!("`{}`: {}", m.name, control_text(&m.control)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    let tokens = mean_of(
+        &o.methods
+            .iter()
+            .map(|m| (0.0, m.tokens_per_mini_batch))
+            .collect::<Vec<_>>(),
+    );
+    s.push_str(&format!(
+        ". Selection is per optimizer mini-batch, which here held about {tokens:.0} valid \
+         response tokens, so the paper's ratios (Clip-Cov 2e-4, KL-Cov 2e-3 for 7B) would \
+         select max(int(r*N), 1) = {} and {} tokens; the values above are the demo's. \
+         Everything else is the paper's recipe (no KL to the reference, no entropy bonus, \
+         beta 1, lb 1, ub 5).\n\n",
+        ((2e-4 * tokens) as usize).max(1),
+        ((2e-3 * tokens) as usize).max(1),
+    ));
+    match (&o.law, &o.extrapolation) {
+        (Some(l), ex) => {
+            s.push_str(&format!(
+                "## Entropy-performance law (plain GRPO)\n\nR = -a*exp(H) + b fitted on {} points: \
+                 a = {:.4}, b = {:.4}, RMSE = {:.4}, predicted ceiling -a + b = {:.1}%.\n",
+                l.n,
+                l.a,
+                l.b,
+                l.rmse,
+                l.ceiling() * 100.0
+            ));
+            if let Some(ex) = ex {
+                s.push_str(&format!(
+                    "Fitted on the first {:.0}% of steps ({} points): a = {:.4}, b = {:.4}; on the \
+                     other {} points the prediction RMSE is {:.4} (max |error| {:.4}); last step \
+                     predicted {:.1}%, measured {:.1}%.\n",
+                    ex.fraction * 100.0,
+                    ex.fit.n,
+                    ex.fit.a,
+                    ex.fit.b,
+                    ex.held_out,
+                    ex.rmse_held_out,
+                    ex.max_abs_err_held_out,
+                    ex.final_predicted * 100.0,
+                    ex.final_actual * 100.0
+                ));
+            }
+        }
+        (None, _) => s.push_str("The law could not be fitted (too few distinct points).\n"),
+    }
+    s.push_str("\n## Warnings\n\n");
+    for m in &o.methods {
+        s.push_str(&format!(
+            "- {}: {}\n",
+            m.name,
+            m.warning
+                .as_deref()
+                .unwrap_or("no entropy-collapse warning")
+        ));
+    }
+    s.push_str(
+        "\n## Plots\n\n![entropy](plots/entropy_vs_step.png)\n![accuracy](plots/accuracy_vs_step.png)\n\
+         ![covariance](plots/cov_vs_step.png)\n![law](plots/accuracy_vs_entropy.png)\n",
+    );
+    s
+}

@@ -1,0 +1,275 @@
+//! The training loop of the bundled binaries and the demo: progress bar, entropy
+//! warning, Ctrl-C checkpointing, final plots; and the shared `train-*` command line.
+
+use super::plot::{Series, line_chart};
+use crate::config::resolve;
+use crate::dist::Launch;
+use crate::recipe::RunOptions;
+use crate::run_dir::RunDir;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Installs a Ctrl-C handler and returns the flag it raises. The training loops check the
+/// flag between steps, save a checkpoint and exit cleanly; a second Ctrl-C aborts at once.
+/// Installing twice in one process returns the first flag.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let raised = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if raised.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: aborting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing the current step, then saving a checkpoint");
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: Ctrl-C handler not installed ({e}); Ctrl-C will not checkpoint");
+        }
+        flag
+    })
+    .clone()
+}
+
+/// Options of [`train_loop`].
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    /// Draw the indicatif progress bar (else log lines only).
+    pub progress: bool,
+    /// Entropy-collapse warning threshold, as a fraction of the start entropy.
+    pub entropy_warn_fraction: f64,
+}
+
+/// How a [`train_loop`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopOutcome {
+    /// Steps done (including resumed ones).
+    pub steps: u64,
+    /// Whether Ctrl-C stopped it (a checkpoint was saved).
+    pub interrupted: bool,
+    /// The entropy-collapse warning, if raised.
+    pub warning: Option<String>,
+}
+
+/// Runs a trainer to the end of its configured steps with a progress bar (ETA), the
+/// entropy-collapse warning and Ctrl-C handling (save a checkpoint, stop cleanly);
+/// resumes from the newest checkpoint in the run folder first. Then draws the entropy
+/// and accuracy curves into `plots/`.
+pub fn train_loop<R: crate::verifiers::Reward>(
+    trainer: &mut crate::trainer::Trainer<R>,
+    opts: &LoopOptions,
+) -> Result<LoopOutcome, Box<dyn std::error::Error>> {
+    let interrupted = interrupt_flag();
+    // Data-parallel, rank 0 alone reports (every rank's metrics are the global ones).
+    let main = trainer.is_main_rank();
+    if let Some(step) = trainer.resume()?
+        && main
+    {
+        eprintln!("resumed from the checkpoint of step {step}");
+    }
+    let total = trainer.config().steps;
+    let bar = if opts.progress && main {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "[{bar:30}] {pos}/{len} steps  {elapsed_precise} ETA {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_position(trainer.state().step);
+    let mut watch = crate::law::EntropyWatch::new(opts.entropy_warn_fraction);
+    let mut warning = None;
+    trainer.run(|m| {
+        if main {
+            bar.suspend(|| eprintln!("{}", m.summary()));
+        }
+        if let Some(w) = watch.observe(m.step, m.entropy) {
+            if main {
+                bar.suspend(|| eprintln!("warning: {w}"));
+            }
+            warning = Some(w);
+        }
+        bar.set_message(format!("H {:.3} acc {:.0}%", m.entropy, m.accuracy * 100.0));
+        bar.inc(1);
+        if interrupted.load(Ordering::SeqCst) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })?;
+    bar.finish_and_clear();
+    let stopped = interrupted.load(Ordering::SeqCst);
+    if stopped {
+        let path = trainer.save_checkpoint()?;
+        if main {
+            eprintln!("interrupted: checkpoint saved to {}", path.display());
+        }
+    }
+    if main {
+        plot_metrics(trainer.run_dir())?;
+    }
+    Ok(LoopOutcome {
+        steps: trainer.state().step,
+        interrupted: stopped,
+        warning,
+    })
+}
+
+/// Draws `plots/entropy.png` and `plots/accuracy.png` from the run's metrics.
+pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
+    let steps = crate::metrics::read_metrics(&run.metrics())?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let series = |f: fn(&crate::metrics::StepMetrics) -> f64, label: &str| Series {
+        label: label.to_string(),
+        points: steps.iter().map(|m| (m.step as f64, f(m))).collect(),
+    };
+    line_chart(
+        &run.plots().join("entropy.png"),
+        "Policy entropy",
+        "step",
+        "entropy (nats/token)",
+        &[series(|m| m.entropy, "entropy")],
+    )?;
+    line_chart(
+        &run.plots().join("accuracy.png"),
+        "Training accuracy",
+        "step",
+        "accuracy",
+        &[series(|m| m.accuracy, "accuracy")],
+    )?;
+    Ok(())
+}
+
+/// Command-line arguments shared by `train-math` and `train-code`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// TOML file overriding the binary's embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any field: `--set trainer.optim.lr=1e-6` (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Run folder (same as `--set trainer.out_dir=...`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Training steps (same as `--set trainer.steps=...`).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Training data file (same as `--set data.train=...`).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The `--set` flags, with the shortcut flags turned into `--set`s after them.
+    pub fn all_sets(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        if let Some(out) = &self.out {
+            sets.push(format!("trainer.out_dir={}", quote(out)));
+        }
+        if let Some(steps) = self.steps {
+            sets.push(format!("trainer.steps={steps}"));
+        }
+        if let Some(train) = &self.train {
+            sets.push(format!("data.train={}", quote(train)));
+        }
+        sets
+    }
+}
+
+/// Resolves the configuration, creates the run folder (writing the resolved config),
+/// builds the trainer from `make` and runs [`train_loop`]; returns the text to print.
+pub fn run_training<C, R>(
+    defaults: &str,
+    args: &TrainArgs,
+    make: impl FnOnce(
+        &C,
+        &Launch,
+    )
+        -> Result<(crate::trainer::Trainer<R>, RunOptions), Box<dyn std::error::Error>>,
+) -> Result<String, Box<dyn std::error::Error>>
+where
+    C: serde::de::DeserializeOwned,
+    R: crate::verifiers::Reward,
+{
+    let (cfg, table): (C, toml::Table) =
+        resolve(defaults, args.config.as_deref(), &args.all_sets())?;
+    let launch = Launch::from_env()?;
+    let (trainer, run_opts) = make(&cfg, &launch)?;
+    if run_opts.threads > 0 {
+        tch::set_num_threads(run_opts.threads);
+    } else if launch.local_world_size > 1 {
+        // Ranks sharing a machine share its cores (oversubscribed, libtorch's OpenMP
+        // threads stall each other).
+        tch::set_num_threads(launch.cores_per_rank() as i32);
+    }
+    let timeout = std::time::Duration::from_secs_f64(trainer.config().dist.timeout_s);
+    let mut trainer = trainer.with_collective(launch.connect(timeout)?)?;
+    let out_dir = trainer.config().out_dir.clone();
+    let run = if trainer.is_main_rank() {
+        RunDir::create(&out_dir, &table)?
+    } else {
+        RunDir::new(&out_dir)
+    };
+    let outcome = train_loop(
+        &mut trainer,
+        &LoopOptions {
+            progress: !args.quiet,
+            entropy_warn_fraction: run_opts.entropy_warn_fraction,
+        },
+    )?;
+    Ok(format!(
+        "{} after {} steps; run folder {} (config.toml, metrics.jsonl, checkpoints/, plots/)\n{}",
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
+        outcome.steps,
+        run.root.display(),
+        outcome
+            .warning
+            .map(|w| format!("warning: {w}\n"))
+            .unwrap_or_default(),
+    ))
+}
+
+/// A training binary's `main`: [`run_training`], printing its summary (exit 0) or
+/// `{binary}: error: ...` (exit 1).
+pub fn training_main<C, R>(
+    binary: &str,
+    defaults: &str,
+    args: &TrainArgs,
+    make: impl FnOnce(
+        &C,
+        &Launch,
+    )
+        -> Result<(crate::trainer::Trainer<R>, RunOptions), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned,
+    R: crate::verifiers::Reward,
+{
+    match run_training(defaults, args, make) {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{binary}: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Experience: the data order, the rollout engine's call, parallel scoring and the
+//! dynamic-sampling filter, which together turn a step's seed into scored trajectories.
+
+use super::TrainError;
+use super::learner::Learner;
+use super::shard::global_prompt;
+use crate::checkpoint::TrainState;
+use crate::metrics::PhaseSeconds;
+use crate::rollout::{RolloutEngine, RolloutRequest, Trajectory};
+use crate::seed::mix_seed;
+use cove_verifiers::{Reward, Score};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// One training example: the prompt text and what the reward needs to score it.
+#[derive(Debug, Clone)]
+pub struct Example<T> {
+    /// The prompt (rendered with the chat template as a user message when
+    /// `chat_template` is on).
+    pub prompt: String,
+    /// The task data given to [`Reward::score`].
+    pub task: T,
+}
+
+/// Where experience comes from: the dataset with its prompts' token ids, the reward
+/// that scores it, the engine that samples it, and the data order.
+pub(crate) struct Experience<R: Reward> {
+    pub reward: R,
+    pub data: Vec<Example<R::Task>>,
+    /// Token ids of every example's prompt.
+    pub prompt_ids: Vec<Vec<i64>>,
+    pub engine: Box<dyn RolloutEngine>,
+    /// The epoch whose shuffle `order.1` is.
+    order: (u64, Vec<usize>),
+}
+
+impl<R: Reward> Experience<R> {
+    /// Experience over `data` (prompts already tokenized) from `engine`.
+    pub fn new(
+        reward: R,
+        data: Vec<Example<R::Task>>,
+        prompt_ids: Vec<Vec<i64>>,
+        engine: Box<dyn RolloutEngine>,
+    ) -> Self {
+        Experience {
+            reward,
+            data,
+            prompt_ids,
+            engine,
+            order: (u64::MAX, Vec::new()),
+        }
+    }
+
+    /// The example at `position` of the run's data order (a fresh shuffle each epoch).
+    fn example_at(&mut self, seed: u64, position: u64) -> usize {
+        let n = self.data.len() as u64;
+        let epoch = position / n;
+        if self.order.0 != epoch {
+            let mut perm: Vec<usize> = (0..self.data.len()).collect();
+            perm.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(seed, epoch)));
+            self.order = (epoch, perm);
+        }
+        self.order.1[(position % n) as usize]
+    }
+
+    /// Scores the unscored `trajectories`, in parallel.
+    pub fn score(&self, trajectories: &mut [Trajectory]) {
+        let (reward, data) = (&self.reward, &self.data);
+        trajectories
+            .par_iter_mut()
+            .filter(|t| t.score.is_none())
+            .for_each(|t| {
+                let score: Score = reward.score(&data[t.task].task, &t.text);
+                t.score = Some(score);
+            });
+    }
+
+    /// Samples and scores this rank's share of one step (with dynamic-sampling refills:
+    /// groups whose rewards are all equal are dropped and replaced by new prompts, up to
+    /// `max_rounds` rounds); advances `state.data_cursor`. Returns the trajectories, their
+    /// `group` numbered from 0 in order, and the number of groups dropped.
+    pub fn collect(
+        &mut self,
+        l: &Learner,
+        state: &mut TrainState,
+        step_seed: u64,
+        secs: &mut PhaseSeconds,
+    ) -> Result<(Vec<Trajectory>, usize), TrainError> {
+        let g = l.cfg.group_size;
+        let ds = l.cfg.dynamic_sampling;
+        let rounds = if ds.enabled { ds.max_rounds } else { 1 };
+        let (world, rank) = (l.comm.world_size(), l.comm.rank());
+        let mut kept: Vec<Trajectory> = Vec::new();
+        let mut groups = 0;
+        let mut dropped = 0;
+        for round in 0..rounds {
+            let need = l.cfg.prompts_per_step - groups;
+            if need == 0 {
+                break;
+            }
+            // This rank's share of the round's prompts, by single-process position.
+            let keys: Vec<u64> = (0..need / world)
+                .map(|q| global_prompt(&l.cfg, world, rank, q, need) as u64)
+                .collect();
+            let base = state.data_cursor;
+            let tasks: Vec<usize> = keys
+                .iter()
+                .map(|&p| self.example_at(l.cfg.seed, base + p))
+                .collect();
+            state.data_cursor = base + need as u64;
+            let prompts: Vec<Vec<i64>> =
+                tasks.iter().map(|&i| self.prompt_ids[i].clone()).collect();
+            let sampling = l.cfg.rollout.sampling(g, mix_seed(step_seed, round as u64));
+            let t = Instant::now();
+            let mut sampled = self.engine.generate(
+                &l.policy,
+                &RolloutRequest {
+                    prompts: &prompts,
+                    tasks: &tasks,
+                    keys: &keys,
+                    sampling: &sampling,
+                    policy_version: state.optimizer_step,
+                },
+            )?;
+            secs.rollout += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            self.score(&mut sampled);
+            secs.reward += t.elapsed().as_secs_f64();
+            let mut sampled = sampled.into_iter();
+            for _ in 0..tasks.len() {
+                let group: Vec<Trajectory> = sampled.by_ref().take(g).collect();
+                let first = group[0].score.as_ref().map(|s| s.reward);
+                let equal = group
+                    .iter()
+                    .all(|t| t.score.as_ref().map(|s| s.reward) == first);
+                if ds.enabled && equal && g > 1 {
+                    dropped += 1;
+                    continue;
+                }
+                kept.extend(group.into_iter().map(|t| Trajectory { group: groups, ..t }));
+                groups += 1;
+            }
+        }
+        Ok((kept, dropped))
+    }
+}

@@ -1,0 +1,444 @@
+//! The GRPO trainer, as a chain of stages:
+//!
+//! ```text
+//! step  = experience  (experience.rs: data order → RolloutEngine → scores → dynamic sampling)
+//!       + learn       (this file: global batch → advantages → update → metrics)
+//! update              (update.rs: old log-probs → ppo_epochs × mini-batches:
+//!                      plan + select → micro-batch forward/backward (forward.rs)
+//!                      → correction pass (correction.rs) → all-reduce → clip → AdamW)
+//! shard.rs            data-parallel placement and gathers
+//! checkpointing.rs    save, resume
+//! ```
+//!
+//! The learner consumes [`Trajectory`] records only ([`Trainer::learn`]); where they come
+//! from is a [`RolloutEngine`] ([`LocalEngine`] unless [`Trainer::with_engine`] says
+//! otherwise). It composes a [`Reward`] (what a task needs: one implementation and a
+//! dataset of [`Example`]s), an [`Advantage`] estimator and an [`EntropyControl`], all
+//! chosen by the [`TrainConfig`] or replaced with [`Trainer::with_advantage`] /
+//! [`Trainer::with_control`].
+//!
+//! ```no_run
+//! use cove::trainer::{Example, Trainer};
+//! use cove::verifiers::{Reward, Score};
+//! struct Exact;
+//! impl Reward for Exact {
+//!     type Task = String;
+//!     fn name(&self) -> &str { "exact" }
+//!     fn score(&self, gold: &String, response: &str) -> Score {
+//!         let ok = response.trim() == gold;
+//!         Score { reward: ok as u8 as f64, correct: ok, details: String::new() }
+//!     }
+//! }
+//! let policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+//! let data = vec![Example { prompt: "What is 2+2?".into(), task: "4".to_string() }];
+//! let mut trainer = Trainer::new(Default::default(), policy, Exact, data).unwrap();
+//! trainer.resume().unwrap();
+//! trainer.run(|m| { println!("{}", m.summary()); std::ops::ControlFlow::Continue(()) }).unwrap();
+//! ```
+//!
+//! Reproducibility: every random choice of step `s` is keyed by `(seed, s)` (rollout
+//! streams, Clip-Cov's choice) and the data order by `(seed, epoch)` ([`crate::seed`]),
+//! so a run resumed from a checkpoint continues the same trajectory as an uninterrupted
+//! one (on the same device and thread count).
+//!
+//! Data parallelism ([`Trainer::with_collective`], [`crate::dist`]): each rank samples
+//! and trains on its share of every optimizer mini-batch (whole groups); rewards, the
+//! step's per-token tensors and, when deferred, the current log-probs are gathered, so
+//! advantages, normalisers, the selection and the metrics are the single-process ones;
+//! gradients are summed across ranks before clipping.
+
+mod batch;
+mod checkpointing;
+mod correction;
+mod error;
+mod experience;
+mod forward;
+mod learner;
+mod shard;
+mod update;
+
+pub use error::TrainError;
+pub use experience::Example;
+
+use crate::advantage::Advantage;
+use crate::checkpoint::TrainState;
+use crate::config::{ConfigError, TrainConfig};
+use crate::dist::{Collective, ReduceOp, Single};
+use crate::loss::EntropyControl;
+use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
+use crate::model::{Message, Policy};
+use crate::optim::{AdamW, Precision, cast_variables};
+use crate::rollout::{LocalEngine, RolloutEngine, Trajectory};
+use crate::run_dir::RunDir;
+use crate::seed::mix_seed;
+use cove_verifiers::Reward;
+use experience::Experience;
+use learner::Learner;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// The GRPO trainer (see the module docs).
+pub struct Trainer<R: Reward> {
+    learner: Learner,
+    experience: Experience<R>,
+    advantage: Box<dyn Advantage>,
+    state: TrainState,
+    run_dir: RunDir,
+    metrics: Option<MetricsFile>,
+    evaluation: Option<Evaluation>,
+}
+
+/// What an [`Evaluation`] runs: the policy and the step after which it is measured, to
+/// the value, or a message saying why it failed.
+pub type Measure = Box<dyn FnMut(&Policy, u64) -> Result<f64, String>>;
+
+/// A held-out measure of the policy taken during training: every `every` steps (and
+/// after the last), `measure(policy, step)` gives the value written as the step's
+/// `eval_accuracy`.
+pub struct Evaluation {
+    /// Steps between measurements.
+    pub every: u64,
+    /// The measure (an error message stops the run with [`TrainError::Eval`]).
+    pub measure: Measure,
+}
+
+impl<R: Reward> Trainer<R> {
+    /// A trainer for `policy` on `data` scored by `reward`. Validates the
+    /// configuration and tokenizes every prompt (an error names the example).
+    pub fn new(
+        cfg: TrainConfig,
+        policy: Policy,
+        reward: R,
+        data: Vec<Example<R::Task>>,
+    ) -> Result<Trainer<R>, TrainError> {
+        cfg.validate(std::path::Path::new("<config>"))?;
+        if data.is_empty() {
+            return Err(TrainError::Data {
+                index: 0,
+                why: "the dataset is empty".into(),
+            });
+        }
+        let mut prompt_ids = Vec::with_capacity(data.len());
+        for (index, ex) in data.iter().enumerate() {
+            let ids = policy.prompt_ids(&[Message::user(&ex.prompt)], cfg.chat_template)?;
+            if ids.is_empty() {
+                return Err(TrainError::Data {
+                    index,
+                    why: "the prompt tokenizes to nothing".into(),
+                });
+            }
+            prompt_ids.push(ids);
+        }
+        let opt = match cfg.precision {
+            Precision::F32 => AdamW::new(policy.model.var_store(), cfg.optim.clone()),
+            Precision::Bf16 => {
+                cast_variables(policy.model.var_store(), Kind::BFloat16);
+                AdamW::new(policy.model.var_store(), cfg.optim.clone())
+            }
+            Precision::Bf16Mixed => {
+                let opt = AdamW::with_f32_masters(policy.model.var_store(), cfg.optim.clone());
+                cast_variables(policy.model.var_store(), Kind::BFloat16);
+                opt
+            }
+        };
+        let control = cfg.loss.control.build().map_err(|e| ConfigError::Invalid {
+            path: "<config>".into(),
+            field: "loss.control",
+            why: e.to_string(),
+        })?;
+        let state = TrainState {
+            step: 0,
+            data_cursor: 0,
+            seed: cfg.seed,
+            optimizer_step: 0,
+            control_strength: control.strength(),
+        };
+        Ok(Trainer {
+            advantage: Box::new(cfg.advantage),
+            run_dir: RunDir::new(&cfg.out_dir),
+            experience: Experience::new(reward, data, prompt_ids, Box::new(LocalEngine)),
+            learner: Learner {
+                cfg,
+                policy,
+                reference: None,
+                control,
+                opt,
+                comm: Box::new(Single),
+            },
+            state,
+            metrics: None,
+            evaluation: None,
+        })
+    }
+
+    /// Trains as one rank of a data-parallel job (see [`crate::dist`]): each step this
+    /// rank samples and trains on its share of the prompts, whole groups of every
+    /// optimizer mini-batch; gradients, normalisers, the Clip-Cov / KL-Cov selection
+    /// and the metrics are global, so the update is the single-process one. Rank 0
+    /// alone writes metrics and checkpoints. Checks that the configuration shards over
+    /// the world and that every rank starts from the same weights.
+    pub fn with_collective(mut self, comm: Box<dyn Collective>) -> Result<Self, TrainError> {
+        self.learner.cfg.validate_world(comm.world_size())?;
+        self.learner.comm = comm;
+        let params = checkpointing::named_params(&self.learner);
+        shard::check_same_weights(self.learner.comm.as_ref(), &params, "the initial weights")?;
+        Ok(self)
+    }
+
+    /// Measures the policy during training (see [`Evaluation`]); the value lands in the
+    /// metrics of the steps it is taken after, as `eval_accuracy`.
+    pub fn with_evaluation(mut self, evaluation: Evaluation) -> Self {
+        self.evaluation = Some(evaluation);
+        self
+    }
+
+    /// Samples with `engine` instead of the in-process [`LocalEngine`].
+    pub fn with_engine(mut self, engine: Box<dyn RolloutEngine>) -> Self {
+        self.experience.engine = engine;
+        self
+    }
+
+    /// Replaces the advantage estimator chosen by the configuration.
+    pub fn with_advantage(mut self, advantage: Box<dyn Advantage>) -> Self {
+        self.advantage = advantage;
+        self
+    }
+
+    /// Replaces the entropy control chosen by the configuration.
+    pub fn with_control(mut self, control: Box<dyn EntropyControl>) -> Self {
+        self.state.control_strength = control.strength();
+        self.learner.control = control;
+        self
+    }
+
+    /// Sets the frozen reference policy of the `ref_kl` penalty (needed when
+    /// `ref_kl` is configured; typically the initial policy loaded a second time).
+    pub fn with_reference(mut self, reference: Policy) -> Self {
+        self.learner.reference = Some(reference);
+        self
+    }
+
+    /// The data-parallel process group this trainer runs in.
+    pub fn collective(&self) -> &dyn Collective {
+        self.learner.comm.as_ref()
+    }
+
+    /// Whether this process writes the run's files (rank 0).
+    pub fn is_main_rank(&self) -> bool {
+        self.learner.is_main_rank()
+    }
+
+    /// The policy being trained.
+    pub fn policy(&self) -> &Policy {
+        &self.learner.policy
+    }
+
+    /// Ends training and returns the policy.
+    pub fn into_policy(self) -> Policy {
+        self.learner.policy
+    }
+
+    /// Where the run is (steps done, data cursor, ...).
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The token ids of example `index`'s prompt (chat-templated when configured).
+    pub fn prompt_ids(&self, index: usize) -> &[i64] {
+        &self.experience.prompt_ids[index]
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &TrainConfig {
+        &self.learner.cfg
+    }
+
+    /// The run folder (`trainer.out_dir`).
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run_dir
+    }
+
+    /// The policy's parameters by Hugging Face name, sorted by name (what checkpoints
+    /// store): with LoRA only the adapters, not the frozen base; in bf16-mixed training
+    /// the f32 master weights.
+    pub fn named_params(&self) -> Vec<(String, Tensor)> {
+        checkpointing::named_params(&self.learner)
+    }
+
+    /// Loads the newest checkpoint of the run folder, if any; returns its step.
+    pub fn resume(&mut self) -> Result<Option<u64>, TrainError> {
+        let resumed = checkpointing::resume(&mut self.learner, &self.run_dir)?;
+        Ok(resumed.map(|state| {
+            self.state = state;
+            self.state.step
+        }))
+    }
+
+    /// Writes a checkpoint of the current state now (atomically) and prunes old ones;
+    /// returns its folder (rank 0 writes; other ranks only return where it goes).
+    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
+        checkpointing::save(&self.learner, &self.state, &self.run_dir)
+    }
+
+    /// Runs steps until `cfg.steps` are done (or `on_step` breaks), writing
+    /// `metrics.jsonl` and checkpoints every `checkpoint.every` steps and at the end
+    /// (rank 0 only), with the [`Evaluation`]'s value when one is due. Data-parallel, the
+    /// ranks stop together: after a step where `on_step` breaks on any rank.
+    pub fn run(
+        &mut self,
+        mut on_step: impl FnMut(&StepMetrics) -> ControlFlow<()>,
+    ) -> Result<(), TrainError> {
+        let path = self.run_dir.metrics();
+        let metrics_err = |source| TrainError::Metrics {
+            path: path.clone(),
+            source,
+        };
+        if self.metrics.is_none() && self.is_main_rank() {
+            self.metrics = Some(MetricsFile::open(&path).map_err(metrics_err)?);
+        }
+        while self.state.step < self.learner.cfg.steps {
+            let mut m = self.step()?;
+            let last = m.step == self.learner.cfg.steps;
+            if let Some(eval) = &mut self.evaluation
+                && (m.step.is_multiple_of(eval.every.max(1)) || last)
+                && self.learner.is_main_rank()
+            {
+                let value = (eval.measure)(&self.learner.policy, m.step)
+                    .map_err(|why| TrainError::Eval { step: m.step, why })?;
+                m.eval_accuracy = Some(value);
+            }
+            let flow = on_step(&m);
+            if let Some(w) = &mut self.metrics {
+                w.write(&m).map_err(metrics_err)?;
+            }
+            let every = self.learner.cfg.checkpoint.every;
+            if (every > 0 && self.state.step.is_multiple_of(every))
+                || self.state.step == self.learner.cfg.steps
+            {
+                self.save_checkpoint()?;
+            }
+            let mut stop = Tensor::from_slice(&[flow.is_break() as i64]);
+            self.learner
+                .comm
+                .all_reduce(&mut stop, ReduceOp::Max, "agreeing to stop")?;
+            if stop.int64_value(&[0]) != 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one training step (experience, then learning) and returns its metrics.
+    pub fn step(&mut self) -> Result<StepMetrics, TrainError> {
+        let t_step = Instant::now();
+        let mut secs = PhaseSeconds::default();
+        let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
+        let (trajectories, dropped) =
+            self.experience
+                .collect(&self.learner, &mut self.state, step_seed, &mut secs)?;
+        self.learn_step(&trajectories, dropped, step_seed, secs, t_step)
+    }
+
+    /// Runs one training step on trajectories sampled elsewhere (another engine, a
+    /// benchmark's fixed batch): advantages, old log-probs, the update; no rollout.
+    /// Unscored trajectories are scored with the trainer's reward. Every trajectory's
+    /// `task` must index the dataset, and its lengths agree ([`Trajectory::check`]).
+    /// Data-parallel, they are this rank's share as [`Trainer::step`] lays it out:
+    /// `prompts_per_step / world` whole groups of `group_size`, trajectory `i` in group
+    /// `i / group_size`.
+    pub fn learn(&mut self, trajectories: &[Trajectory]) -> Result<StepMetrics, TrainError> {
+        let (world, g) = (self.learner.comm.world_size(), self.learner.cfg.group_size);
+        let share = self.learner.cfg.prompts_per_step / world;
+        if world > 1 && trajectories.len() != share * g {
+            return Err(TrainError::Batch {
+                index: trajectories.len(),
+                why: format!(
+                    "{} trajectories, but this rank's share of a step is {share} groups of {g}",
+                    trajectories.len()
+                ),
+            });
+        }
+        let n_tasks = self.experience.data.len();
+        for (index, t) in trajectories.iter().enumerate() {
+            let why = if world > 1 && t.group != index / g {
+                Some(format!(
+                    "group {}, but it lies in group {}",
+                    t.group,
+                    index / g
+                ))
+            } else if t.task >= n_tasks {
+                Some(format!("task {} of {n_tasks}", t.task))
+            } else {
+                t.check().err()
+            };
+            if let Some(why) = why {
+                return Err(TrainError::Batch { index, why });
+            }
+        }
+        let mut scored = trajectories.to_vec();
+        self.experience.score(&mut scored);
+        let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
+        self.learn_step(
+            &scored,
+            0,
+            step_seed,
+            PhaseSeconds::default(),
+            Instant::now(),
+        )
+    }
+
+    /// The learning half of a step: advantages, the update, metrics (all over the
+    /// global batch when data-parallel).
+    fn learn_step(
+        &mut self,
+        trajectories: &[Trajectory],
+        dropped: usize,
+        step_seed: u64,
+        mut secs: PhaseSeconds,
+        t_step: Instant,
+    ) -> Result<StepMetrics, TrainError> {
+        let mut m = StepMetrics {
+            groups_dropped: dropped,
+            ..StepMetrics::default()
+        };
+        let batch = shard::global_batch(&self.learner, trajectories)?;
+        let n = batch.scores.len();
+        if n > 0 {
+            let adv = self
+                .advantage
+                .compute(&batch.scores, &batch.groups, &batch.lengths);
+            let adv: Vec<f64> = batch.local.iter().map(|&i| adv[i]).collect();
+            m.reward_mean = batch.scores.iter().sum::<f64>() / n as f64;
+            m.accuracy = batch.correct.iter().filter(|&&c| c).count() as f64 / n as f64;
+            m.response_len_mean = batch.lengths.iter().sum::<usize>() as f64 / n as f64;
+            m.response_len_max = batch.lengths.iter().copied().max().unwrap_or(0);
+            m.truncation_rate = batch.truncated.iter().filter(|&&t| t).count() as f64 / n as f64;
+            let width = m.response_len_max as i64;
+            if width > 0 {
+                update::update(
+                    &mut self.learner,
+                    trajectories,
+                    &adv,
+                    &batch,
+                    width,
+                    step_seed,
+                    &mut secs,
+                    &mut m,
+                )?;
+            }
+        }
+        let control = &mut self.learner.control;
+        control.observe_entropy(m.entropy);
+        self.state.control_strength = control.strength();
+        m.control_strength = self.state.control_strength;
+        self.state.step += 1;
+        self.state.optimizer_step = self.learner.opt.step;
+        m.step = self.state.step;
+        secs.total = t_step.elapsed().as_secs_f64();
+        m.tokens_per_s = (m.response_len_mean * n as f64) / secs.total.max(1e-9);
+        m.seconds = secs;
+        Ok(m)
+    }
+}
