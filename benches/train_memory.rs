@@ -187,7 +187,7 @@ fn child(model: &str, case: &str, tokens: usize) {
         policy.model.attach_lora(&lora, model).unwrap();
     }
     let data = vec![Example {
-        prompt: "x".repeat(PROMPT_TOKENS),
+        prompt: "x".repeat(PROMPT_TOKENS).into(),
         task: (),
     }];
     let mut trainer = Trainer::new(cfg, policy, Unused, data).unwrap();

@@ -153,7 +153,7 @@ impl MathRun {
         let data = rows
             .into_iter()
             .map(|r| Example {
-                prompt: r.prompt.user_text().to_string(),
+                prompt: r.prompt,
                 task: r.answer,
             })
             .collect();
@@ -235,7 +235,7 @@ impl CodeRun {
                 }
             }
             data.push(Example {
-                prompt: row.prompt.user_text().to_string(),
+                prompt: row.prompt,
                 task: suite,
             });
         }

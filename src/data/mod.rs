@@ -140,6 +140,18 @@ pub enum Prompt {
     Chat(Vec<Message>),
 }
 
+impl From<String> for Prompt {
+    fn from(text: String) -> Self {
+        Prompt::Text(text)
+    }
+}
+
+impl From<&str> for Prompt {
+    fn from(text: &str) -> Self {
+        Prompt::Text(text.to_string())
+    }
+}
+
 impl Prompt {
     /// The prompt as chat messages (a plain-text prompt becomes one user message).
     pub fn messages(&self) -> Vec<Message> {

@@ -5,6 +5,7 @@ use super::TrainError;
 use super::learner::Learner;
 use super::shard::global_prompt;
 use crate::checkpoint::TrainState;
+use crate::data::Prompt;
 use crate::metrics::PhaseSeconds;
 use crate::rollout::{RolloutEngine, RolloutRequest, Trajectory};
 use crate::seed::mix_seed;
@@ -15,12 +16,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::time::Instant;
 
-/// One training example: the prompt text and what the reward needs to score it.
+/// One training example: the prompt and what the reward needs to score it.
 #[derive(Debug, Clone)]
 pub struct Example<T> {
-    /// The prompt (rendered with the chat template as a user message when
-    /// `chat_template` is on).
-    pub prompt: String,
+    /// The prompt: text (one user turn) or chat messages, system prompts included
+    /// (rendered by [`crate::model::Policy::prompt_ids`]; `"text".into()` makes one).
+    pub prompt: Prompt,
     /// The task data given to [`Reward::score`].
     pub task: T,
 }

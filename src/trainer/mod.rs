@@ -66,7 +66,7 @@ use crate::config::{ConfigError, TrainConfig};
 use crate::dist::{Collective, ReduceOp, Single};
 use crate::loss::EntropyControl;
 use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
-use crate::model::{Message, Policy};
+use crate::model::Policy;
 use crate::optim::{AdamW, Precision, cast_variables};
 use crate::rollout::{LocalEngine, RolloutEngine, Trajectory};
 use crate::run_dir::RunDir;
@@ -122,7 +122,7 @@ impl<R: Reward> Trainer<R> {
         }
         let mut prompt_ids = Vec::with_capacity(data.len());
         for (index, ex) in data.iter().enumerate() {
-            let ids = policy.prompt_ids(&[Message::user(&ex.prompt)], cfg.chat_template)?;
+            let ids = policy.prompt_ids(&ex.prompt.messages(), cfg.chat_template)?;
             if ids.is_empty() {
                 return Err(TrainError::Data {
                     index,

@@ -43,7 +43,7 @@ pub fn dataset() -> Vec<Example<()>> {
     ]
     .into_iter()
     .map(|p| Example {
-        prompt: p.to_string(),
+        prompt: p.into(),
         task: (),
     })
     .collect()

@@ -103,3 +103,29 @@ fn masked_tokens_never_reach_the_loss() {
     let (a, b) = (params_after([40, 41], true), params_after([50, 51], true));
     assert!(!same(&a, &b), "trained tokens did not change the update");
 }
+
+/// A dataset's system prompt reaches the prompt ids in training, by the same path
+/// evaluation takes (`Policy::prompt_ids`).
+#[test]
+fn training_keeps_the_system_prompt_as_evaluation_does() {
+    use cove::data::Prompt;
+    use cove::model::Message;
+    use cove::trainer::{Example, Trainer};
+    let policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+    let messages = vec![
+        Message::system("Answer with digits."),
+        Message::user("A number:"),
+    ];
+    let expected = policy.prompt_ids(&messages, true).unwrap();
+    let without_system = policy.prompt_ids(&messages[1..], true).unwrap();
+    assert!(expected.len() > without_system.len());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small_config(dir.path());
+    cfg.chat_template = true;
+    let data = vec![Example {
+        prompt: Prompt::Chat(messages),
+        task: (),
+    }];
+    let t = Trainer::new(cfg, policy, crate::learner_common::Digits, data).unwrap();
+    assert_eq!(t.prompt_ids(0), expected.as_slice());
+}

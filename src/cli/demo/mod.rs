@@ -196,7 +196,7 @@ pub fn run(
     let data: Vec<Example<String>> = task
         .iter()
         .map(|p| Example {
-            prompt: p.problem.clone(),
+            prompt: p.problem.clone().into(),
             task: p.answer.clone(),
         })
         .collect();
