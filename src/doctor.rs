@@ -123,6 +123,27 @@ pub fn run(runtime_dir: &Path) -> Report {
         ok: true,
     });
 
+    use crate::reproducible::{CpuMath, strict_cpu_math};
+    let (detail, ok) = match strict_cpu_math() {
+        CpuMath::Strict => (
+            "MKL strict mode: the same bits at any thread count".into(),
+            true,
+        ),
+        CpuMath::NoMkl => ("no MKL in this libtorch (nothing to switch)".into(), true),
+        CpuMath::TooLate(code) => (
+            format!(
+                "MKL was used before the switch (code {code}): results may follow the thread count"
+            ),
+            false,
+        ),
+    };
+    checks.push(Check {
+        name: "cpu math",
+        detail,
+        required: false,
+        ok,
+    });
+
     let path = runtime_dir.join(PYTHON_312_PREVIEW1.file_name);
     let runtime_check = runtime::verify(&path, &PYTHON_312_PREVIEW1);
     checks.push(Check {

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod recipe;
+pub mod reproducible;
 pub mod rollout;
 pub mod run_dir;
 pub mod seed;

@@ -253,6 +253,8 @@ fn loss_command(
 
 fn main() -> ExitCode {
     code::serve_if_worker();
+    // Before any tensor: CPU products give the same bits at any thread count.
+    cove::reproducible::strict_cpu_math();
     let cli = Cli::parse();
     match cli.command {
         Command::Doctor => {

@@ -5,6 +5,7 @@ use super::plot::{Series, line_chart};
 use crate::config::resolve;
 use crate::dist::Launch;
 use crate::recipe::RunOptions;
+use crate::reproducible::{CpuMath, strict_cpu_math};
 use crate::run_dir::RunDir;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,8 +190,10 @@ impl TrainArgs {
     }
 }
 
-/// Resolves the configuration, creates the run folder (writing the resolved config),
-/// builds the trainer from `make` and runs [`train_loop`]; returns the text to print.
+/// Switches CPU math to its thread-count-independent mode
+/// ([`crate::reproducible::strict_cpu_math`]), resolves the configuration, creates the
+/// run folder (writing the resolved config), builds the trainer from `make` and runs
+/// [`train_loop`]; returns the text to print.
 pub fn run_training<C, R>(
     defaults: &str,
     args: &TrainArgs,
@@ -204,6 +207,12 @@ where
     C: serde::de::DeserializeOwned,
     R: crate::verifiers::Reward,
 {
+    if let CpuMath::TooLate(code) = strict_cpu_math() {
+        eprintln!(
+            "warning: MKL was in use before the run started (mkl_cbwr_set returned {code}); \
+             CPU results may depend on the thread count"
+        );
+    }
     let (cfg, table): (C, toml::Table) =
         resolve(defaults, args.config.as_deref(), &args.all_sets())?;
     let launch = Launch::from_env()?;

@@ -20,9 +20,23 @@ pub fn sample_step(logits: &Tensor, cfg: &SamplingConfig, u: &Tensor) -> (Tensor
         let token = draw(&logp.exp(), cfg, u, v);
         (logp, token)
     };
-    let ent = -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float);
+    let ent = -row_sums(&(logp.exp() * &logp), false);
     let lp = logp.gather(1, &token.unsqueeze(1), false).squeeze_dim(1);
     (token, lp, ent)
+}
+
+/// `x.sum(-1)` of `[A, V]` f32 rows, the same bits at any thread count. libtorch splits a
+/// sum with a single output over many elements across its threads (so its rounding
+/// follows the thread count); one row is therefore summed as two copies, which libtorch
+/// reduces one output per thread.
+fn row_sums(x: &Tensor, keepdim: bool) -> Tensor {
+    if x.size()[0] == 1 {
+        Tensor::cat(&[x, x], 0)
+            .sum_dim_intlist(-1, keepdim, Kind::Float)
+            .narrow(0, 0, 1)
+    } else {
+        x.sum_dim_intlist(-1, keepdim, Kind::Float)
+    }
 }
 
 /// Inverse-CDF draw from `probs` `[A, V]` after top-k / top-p truncation.
@@ -48,11 +62,34 @@ fn draw(probs: &Tensor, cfg: &SamplingConfig, u: &Tensor, v: i64) -> Tensor {
         sorted = sorted.masked_fill(&beyond, 0.0);
     }
     if top_p {
-        let renorm = &sorted / sorted.sum_dim_intlist(-1, true, Kind::Float);
+        let renorm = &sorted / row_sums(&sorted, true);
         let before = renorm.cumsum(-1, Kind::Float) - &renorm;
         sorted = sorted.masked_fill(&before.ge(cfg.top_p), 0.0);
     }
     order
         .gather(1, &pick(&sorted).unsqueeze(1), false)
         .squeeze_dim(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row, or several, sums to the same bits at 1 to 4 threads (a plain sum of one
+    /// row over a vocabulary does not).
+    #[test]
+    fn row_sums_do_not_depend_on_the_thread_count() {
+        let before = tch::get_num_threads();
+        for rows in [1, 2, 3] {
+            let x = Tensor::randn([rows, 49_152], (Kind::Float, tch::Device::Cpu));
+            let sums: Vec<Vec<f32>> = (1..=4)
+                .map(|threads| {
+                    tch::set_num_threads(threads);
+                    Vec::<f32>::try_from(row_sums(&x, false)).unwrap()
+                })
+                .collect();
+            assert!(sums.iter().all(|s| s == &sums[0]), "{rows} rows: {sums:?}");
+        }
+        tch::set_num_threads(before);
+    }
 }
