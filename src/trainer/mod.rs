@@ -39,7 +39,8 @@
 //! Reproducibility: every random choice of step `s` is keyed by `(seed, s)` (rollout
 //! streams, Clip-Cov's choice) and the data order by `(seed, epoch)` ([`crate::seed`]),
 //! so a run resumed from a checkpoint continues the same trajectory as an uninterrupted
-//! one (on the same device and thread count).
+//! one (on the same device; on CPUs at any thread count once
+//! [`crate::reproducible::strict_cpu_math`] is on, as the binaries do).
 //!
 //! Data parallelism ([`Trainer::with_collective`], [`crate::dist`]): each rank samples
 //! and trains on its share of every optimizer mini-batch (whole groups); rewards, the

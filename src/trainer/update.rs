@@ -117,6 +117,9 @@ pub(crate) fn update(
     {
         tch::manual_seed(mix_seed(step_seed, 0x4C6F_5241) as i64);
     }
+    // The step's first update runs on the policy that sampled the rows (when they all
+    // come from this policy version): its old log-probs are the current ones.
+    let sampled_by_current = rows.iter().all(|t| t.policy_version == l.opt.step as u64);
     for epoch in 0..l.cfg.ppo_epochs {
         for (index, start) in (0..n).step_by(mb).enumerate() {
             let range = start..(start + mb).min(n);
@@ -134,6 +137,7 @@ pub(crate) fn update(
                 offset as i64,
                 seed,
                 first,
+                first && sampled_by_current,
             )?;
             m.lr = out.lr;
             totals.add(&out);
@@ -194,10 +198,19 @@ fn ref_kl_penalty(l: &Learner, logp: &Tensor, reference: Option<&Tensor>) -> Opt
 /// micro-batches get a correction pass ([`correct_selection`]). No extra forward of the
 /// mini-batch, exact selection, memory bounded by one micro-batch.
 ///
+/// On the update whose policy is the rollout policy (`on_policy`: the step's first, on
+/// rows this policy version sampled), the loss takes the current forward's log-probs,
+/// detached, as the old ones, as verl does: the ratio is exactly 1 and KL-Cov's penalty
+/// `beta * |logp - old|` has exactly zero gradient, so KL-Cov's update there is
+/// unclipped GRPO's. (The rollout's log-probs differ from the training forward's by
+/// rounding, which gave every selected token a gradient of `+-beta` with a sign chosen by
+/// that rounding.) The selection, the statistics and the metrics keep the rollout's.
+///
 /// Data-parallel, `t` holds this rank's rows and `global` the whole global mini-batch's
 /// (this rank's at row `offset`): the selection and the normaliser come from `global`
 /// (the current log-probs gathered when deferred), so they are the single-process ones,
 /// and the gradients are summed across ranks before clipping.
+#[allow(clippy::too_many_arguments)]
 fn optimize_mini_batch(
     l: &mut Learner,
     seqs: &Seqs,
@@ -206,6 +219,7 @@ fn optimize_mini_batch(
     offset: i64,
     seed: u64,
     first_update: bool,
+    on_policy: bool,
 ) -> Result<MiniBatchOutcome, TrainError> {
     let device = l.device();
     let width = t.valid.size()[1];
@@ -242,7 +256,10 @@ fn optimize_mini_batch(
                 mb_plan = global_plan.rows(offset, rows);
             }
         }
-        let rows = t.rows(&idx);
+        let mut rows = t.rows(&idx);
+        if on_policy {
+            rows.old = logp.detach();
+        }
         let extra = ref_kl_penalty(l, &logp, rows.reference.as_ref());
         let micro_loss = micro_batch_loss(
             &l.cfg.loss,

@@ -11,6 +11,7 @@ mod learner_digests;
 mod learner_e2e;
 mod learner_loss;
 mod learner_memory;
+mod learner_on_policy;
 mod learner_packing;
 mod learner_resume;
 mod learner_scope;
