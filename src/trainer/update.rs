@@ -119,7 +119,7 @@ pub(crate) fn update(
     }
     // The step's first update runs on the policy that sampled the rows (when they all
     // come from this policy version): its old log-probs are the current ones.
-    let sampled_by_current = rows.iter().all(|t| t.policy_version == l.opt.step as u64);
+    let sampled_by_current = rows.iter().all(|t| t.policy_version == l.opt.step);
     for epoch in 0..l.cfg.ppo_epochs {
         for (index, start) in (0..n).step_by(mb).enumerate() {
             let range = start..(start + mb).min(n);
