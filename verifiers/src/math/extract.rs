@@ -175,6 +175,16 @@ static NESTED_ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
 static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^([a-z][^\n]*?)\s(?:is|are|equals|was|will\s+be)\s+(.+)$").unwrap()
 });
+/// `\begin{…}` / `\end{…}` with an array's column spec (`\begin{array}{cc}`): names, not
+/// words.
+pub(super) static ENVIRONMENTS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\s*\{[a-zA-Z*]*\}(?:\s*\{[lcr| ]*\})?").unwrap());
+/// Chat-template tokens that end a model's turn (`<|im_end|>`, `<|im_start|>`, `</s>`,
+/// `<end_of_turn>`): what follows is another turn, not the response.
+static CHAT_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<\|[A-Za-z0-9_]{1,40}\|>|</s>|<(?:end|start)_of_turn>").unwrap());
+/// "final answer" in an anchor, which outranks boxes written before it.
+static FINAL_ANCHOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)final\s+answer").unwrap());
 /// Text commands whose words are not prose (`\text{ cm}`, `\text{Odd}`).
 static TEXT_GROUP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}")
@@ -215,7 +225,7 @@ fn first_formula(s: &str) -> Option<&str> {
 /// sentence ("I hope it is correct" goes). A sentence that names what it gives ("The
 /// largest $n$ is 34") keeps what follows its verb. Then a math segment is taken whole;
 /// otherwise, when words follow the answer ("12 because …", "\\frac34 of the pie"),
-/// the part before the first word.
+/// the part before the first word, and in a sentence that names one number, that number.
 fn anchor_clause(s: &str) -> &str {
     let mut s = s.trim().trim_matches('*').trim();
     for _ in 0..4 {
@@ -243,21 +253,32 @@ fn anchor_clause(s: &str) -> &str {
         if prefix.contains(|c: char| c.is_ascii_digit() || c == '\\') {
             return prefix;
         }
+        // A sentence that names one number ("Jane started growing Sphere 3 hours ago").
+        if prefix.is_empty()
+            && let Some(n) = single_number(s)
+        {
+            return n;
+        }
     }
     s.trim_end_matches('*').trim()
 }
 
+/// The one number standing alone in `s`, when there is exactly one.
+fn single_number(s: &str) -> Option<&str> {
+    let mut found = NUMBER
+        .find_iter(s)
+        .filter(|m| stands_alone(s, m.start(), m.end()));
+    let one = found.next()?;
+    found.next().is_none().then_some(one.as_str())
+}
+
 /// Whether a `$…$` segment reads as a formula rather than prose or currency
-/// (`$5 and $`): no words of two or more letters outside `\text{…}`-like groups, other
-/// than environment names.
+/// (`$5 and $`): no words of two or more letters outside `\text{…}`-like groups and
+/// environment names (`\begin{array}{cc}`).
 fn is_formula(s: &str) -> bool {
     let s = TEXT_GROUP.replace_all(s, " ");
-    WORD2.captures_iter(&s).all(|c| {
-        matches!(
-            &c[1],
-            "pmatrix" | "bmatrix" | "vmatrix" | "Bmatrix" | "matrix" | "array" | "cases"
-        )
-    })
+    let s = ENVIRONMENTS.replace_all(&s, " ");
+    !WORD2.is_match(&s)
 }
 
 /// Whether a number found in prose stands on its own: not part of a word or code such
@@ -269,6 +290,37 @@ fn stands_alone(text: &str, start: usize, end: usize) -> bool {
         && !after.is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The response up to the first chat-template token that follows some text
+/// (`… is 2/3. <|im_start|>user …`): a later turn is not part of the answer. Tokens
+/// before any text (`<|im_start|>assistant`) are kept.
+pub fn before_next_turn(response: &str) -> &str {
+    if !response.contains('<') {
+        return response;
+    }
+    let mut text_from = 0;
+    for m in CHAT_TOKEN.find_iter(response) {
+        if response[text_from..m.start()].trim().is_empty() {
+            text_from = m.end();
+            continue;
+        }
+        return &response[..m.start()];
+    }
+    response
+}
+
+/// The last "final answer" anchor that comes after the response's last box, when its
+/// clause reads as mathematics (`\boxed{200} … Final Answer: The final answer is
+/// $10,455$`): the model's closing statement outranks a box worked out on the way.
+fn final_anchor_after(response: &str, after: usize) -> Option<String> {
+    let c = ANCHOR.captures_iter(&response[after..]).last()?;
+    if !FINAL_ANCHOR.is_match(c.get(0)?.as_str()) {
+        return None;
+    }
+    let t = anchor_clause(&c[1]).trim();
+    t.contains(|ch: char| ch.is_ascii_digit() || ch == '\\')
+        .then(|| t.to_string())
+}
+
 /// The answer text of a response, with where it came from; `None` when nothing in the
 /// response looks like an answer.
 pub fn extract_answer(
@@ -276,12 +328,17 @@ pub fn extract_answer(
     boxed: BoxedMode,
     last_number: bool,
 ) -> Option<(String, Source)> {
-    let boxes = boxed_contents(response);
-    if !boxes.is_empty() {
+    let spans = boxed_spans(response);
+    if let Some(&(_, last_end, last)) = spans.last() {
         let s = match boxed {
-            BoxedMode::Last => boxes[boxes.len() - 1].to_string(),
-            BoxedMode::First => boxes[0].to_string(),
-            BoxedMode::All => boxes.join(","),
+            BoxedMode::Last => {
+                if let Some(a) = final_anchor_after(response, last_end) {
+                    return Some((a, Source::Anchor));
+                }
+                last.to_string()
+            }
+            BoxedMode::First => spans[0].2.to_string(),
+            BoxedMode::All => spans.iter().map(|b| b.2).collect::<Vec<_>>().join(","),
         };
         return Some((s, Source::Boxed));
     }
@@ -315,14 +372,39 @@ pub fn extract_answer(
             .filter(|m| stands_alone(response, m.start(), m.end()))
             .last()
     {
-        return Some((m.as_str().to_string(), Source::LastNumber));
+        let start = decimal_comma_start(response, m.start()).unwrap_or(m.start());
+        return Some((response[start..m.end()].to_string(), Source::LastNumber));
     }
     None
 }
 
-/// The answer inside a gold string: the last box of a solution, the `#### N` of a GSM8K
-/// solution, or the whole string (MATH's raw LaTeX, AMC's `27.0`).
+/// Where a number written with a decimal comma starts (`2,74`, `-0,5`) when the digits
+/// at `frac_start` are its fractional part: an integer and a comma come just before,
+/// with no other list item before them, and [`normalize::decimal_comma`] reads it as one.
+fn decimal_comma_start(text: &str, frac_start: usize) -> Option<usize> {
+    let int_end = text[..frac_start].strip_suffix(',')?.len();
+    let int_start = text[..int_end]
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .len();
+    let before = &text[..int_start];
+    if int_start == int_end || before.ends_with([',', '.']) {
+        return None;
+    }
+    let start = before.strip_suffix('-').map_or(int_start, str::len);
+    let frac_end = frac_start
+        + text[frac_start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len() - frac_start);
+    super::normalize::decimal_comma(&text[start..frac_end]).map(|_| start)
+}
+
+/// The answer inside a gold string: the last box of a solution (boxes side by side,
+/// `\boxed{1}\boxed{2}`, together as a list), the `#### N` of a GSM8K solution, or the
+/// whole string (MATH's raw LaTeX, AMC's `27.0`).
 pub fn extract_gold(gold: &str) -> (String, Source) {
+    if let Some(run) = boxed_run(gold) {
+        return (run, Source::Boxed);
+    }
     let boxes = boxed_contents(gold);
     if let Some(last) = boxes.last() {
         return (last.to_string(), Source::Boxed);
@@ -335,7 +417,7 @@ pub fn extract_gold(gold: &str) -> (String, Source) {
 
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.:)}]|$)",
+        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.,;:)}]|$)",
     )
     .unwrap()
 });
@@ -343,8 +425,16 @@ static CHOICE_GOLD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*$")
         .unwrap()
 });
+/// A letter chosen in a sentence: `(C)`, "the answer is **C**", "option $B$", "D is
+/// correct", "I choose (A)".
 static CHOICE_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap()
+    Regex::new(concat!(
+        r"\(([A-E])\)",
+        r"|\b(?:[Aa]nswer|[Oo]ption|[Cc]hoice)\s*(?:is\s*)?:?\s*(?:\*\*|\$|\\\(|\\text(?:bf)?\s*\{|\\mathrm\s*\{|\()*\s*([A-E])\b",
+        r"|\b([A-E])\s+is\s+(?:the\s+)?(?:correct|right|best)\b",
+        r"|\b(?:[Cc]hoose|[Pp]ick|[Ss]elect)\s+(?:[Oo]ption\s+)?\(?([A-E])\b",
+    ))
+    .unwrap()
 });
 
 static CHOICE_LEADING: LazyLock<Regex> = LazyLock::new(|| {
@@ -379,7 +469,7 @@ pub fn last_choice_in_text(response: &str) -> Option<char> {
     CHOICE_IN_TEXT
         .captures_iter(response)
         .last()
-        .and_then(|c| c.get(1).or(c.get(2)))
+        .and_then(|c| c.iter().skip(1).flatten().next())
         .and_then(|m| m.as_str().chars().next())
 }
 

@@ -9,9 +9,10 @@
 //! nesting; anything else is a [`ParseError`], and the caller falls back to comparing
 //! text.
 
+use super::lex::{Tok, parse_number, tokenize};
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{Signed, Zero};
+use num_traits::Signed;
 
 /// Most tokens an answer may have.
 pub const MAX_TOKENS: usize = 600;
@@ -148,134 +149,23 @@ pub enum Node {
     Rel(Box<Node>, RelOp, Box<Node>),
     /// A ratio `a : b` (or `a : b : c`).
     Ratio(Vec<Node>),
+    /// A clock time: `h:mm` with the minutes written with a leading zero (`12:00`,
+    /// `1:05`) or followed by `a.m.` / `p.m.` (`3:30 pm`), which makes it a time of day
+    /// rather than a ratio.
+    Clock {
+        /// Hours; on the 24-hour clock when `a.m.` or `p.m.` was written.
+        hours: u32,
+        /// Minutes.
+        minutes: u32,
+        /// Whether `a.m.` or `p.m.` was written (otherwise the hour is known up to 12).
+        meridiem: bool,
+    },
 }
 
 /// The answer is not in the supported grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot parse answer: {0}")]
 pub struct ParseError(pub &'static str);
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(String),
-    Letter(char),
-    Cmd(String),
-    Sym(char),
-}
-
-fn tokenize(s: &str) -> Result<Vec<Tok>, ParseError> {
-    let c: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < c.len() {
-        if out.len() > MAX_TOKENS {
-            return Err(ParseError("too many tokens"));
-        }
-        let ch = c[i];
-        if ch.is_whitespace() {
-            i += 1;
-        } else if ch.is_ascii_digit()
-            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let start = i;
-            while i < c.len() && c[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i < c.len() && c[i] == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-                i += 1;
-                while i < c.len() && c[i].is_ascii_digit() {
-                    i += 1;
-                }
-            } else if i < c.len()
-                && c[i] == '.'
-                && !c.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
-            {
-                // "5." is 5
-                i += 1;
-            }
-            if i < c.len() && (c[i] == 'e' || c[i] == 'E') {
-                let mut j = i + 1;
-                if j < c.len() && (c[j] == '-' || c[j] == '+') {
-                    j += 1;
-                }
-                if j < c.len() && c[j].is_ascii_digit() {
-                    while j < c.len() && c[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
-            let lit: String = c[start..i].iter().collect();
-            if lit.len() > MAX_DIGITS {
-                return Err(ParseError("number too long"));
-            }
-            out.push(Tok::Num(lit));
-        } else if ch.is_ascii_alphabetic() {
-            out.push(Tok::Letter(ch));
-            i += 1;
-        } else if ch == '\\' {
-            let start = i + 1;
-            let mut j = start;
-            while j < c.len() && c[j].is_ascii_alphabetic() {
-                j += 1;
-            }
-            if j == start {
-                match c.get(start) {
-                    Some(&x) => {
-                        out.push(Tok::Cmd(x.to_string()));
-                        i = start + 1;
-                    }
-                    None => return Err(ParseError("dangling backslash")),
-                }
-            } else {
-                out.push(Tok::Cmd(c[start..j].iter().collect()));
-                i = j;
-            }
-        } else {
-            out.push(Tok::Sym(ch));
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
-fn parse_number(lit: &str) -> Result<(BigRational, bool), ParseError> {
-    let (mantissa, exp) = match lit.find(['e', 'E']) {
-        Some(k) => (
-            &lit[..k],
-            lit[k + 1..]
-                .parse::<i64>()
-                .map_err(|_| ParseError("bad exponent"))?,
-        ),
-        None => (lit, 0),
-    };
-    let mantissa = mantissa.strip_suffix('.').unwrap_or(mantissa);
-    let (int, frac) = match mantissa.find('.') {
-        Some(k) => (&mantissa[..k], &mantissa[k + 1..]),
-        None => (mantissa, ""),
-    };
-    let digits = format!("{int}{frac}");
-    let n: BigInt = if digits.is_empty() {
-        BigInt::zero()
-    } else {
-        digits.parse().map_err(|_| ParseError("bad number"))?
-    };
-    let scale = exp - frac.len() as i64;
-    if scale.abs() > 400 {
-        return Err(ParseError("exponent too large"));
-    }
-    let ten = BigInt::from(10);
-    let p = num_traits::pow::Pow::pow(&ten, scale.unsigned_abs() as u32);
-    let v = if scale >= 0 {
-        BigRational::from_integer(n * p)
-    } else {
-        BigRational::new(n, p)
-    };
-    // `27.0` and `1e3` are whole numbers and compare exactly; `0.35` and `1.5e-7` use
-    // the relative tolerance.
-    let decimal = (lit.contains(['e', 'E']) || !frac.is_empty()) && !v.is_integer();
-    Ok((v, decimal))
-}
 
 fn func_named(name: &str) -> Option<Func> {
     Some(match name {
@@ -501,8 +391,11 @@ impl Parser {
         }
     }
 
-    /// `a : b (: c …)` as a ratio, or a single expression.
+    /// `a : b (: c …)` as a ratio, a clock time, or a single expression.
     fn ratio(&mut self) -> Result<Node, ParseError> {
+        if let Some(time) = self.clock() {
+            return Ok(time);
+        }
         let first = self.expr()?;
         if !matches!(self.peek(), Some(Tok::Sym(':'))) {
             return Ok(first);
@@ -515,6 +408,56 @@ impl Parser {
             parts.push(self.expr()?);
         }
         Ok(Node::Ratio(parts))
+    }
+
+    /// A clock time at the cursor (see [`Node::Clock`]): `h:mm` then, optionally, `am` /
+    /// `pm` (dots and case free), and then the end of the answer or of a list item.
+    fn clock(&mut self) -> Option<Node> {
+        let at = |k: usize| self.toks.get(self.pos + k);
+        let (Some(Tok::Num(h)), Some(Tok::Sym(':')), Some(Tok::Num(m))) = (at(0), at(1), at(2))
+        else {
+            return None;
+        };
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if h.len() > 2 || m.len() != 2 || !digits(h) || !digits(m) {
+            return None;
+        }
+        let (mut hours, minutes): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        if hours > 24 || minutes > 59 {
+            return None;
+        }
+        let mut k = 3;
+        let mut half = None;
+        if let Some(Tok::Letter(c)) = at(k)
+            && matches!(c.to_ascii_lowercase(), 'a' | 'p')
+        {
+            let mut j = k + 1;
+            if at(j) == Some(&Tok::Sym('.')) {
+                j += 1;
+            }
+            if matches!(at(j), Some(Tok::Letter('m' | 'M'))) {
+                half = Some(c.eq_ignore_ascii_case(&'p'));
+                k = j + 1;
+                if at(k) == Some(&Tok::Sym('.')) {
+                    k += 1;
+                }
+            }
+        }
+        if !matches!(at(k), None | Some(Tok::Sym(',' | ';' | ')' | ']' | '}'))) {
+            return None;
+        }
+        match half {
+            Some(_) if !(1..=12).contains(&hours) => return None,
+            Some(pm) => hours = hours % 12 + if pm { 12 } else { 0 },
+            None if !m.starts_with('0') => return None,
+            None => {}
+        }
+        self.pos += k;
+        Some(Node::Clock {
+            hours,
+            minutes,
+            meridiem: half.is_some(),
+        })
     }
 
     fn expr(&mut self) -> Result<Node, ParseError> {
@@ -911,7 +854,10 @@ impl Parser {
                     Ok(Node::Set(items))
                 }
                 "begin" => self.matrix(),
-                "mathbf" | "boldsymbol" | "mathit" | "mathrm" | "operatorname" => self.arg(),
+                "mathbf" | "boldsymbol" | "mathit" | "mathrm" | "operatorname" | "overline"
+                | "overrightarrow" | "vec" => self.arg(),
+                // `\angle ABC` and `m\angle A` name an angle by its points.
+                "angle" | "measuredangle" => self.primary(),
                 n if GREEK.contains(&n) => Ok(Node::Var(n.to_string())),
                 n => match func_named(n) {
                     Some(f) => self.function(f),
@@ -1011,17 +957,22 @@ fn rel(l: Node, op: RelOp, r: Node) -> Node {
 }
 
 /// Whether `n` names a quantity rather than computing one: a variable (`x`, `x_1`,
-/// `\alpha`), a function value or product of letters (`g(t)`, `f(2)`, `PQ`), `|PQ|`, a
-/// tuple of names (`(a, b)`) or a ratio of names (`S_1 : S_2`). `name = value` then
-/// gives `value`.
+/// `\alpha`), a function value or product of letters (`g(t)`, `f(2)`, `P(A, B)`, `PQ`,
+/// `\overline{AB}`, `\angle ABC`), `|PQ|`, a tuple of names (`(a, b)`) or a ratio of
+/// names (`S_1 : S_2`). `name = value` then gives `value`.
 pub fn is_name(n: &Node) -> bool {
     match n {
         Node::Var(_) => true,
         Node::Mul(v) => {
-            matches!(v.first(), Some(Node::Var(_)))
-                && v.len() <= 8
-                && v.iter()
-                    .all(|f| matches!(f, Node::Var(_)) || is_integer_literal(f))
+            let argument = |f: &Node| match f {
+                Node::Tuple {
+                    open: '(',
+                    close: ')',
+                    items,
+                } => items.iter().all(|x| is_name(x) || is_integer_literal(x)),
+                other => matches!(other, Node::Var(_)) || is_integer_literal(other),
+            };
+            matches!(v.first(), Some(Node::Var(_))) && v.len() <= 8 && v.iter().all(argument)
         }
         Node::Func(Func::Abs, v) => v.len() == 1 && is_name(&v[0]),
         Node::Tuple {
@@ -1132,6 +1083,7 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
         Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
         Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
         Node::Num { .. }
+        | Node::Clock { .. }
         | Node::Based(..)
         | Node::Var(_)
         | Node::Pi
@@ -1197,17 +1149,5 @@ mod tests {
         assert!(parse(&"x=".repeat(40)).is_err());
         assert!(parse("(((").is_err());
         assert!(parse(&"(".repeat(500)).is_err());
-    }
-
-    #[test]
-    fn numbers() {
-        let (v, d) = parse_number("1.5e-7").unwrap();
-        assert!(d);
-        assert_eq!(v, BigRational::new(15.into(), 100_000_000.into()));
-        assert!(!parse_number("27").unwrap().1);
-        assert_eq!(
-            parse_number(".35625").unwrap().0,
-            BigRational::new(35625.into(), 100_000.into())
-        );
     }
 }
