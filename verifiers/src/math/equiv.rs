@@ -11,7 +11,9 @@
 
 use super::matrix;
 use super::parse::{Func, Node, RelOp, has_decimal, visit};
-use super::relation::{named_value, named_values, punctured_line, ray, rays_union, relation_equal};
+use super::relation::{
+    named_value, named_values, punctured_line, ray, rays_interval, rays_union, relation_equal,
+};
 use super::value::{EvalError, Exact, MAX_BITS, Value, equal_rounded, values_equal};
 use num_bigint::BigInt;
 use num_rational::BigRational;
@@ -591,6 +593,13 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
             },
             Node::Set(y),
         ) => multiset_equal(x, y, opts),
+        // `x > 1 \text{ and } x < 3` against the interval `(1, 3)`.
+        (Node::List(x), Node::Tuple { .. }) if rays_interval(x).is_some() => {
+            rays_interval(x).is_some_and(|i| equal(&i, g, opts))
+        }
+        (Node::Tuple { .. }, Node::List(y)) if rays_interval(y).is_some() => {
+            rays_interval(y).is_some_and(|i| equal(a, &i, opts))
+        }
         // `x = 2, y = 3` against the tuple `(2, 3)`, in order (a bare `2, 3` is not a
         // tuple).
         (

@@ -8,6 +8,7 @@
 //! the extracted answer, or the last `(C)` in the text.
 
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Which `\boxed{}` to take when a response has several.
@@ -183,6 +184,9 @@ pub(super) static ENVIRONMENTS: LazyLock<Regex> =
 /// `<end_of_turn>`): what follows is another turn, not the response.
 static CHAT_TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<\|[A-Za-z0-9_]{1,40}\|>|</s>|<(?:end|start)_of_turn>").unwrap());
+/// What may stand between math segments that answer together: `, `, ` and `, ` or `.
+static SEGMENT_JOIN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:,\s*)?(?:(?i:and|or)\s*)?$").unwrap());
 /// "final answer" in an anchor, which outranks boxes written before it.
 static FINAL_ANCHOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)final\s+answer").unwrap());
 /// Text commands whose words are not prose (`\text{ cm}`, `\text{Odd}`).
@@ -211,13 +215,32 @@ fn first_sentence(s: &str) -> &str {
     s
 }
 
-/// The first `$…$`, `\(…\)` or `\[…\]` segment of `s` that reads as a formula.
-fn first_formula(s: &str) -> Option<&str> {
-    DOLLARS
-        .captures_iter(s)
-        .filter_map(|c| (1..=4).find_map(|k| c.get(k)))
-        .map(|g| g.as_str())
-        .find(|g| is_formula(g))
+/// Runs of `$…$`, `\(…\)` or `\[…\]` segments of `s` that read as formulas, in order;
+/// segments joined only by a comma, "and" or "or" (`$x = 3$ or $x = 5$`) form one run,
+/// which gives one answer: their contents joined by commas.
+fn formula_runs(s: &str) -> Vec<Cow<'_, str>> {
+    let mut runs: Vec<Cow<'_, str>> = Vec::new();
+    let mut last_end = None;
+    for c in DOLLARS.captures_iter(s) {
+        let (Some(whole), Some(inner)) = (c.get(0), (1..=4).find_map(|k| c.get(k))) else {
+            continue;
+        };
+        let inner = inner.as_str().trim();
+        if inner.is_empty() || !is_formula(inner) {
+            last_end = None;
+            continue;
+        }
+        match (last_end, runs.last_mut()) {
+            (Some(end), Some(run)) if SEGMENT_JOIN.is_match(&s[end..whole.start()]) => {
+                let joined = run.to_mut();
+                joined.push(',');
+                joined.push_str(inner);
+            }
+            _ => runs.push(Cow::Borrowed(inner)),
+        }
+        last_end = Some(whole.end());
+    }
+    runs
 }
 
 /// Cuts an anchor's text down to the answer. A nested anchor ("The final answer is"
@@ -226,7 +249,7 @@ fn first_formula(s: &str) -> Option<&str> {
 /// largest $n$ is 34") keeps what follows its verb. Then a math segment is taken whole;
 /// otherwise, when words follow the answer ("12 because …", "\\frac34 of the pie"),
 /// the part before the first word, and in a sentence that names one number, that number.
-fn anchor_clause(s: &str) -> &str {
+fn anchor_clause(s: &str) -> Cow<'_, str> {
     let mut s = s.trim().trim_matches('*').trim();
     for _ in 0..4 {
         match NESTED_ANCHOR.find(s) {
@@ -241,7 +264,7 @@ fn anchor_clause(s: &str) -> &str {
             s = rest.trim();
         }
     }
-    if let Some(f) = first_formula(s) {
+    if let Some(f) = formula_runs(s).into_iter().next() {
         return f;
     }
     let first_word = WORD2
@@ -251,16 +274,16 @@ fn anchor_clause(s: &str) -> &str {
     if let Some(w) = first_word {
         let prefix = s[..w.start()].trim();
         if prefix.contains(|c: char| c.is_ascii_digit() || c == '\\') {
-            return prefix;
+            return Cow::Borrowed(prefix);
         }
         // A sentence that names one number ("Jane started growing Sphere 3 hours ago").
         if prefix.is_empty()
             && let Some(n) = single_number(s)
         {
-            return n;
+            return Cow::Borrowed(n);
         }
     }
-    s.trim_end_matches('*').trim()
+    Cow::Borrowed(s.trim_end_matches('*').trim())
 }
 
 /// The one number standing alone in `s`, when there is exactly one.
@@ -316,7 +339,8 @@ fn final_anchor_after(response: &str, after: usize) -> Option<String> {
     if !FINAL_ANCHOR.is_match(c.get(0)?.as_str()) {
         return None;
     }
-    let t = anchor_clause(&c[1]).trim();
+    let clause = anchor_clause(&c[1]);
+    let t = clause.trim();
     t.contains(|ch: char| ch.is_ascii_digit() || ch == '\\')
         .then(|| t.to_string())
 }
@@ -349,18 +373,14 @@ pub fn extract_answer(
         }
     }
     if let Some(c) = ANCHOR.captures_iter(response).last() {
-        let t = anchor_clause(&c[1]).trim();
+        let clause = anchor_clause(&c[1]);
+        let t = clause.trim();
         if !t.is_empty() {
             return Some((t.to_string(), Source::Anchor));
         }
     }
-    let segment = DOLLARS
-        .captures_iter(response)
-        .filter_map(|c| (1..=4).find_map(|k| c.get(k)).map(|g| g.as_str().trim()))
-        .filter(|s| !s.is_empty() && is_formula(s))
-        .last();
-    if let Some(s) = segment {
-        return Some((s.to_string(), Source::MathSegment));
+    if let Some(s) = formula_runs(response).pop() {
+        return Some((s.into_owned(), Source::MathSegment));
     }
     let whole = response.trim();
     if !whole.is_empty() && whole.len() <= 200 && !whole.contains('\n') && !WORD3.is_match(whole) {

@@ -80,10 +80,10 @@ pub struct Verdict {
 static WORDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{3,}").unwrap());
 
-/// A gold that names its value in words: `Area = 24`, `Total cost = 12` (from
-/// `\text{Area} = 24`).
+/// A gold that names its value with a word or points: `Area = 24`, `Total cost = 12`
+/// (from `\text{Area} = 24`), `\angle ABC = 40`: one `=`, no digits before it.
 static WORD_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z ]*\s*=\s*([^=]+)$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[^=0-9]*[A-Za-z][^=0-9]*=\s*([^=]+)$").unwrap());
 
 /// Whether a normalised answer is words (`Evelyn`, `east`) rather than mathematics: it
 /// has a run of three or more letters that is not a command or an environment name.

@@ -502,7 +502,17 @@ impl Parser {
             Some(Tok::Cmd(n)) => {
                 matches!(
                     n.as_str(),
-                    "frac" | "sqrt" | "pi" | "infty" | "binom" | "begin" | "left" | "e"
+                    "frac"
+                        | "sqrt"
+                        | "pi"
+                        | "infty"
+                        | "binom"
+                        | "begin"
+                        | "left"
+                        | "e"
+                        | "angle"
+                        | "measuredangle"
+                        | "overline"
                 ) || func_named(n).is_some()
                     || GREEK.contains(&n.as_str())
             }

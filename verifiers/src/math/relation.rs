@@ -1,8 +1,9 @@
 //! Relations: equations and inequalities against each other and against the values and
 //! intervals they describe. `name = value` gives its value; equations compare as
 //! `lhs - rhs` up to a constant factor, inequalities up to a positive one; a one-sided
-//! inequality is a ray (`x > 2` is `(2, ∞)`), `x ≠ a` the line without `a`, and a list of
-//! rays joined by "or" their union.
+//! inequality is a ray (`x > 2` is `(2, ∞)`), `x ≠ a` the line without `a`, a list of
+//! rays joined by "or" their union, and two rays that bound a variable from both sides
+//! (joined by "and") the interval between them.
 
 use super::equiv::{CompareOptions, MAX_ITEMS, equal, proportional, variables};
 use super::parse::{Func, Node, RelOp, is_name, visit};
@@ -134,6 +135,36 @@ pub(super) fn named_values(items: &[Node]) -> Option<Vec<&Node>> {
         values.push(&**r);
     }
     Some(values)
+}
+
+/// Two one-sided inequalities that bound one variable from both sides (`x > 1, x < 3`,
+/// from `x > 1 \text{ and } x < 3`) as the interval between them, `(1, 3)`.
+pub(super) fn rays_interval(items: &[Node]) -> Option<Node> {
+    let [p, q] = items else { return None };
+    let name = |n: &Node| match n {
+        Node::Rel(l, _, r) => Some(if is_name(l) { l.clone() } else { r.clone() }),
+        _ => None,
+    };
+    if name(p)? != name(q)? {
+        return None;
+    }
+    let ends = |n: &Node| match ray(n)? {
+        Node::Tuple { open, close, items } => match <[Node; 2]>::try_from(items) {
+            Ok([lo, hi]) => Some((open, lo, hi, close)),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let (a, b) = (ends(p)?, ends(q)?);
+    let (lower, upper) = match (&a.2, &b.1) {
+        (Node::Inf, Node::Neg(_)) => (a, b),
+        _ => (b, a),
+    };
+    (lower.2 == Node::Inf && upper.1 == Node::Neg(Box::new(Node::Inf))).then(|| Node::Tuple {
+        open: lower.0,
+        close: upper.3,
+        items: vec![lower.1, upper.2],
+    })
 }
 
 /// `x > a` as `(a, ∞)`, `x ≤ a` as `(-∞, a]` (and `a < x` likewise), for comparing a
