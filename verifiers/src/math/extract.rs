@@ -586,6 +586,35 @@ mod tests {
     }
 
     #[test]
+    fn turns_closing_anchors_and_joined_segments() {
+        assert_eq!(
+            before_next_turn("is 2/3. <|im_start|>user\n1/2"),
+            "is 2/3. "
+        );
+        assert_eq!(
+            before_next_turn("<|im_start|>assistant\n5<|im_end|>"),
+            "<|im_start|>assistant\n5"
+        );
+        assert_eq!(before_next_turn("x < 2 and y > 1"), "x < 2 and y > 1");
+        let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
+        let closing = r"\boxed{200} then \boxed{255}. Final Answer: The final answer is $10,455$.";
+        assert_eq!(ex(closing), Some("10,455".into()));
+        assert_eq!(ex(r"Final Answer: \boxed{7}"), Some("7".into()));
+        assert_eq!(
+            ex(r"\boxed{7}. The final answer is correct."),
+            Some("7".into())
+        );
+        assert_eq!(ex("so $x = 3$ or $x = 5$."), Some("x = 3,x = 5".into()));
+        assert_eq!(ex("so $x = 3$. Then $y = 5$."), Some("y = 5".into()));
+        assert_eq!(ex("Le prix est de 2,74 euros."), Some("2,74".into()));
+        assert_eq!(ex("The roots are 1,2,74."), Some("74".into()));
+        assert_eq!(
+            ex("Final Answer: Tom walked 4 miles. I hope it is correct."),
+            Some("4".into())
+        );
+    }
+
+    #[test]
     fn numbers_inside_words_are_not_answers() {
         let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
         assert_eq!(ex("The code is QX7ZT."), None);
@@ -601,6 +630,13 @@ mod tests {
         assert_eq!(answer_choice("(D) 12"), Some('D'));
         assert_eq!(answer_choice(r"\textbf{(E)}"), Some('E'));
         assert_eq!(last_choice_in_text("I pick (A), no wait, (B)."), Some('B'));
+        assert_eq!(
+            last_choice_in_text("the correct option is **B** here"),
+            Some('B')
+        );
+        assert_eq!(last_choice_in_text("So D is correct."), Some('D'));
+        assert_eq!(last_choice_in_text("I choose A."), Some('A'));
+        assert_eq!(answer_choice("B, since A fails"), Some('B'));
         assert_eq!(leading_choice("C. Because it grows."), Some('C'));
         assert_eq!(leading_choice("**D**\n\nsince"), Some('D'));
         assert_eq!(leading_choice("$B$ is right"), Some('B'));

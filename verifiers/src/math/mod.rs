@@ -2,10 +2,11 @@
 //!
 //! The pipeline is extraction ([`extract`]), string normalisation ([`normalize`]),
 //! parsing into a small expression tree ([`parse`]) and mathematical comparison
-//! ([`equiv`], on exact values from [`value`]). Every stage is bounded by construction
-//! (caps on answer length, tokens, nesting, exponents, factorials, term counts), so one
-//! item takes a bounded amount of work without timeouts or signals, never panics on any
-//! input, and can be called from any thread. [`verify_batch`] scores many items on the
+//! ([`equiv`], on exact values from [`value`]; matrix expressions reduced by
+//! [`matrix`]). Every stage is bounded by construction (caps on answer length, tokens,
+//! nesting, exponents, factorials, term counts, matrix sizes), so one item takes a
+//! bounded amount of work without timeouts or signals, never panics on any input, and
+//! can be called from any thread. [`verify_batch`] scores many items on the
 //! rayon pool; [`jsonl::verify_jsonl`] backs `cove verify math`.
 //!
 //! ```
@@ -22,6 +23,7 @@ pub mod matrix;
 pub mod normalize;
 pub mod parse;
 mod relation;
+mod tree;
 pub mod value;
 
 use crate::reward::{Reward, Score};

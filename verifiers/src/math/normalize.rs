@@ -341,6 +341,24 @@ mod tests {
     }
 
     #[test]
+    fn doubled_backslashes_and_decimal_commas() {
+        assert_eq!(unescape_doubled(r"\\frac{1}{2}"), r"\frac{1}{2}");
+        assert_eq!(unescape_doubled(r"a \\\\ b \\le c"), r"a \\ b \le c");
+        // Real LaTeX stays: a row break before a command, or any single command.
+        assert_eq!(unescape_doubled(r"1 \\\end{pmatrix}"), r"1 \\\end{pmatrix}");
+        assert_eq!(unescape_doubled(r"\frac12 \\ 3"), r"\frac12 \\ 3");
+        assert_eq!(normalize(r"\\dfrac{1}{2}"), r"\frac{1}{2}");
+        assert_eq!(decimal_comma("2,74").as_deref(), Some("2.74"));
+        assert_eq!(decimal_comma("-1000,99").as_deref(), Some("-1000.99"));
+        assert_eq!(decimal_comma("0,5").as_deref(), Some("0.5"));
+        assert_eq!(decimal_comma("1,2"), None);
+        assert_eq!(normalize("10,455"), "10455");
+        assert_eq!(normalize("0,111"), "0,111");
+        assert_eq!(normalize(r"14 {, }916"), "14916");
+        assert_eq!(normalize(r"19, 46, \text{ and } 82"), "19, 46, 82");
+    }
+
+    #[test]
     fn text_keys() {
         assert_eq!(text_key(r"\text{ East }"), "east");
         assert_eq!(text_key("East"), "east");

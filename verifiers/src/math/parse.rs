@@ -4,12 +4,15 @@
 //! base subscripts `204_5`), variables, `\frac`, `\sqrt[n]{}`, powers, implicit
 //! products, `!`, `%`, `\pm`, functions (`\sin`, `\log_2`, `\binom`, `|x|`), relations
 //! (`=`, `<`, `\le`, `\in`, ...), tuples and intervals (`(a,b]`), sets `\{…\}`, unions
-//! `\cup`, bare lists `1, 2`, and matrices (`pmatrix`, `bmatrix`, `array`). Work is
+//! `\cup`, bare lists `1, 2`, ratios `3:5`, clock times `12:00`, and matrices
+//! (`pmatrix`, `bmatrix`, `array`). Work is
 //! bounded by construction: at most [`MAX_TOKENS`] tokens and [`MAX_DEPTH`] levels of
 //! nesting; anything else is a [`ParseError`], and the caller falls back to comparing
 //! text.
 
 use super::lex::{Tok, parse_number, tokenize};
+use super::tree::is_integer_literal;
+pub use super::tree::{Func, Node, RelOp, has_decimal, is_name, visit};
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::Signed;
@@ -22,145 +25,6 @@ pub const MAX_DEPTH: usize = 48;
 pub const MAX_DIGITS: usize = 400;
 /// Most relation signs in one chain (`a = b = c`) and parts of one ratio.
 pub const MAX_CHAIN: usize = 16;
-
-/// Functions of one (or, for `\binom` and `\log_b`, two) arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    /// sine
-    Sin,
-    /// cosine
-    Cos,
-    /// tangent
-    Tan,
-    /// cotangent
-    Cot,
-    /// secant
-    Sec,
-    /// cosecant
-    Csc,
-    /// arcsine
-    Asin,
-    /// arccosine
-    Acos,
-    /// arctangent
-    Atan,
-    /// hyperbolic sine
-    Sinh,
-    /// hyperbolic cosine
-    Cosh,
-    /// hyperbolic tangent
-    Tanh,
-    /// natural logarithm
-    Ln,
-    /// logarithm; the first argument is the base (10 when not written)
-    Log,
-    /// exponential
-    Exp,
-    /// absolute value
-    Abs,
-    /// binomial coefficient (two arguments)
-    Binom,
-    /// floor
-    Floor,
-    /// ceiling
-    Ceil,
-}
-
-/// A relation symbol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelOp {
-    /// `=`
-    Eq,
-    /// `≠`
-    Ne,
-    /// `<`
-    Lt,
-    /// `≤`
-    Le,
-    /// `>`
-    Gt,
-    /// `≥`
-    Ge,
-    /// `∈`
-    In,
-}
-
-/// A parsed answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node {
-    /// A number; `decimal` marks a non-integer written with a decimal point or in
-    /// scientific notation, which makes comparisons use the relative tolerance.
-    Num {
-        /// Exact value of the literal.
-        value: BigRational,
-        /// Whether the literal is a non-integer written as a decimal (`0.35`, `1.5e-7`).
-        decimal: bool,
-    },
-    /// A number written in another base, `digits_base`.
-    Based(String, String),
-    /// A variable (single letter, greek letter name, or with a subscript `x_1`).
-    Var(String),
-    /// π
-    Pi,
-    /// Euler's number.
-    E,
-    /// The imaginary unit.
-    I,
-    /// ∞ (only meaningful inside intervals).
-    Inf,
-    /// Unary minus.
-    Neg(Box<Node>),
-    /// Sum of terms.
-    Add(Vec<Node>),
-    /// Product of factors.
-    Mul(Vec<Node>),
-    /// Quotient.
-    Div(Box<Node>, Box<Node>),
-    /// Power.
-    Pow(Box<Node>, Box<Node>),
-    /// Function application.
-    Func(Func, Vec<Node>),
-    /// `k`-th root.
-    Root(u32, Box<Node>),
-    /// Factorial.
-    Fact(Box<Node>),
-    /// Percentage.
-    Percent(Box<Node>),
-    /// `a ± b`: two answers.
-    PlusMinus(Box<Node>, Box<Node>),
-    /// Parenthesised or bracketed sequence: tuple, point or interval.
-    Tuple {
-        /// Opening bracket, `(` or `[`.
-        open: char,
-        /// Closing bracket, `)` or `]`.
-        close: char,
-        /// Elements.
-        items: Vec<Node>,
-    },
-    /// `\{…\}`: an order-free set.
-    Set(Vec<Node>),
-    /// A bare comma-separated list of answers (order-free).
-    List(Vec<Node>),
-    /// Union of intervals or sets.
-    Union(Vec<Node>),
-    /// Matrix rows.
-    Matrix(Vec<Vec<Node>>),
-    /// A relation `lhs op rhs`.
-    Rel(Box<Node>, RelOp, Box<Node>),
-    /// A ratio `a : b` (or `a : b : c`).
-    Ratio(Vec<Node>),
-    /// A clock time: `h:mm` with the minutes written with a leading zero (`12:00`,
-    /// `1:05`) or followed by `a.m.` / `p.m.` (`3:30 pm`), which makes it a time of day
-    /// rather than a ratio.
-    Clock {
-        /// Hours; on the 24-hour clock when `a.m.` or `p.m.` was written.
-        hours: u32,
-        /// Minutes.
-        minutes: u32,
-        /// Whether `a.m.` or `p.m.` was written (otherwise the hour is known up to 12).
-        meridiem: bool,
-    },
-}
 
 /// The answer is not in the supported grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -966,39 +830,6 @@ fn rel(l: Node, op: RelOp, r: Node) -> Node {
     Node::Rel(Box::new(l), op, Box::new(r))
 }
 
-/// Whether `n` names a quantity rather than computing one: a variable (`x`, `x_1`,
-/// `\alpha`), a function value or product of letters (`g(t)`, `f(2)`, `P(A, B)`, `PQ`,
-/// `\overline{AB}`, `\angle ABC`), `|PQ|`, a tuple of names (`(a, b)`) or a ratio of
-/// names (`S_1 : S_2`). `name = value` then gives `value`.
-pub fn is_name(n: &Node) -> bool {
-    match n {
-        Node::Var(_) => true,
-        Node::Mul(v) => {
-            let argument = |f: &Node| match f {
-                Node::Tuple {
-                    open: '(',
-                    close: ')',
-                    items,
-                } => items.iter().all(|x| is_name(x) || is_integer_literal(x)),
-                other => matches!(other, Node::Var(_)) || is_integer_literal(other),
-            };
-            matches!(v.first(), Some(Node::Var(_))) && v.len() <= 8 && v.iter().all(argument)
-        }
-        Node::Func(Func::Abs, v) => v.len() == 1 && is_name(&v[0]),
-        Node::Tuple {
-            open: '(',
-            close: ')',
-            items,
-        } => !items.is_empty() && items.iter().all(is_name),
-        Node::Ratio(v) => v.iter().all(is_name),
-        _ => false,
-    }
-}
-
-fn is_integer_literal(n: &Node) -> bool {
-    matches!(n, Node::Num { value, decimal: false } if value.is_integer())
-}
-
 fn mul(a: Node, b: Node) -> Node {
     match a {
         Node::Mul(mut v) => {
@@ -1063,46 +894,6 @@ pub fn parse(s: &str) -> Result<Node, ParseError> {
     })
 }
 
-/// Whether the tree contains a decimal literal (comparisons then use the tolerance).
-pub fn has_decimal(n: &Node) -> bool {
-    let mut found = false;
-    visit(n, &mut |m| {
-        if matches!(m, Node::Num { decimal: true, .. }) {
-            found = true;
-        }
-    });
-    found
-}
-
-/// Calls `f` on every node of the tree.
-pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
-    f(n);
-    match n {
-        Node::Neg(a) | Node::Root(_, a) | Node::Fact(a) | Node::Percent(a) => visit(a, f),
-        Node::Div(a, b) | Node::Pow(a, b) | Node::PlusMinus(a, b) | Node::Rel(a, _, b) => {
-            visit(a, f);
-            visit(b, f);
-        }
-        Node::Add(v)
-        | Node::Mul(v)
-        | Node::Func(_, v)
-        | Node::Set(v)
-        | Node::List(v)
-        | Node::Union(v)
-        | Node::Ratio(v) => v.iter().for_each(|x| visit(x, f)),
-        Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
-        Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
-        Node::Num { .. }
-        | Node::Clock { .. }
-        | Node::Based(..)
-        | Node::Var(_)
-        | Node::Pi
-        | Node::E
-        | Node::I
-        | Node::Inf => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1135,6 +926,21 @@ mod tests {
         ));
         assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
         assert!(matches!(parse("3:5").unwrap(), Node::Ratio(v) if v.len() == 2));
+        // Clock times: minutes with a leading zero, or a.m. / p.m.
+        let clock = |s| match parse(s) {
+            Ok(Node::Clock {
+                hours,
+                minutes,
+                meridiem,
+            }) => Some((hours, minutes, meridiem)),
+            _ => None,
+        };
+        assert_eq!(clock("12:00"), Some((12, 0, false)));
+        assert_eq!(clock("3:30 p.m"), Some((15, 30, true)));
+        assert_eq!(clock("12:15am"), Some((0, 15, true)));
+        assert_eq!(clock("3:30"), None);
+        assert_eq!(clock("13:30 pm"), None);
+        assert!(matches!(parse("t = 9:05").unwrap(), Node::Rel(..)));
         // Chains: the last side of `=`, the exact side before `≈`.
         let Node::Rel(_, RelOp::Eq, last) = parse("y = 2+3 = 5").unwrap() else {
             panic!("chain")
