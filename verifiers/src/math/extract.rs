@@ -1,11 +1,14 @@
 //! Finding the answer inside a full model response (or a gold solution text).
 //!
 //! Priority, first that yields wins: `\boxed{…}` / `\fbox{…}` (nested braces; the last
-//! box by default), GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:",
-//! markdown bold allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without
-//! words in it, the whole response when it is one short line without words, and (when
-//! enabled) the last bare number in the text. Multiple-choice golds use the letter of
-//! the extracted answer, or the last `(C)` in the text.
+//! box by default, unless a "final answer" anchor that reads as mathematics follows it),
+//! GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:", markdown bold
+//! allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without words in it
+//! (segments joined by "and" / "or" together), the whole response when it is one short
+//! line without words, and (when enabled) the last bare number in the text (with a
+//! decimal comma, `2,74`, when it has one). Multiple-choice golds use the letter of the
+//! extracted answer, or the last letter a sentence picks (`(C)`, "option C"). A chat
+//! template's token that starts another turn ends the response ([`before_next_turn`]).
 
 use regex::Regex;
 use std::borrow::Cow;
@@ -400,7 +403,8 @@ pub fn extract_answer(
 
 /// Where a number written with a decimal comma starts (`2,74`, `-0,5`) when the digits
 /// at `frac_start` are its fractional part: an integer and a comma come just before,
-/// with no other list item before them, and [`normalize::decimal_comma`] reads it as one.
+/// with no other list item before them, and [`super::normalize::decimal_comma`] reads it
+/// as one.
 fn decimal_comma_start(text: &str, frac_start: usize) -> Option<usize> {
     let int_end = text[..frac_start].strip_suffix(',')?.len();
     let int_start = text[..int_end]
