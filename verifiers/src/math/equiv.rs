@@ -490,9 +490,9 @@ fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
     }
 }
 
-/// A time of day `(hours, minutes, a.m./p.m. written)`: a [`Node::Clock`], or a ratio of
-/// two whole numbers that reads as one (`3:30`, compared with a clock time).
-fn clock(n: &Node) -> Option<(u32, u32, bool)> {
+/// A time of day: a [`Node::Clock`], or a ratio of two whole numbers that reads as one
+/// (`3:30`, compared with a clock time).
+fn clock(n: &Node) -> Option<Time> {
     let whole = |x: &Node| match x {
         Node::Num {
             value,
@@ -504,12 +504,23 @@ fn clock(n: &Node) -> Option<(u32, u32, bool)> {
         Node::Clock {
             hours,
             minutes,
+            seconds,
             meridiem,
-        } => Some((*hours, *minutes, *meridiem)),
+        } => Some(Time {
+            hours: *hours,
+            minutes: *minutes,
+            seconds: *seconds,
+            meridiem: *meridiem,
+        }),
         Node::Ratio(v) => match v.as_slice() {
             [h, m] => {
-                let (h, m) = (whole(h)?, whole(m)?);
-                (h <= 24 && (10..60).contains(&m)).then_some((h, m, false))
+                let (hours, minutes) = (whole(h)?, whole(m)?);
+                (hours <= 24 && (10..60).contains(&minutes)).then_some(Time {
+                    hours,
+                    minutes,
+                    seconds: 0,
+                    meridiem: false,
+                })
             }
             _ => None,
         },
@@ -517,15 +528,25 @@ fn clock(n: &Node) -> Option<(u32, u32, bool)> {
     }
 }
 
-/// Two times are the same when their minutes agree and their hours do, on the 24-hour
-/// clock when both say a.m. or p.m., otherwise up to 12 (`3:30` is `3:30 p.m.`;
-/// `12:00` is not `1:00`).
-fn same_time(x: (u32, u32, bool), y: (u32, u32, bool)) -> bool {
-    x.1 == y.1
-        && if x.2 && y.2 {
-            x.0 == y.0
+/// The parts of a time of day that comparisons use.
+#[derive(Debug, Clone, Copy)]
+struct Time {
+    hours: u32,
+    minutes: u32,
+    seconds: u32,
+    meridiem: bool,
+}
+
+/// Two times are the same when their minutes and seconds agree and their hours do, on
+/// the 24-hour clock when both say a.m. or p.m., otherwise up to 12 (`3:30` is `3:30
+/// p.m.`; `12:00` is not `1:00`).
+fn same_time(x: Time, y: Time) -> bool {
+    x.minutes == y.minutes
+        && x.seconds == y.seconds
+        && if x.meridiem && y.meridiem {
+            x.hours == y.hours
         } else {
-            x.0 % 12 == y.0 % 12
+            x.hours % 12 == y.hours % 12
         }
 }
 

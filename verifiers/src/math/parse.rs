@@ -274,8 +274,9 @@ impl Parser {
         Ok(Node::Ratio(parts))
     }
 
-    /// A clock time at the cursor (see [`Node::Clock`]): `h:mm` then, optionally, `am` /
-    /// `pm` (dots and case free), and then the end of the answer or of a list item.
+    /// A clock time at the cursor (see [`Node::Clock`]): `h:mm` or `h:mm:ss` then,
+    /// optionally, `am` / `pm` (dots and case free), and then the end of the answer or of
+    /// a list item.
     fn clock(&mut self) -> Option<Node> {
         let at = |k: usize| self.toks.get(self.pos + k);
         let (Some(Tok::Num(h)), Some(Tok::Sym(':')), Some(Tok::Num(m))) = (at(0), at(1), at(2))
@@ -291,6 +292,15 @@ impl Parser {
             return None;
         }
         let mut k = 3;
+        let mut seconds = None;
+        if at(3) == Some(&Tok::Sym(':'))
+            && let Some(Tok::Num(sec)) = at(4)
+            && sec.len() == 2
+            && digits(sec)
+        {
+            seconds = Some(sec.parse::<u32>().ok().filter(|s| *s < 60)?);
+            k = 5;
+        }
         let mut half = None;
         if let Some(Tok::Letter(c)) = at(k)
             && matches!(c.to_ascii_lowercase(), 'a' | 'p')
@@ -313,13 +323,14 @@ impl Parser {
         match half {
             Some(_) if !(1..=12).contains(&hours) => return None,
             Some(pm) => hours = hours % 12 + if pm { 12 } else { 0 },
-            None if !m.starts_with('0') => return None,
+            None if !m.starts_with('0') && seconds.is_none() => return None,
             None => {}
         }
         self.pos += k;
         Some(Node::Clock {
             hours,
             minutes,
+            seconds: seconds.unwrap_or(0),
             meridiem: half.is_some(),
         })
     }
@@ -932,6 +943,7 @@ mod tests {
                 hours,
                 minutes,
                 meridiem,
+                ..
             }) => Some((hours, minutes, meridiem)),
             _ => None,
         };
@@ -939,6 +951,7 @@ mod tests {
         assert_eq!(clock("3:30 p.m"), Some((15, 30, true)));
         assert_eq!(clock("12:15am"), Some((0, 15, true)));
         assert_eq!(clock("3:30"), None);
+        assert_eq!(clock("3:30:15"), Some((3, 30, false)));
         assert_eq!(clock("13:30 pm"), None);
         assert!(matches!(parse("t = 9:05").unwrap(), Node::Rel(..)));
         // Chains: the last side of `=`, the exact side before `≈`.

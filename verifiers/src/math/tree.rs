@@ -130,13 +130,15 @@ pub enum Node {
     /// A ratio `a : b` (or `a : b : c`).
     Ratio(Vec<Node>),
     /// A clock time: `h:mm` with the minutes written with a leading zero (`12:00`,
-    /// `1:05`) or followed by `a.m.` / `p.m.` (`3:30 pm`), which makes it a time of day
-    /// rather than a ratio.
+    /// `1:05`), with seconds (`3:30:15`) or followed by `a.m.` / `p.m.` (`3:30 pm`), which
+    /// makes it a time of day rather than a ratio.
     Clock {
         /// Hours; on the 24-hour clock when `a.m.` or `p.m.` was written.
         hours: u32,
         /// Minutes.
         minutes: u32,
+        /// Seconds (`12:00:30`; 0 when not written).
+        seconds: u32,
         /// Whether `a.m.` or `p.m.` was written (otherwise the hour is known up to 12).
         meridiem: bool,
     },
