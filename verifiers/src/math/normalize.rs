@@ -250,12 +250,15 @@ pub fn normalize(raw: &str) -> String {
     let s = SPACING.replace_all(&s, " ");
     let mut s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}");
     s = s.replace('$', " ");
-    // Trailing punctuation and units, repeatedly ("5 cm.").
+    // Trailing punctuation and units, repeatedly ("5 cm."); an ellipsis is not
+    // punctuation (`1, 2, 3, ...` is not `1, 2, 3`).
     loop {
-        let t = s
-            .trim_end()
-            .trim_end_matches(['.', ',', ';', ':'])
-            .trim_end();
+        let t = s.trim_end();
+        let t = if t.ends_with("...") {
+            t
+        } else {
+            t.trim_end_matches(['.', ',', ';', ':']).trim_end()
+        };
         let t = t.strip_suffix("\\cr").unwrap_or(t).trim_end();
         let t = match TRAILING_UNIT.captures(t) {
             Some(c) if c[2].is_empty() && SHORT_UNITS.contains(&&c[3]) => t,
@@ -356,6 +359,8 @@ mod tests {
         assert_eq!(normalize("0,111"), "0,111");
         assert_eq!(normalize(r"14 {, }916"), "14916");
         assert_eq!(normalize(r"19, 46, \text{ and } 82"), "19, 46, 82");
+        assert_eq!(normalize("1, 2, 3, ..."), "1, 2, 3, ...");
+        assert_eq!(normalize("1, 2, 3."), "1, 2, 3");
     }
 
     #[test]
