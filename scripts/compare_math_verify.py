@@ -14,7 +14,9 @@ verifiers crate's `verify_math` example (no libtorch needed):
 
 Pairs: MATH-500 (each `solution` against its `answer`), GSM8K test (each `answer` text
 against its `#### N`), and the project's corpus (testdata/math/corpus.jsonl, which also
-carries the expected verdict and a category). Prints per-set agreement between the two
+carries the expected verdict, a category and, for some cases, `options`: Cove's
+MathOptions fields, passed to the Rust command as `--options JSON`; `decimal_places`
+is Math-Verify's `float_rounding`). Prints per-set agreement between the two
 verifiers, the accuracy of each against the expected verdicts, agreement and accuracy by
 corpus category, the disagreements, every case where Cove matches the expected verdict
 and Math-Verify does not (and the reverse), and items/s of each on one core (the Rust command runs with RAYON_NUM_THREADS=1 unless --threads is given;
@@ -39,15 +41,16 @@ def load_pairs(shared: Path):
     math500 = shared / "datasets/math500/test.jsonl"
     if math500.exists():
         rows = [json.loads(l) for l in math500.read_text().splitlines() if l.strip()]
-        sets["math500"] = [(r["answer"], r["solution"], True, "math500") for r in rows]
+        sets["math500"] = [(r["answer"], r["solution"], True, "math500", {}) for r in rows]
     gsm = shared / "datasets/gsm8k/test.jsonl"
     if gsm.exists():
         rows = [json.loads(l) for l in gsm.read_text().splitlines() if l.strip()]
-        sets["gsm8k"] = [(r["answer"].rsplit("####", 1)[-1].strip(), r["answer"], True, "gsm8k")
+        sets["gsm8k"] = [(r["answer"].rsplit("####", 1)[-1].strip(), r["answer"], True, "gsm8k", {})
                          for r in rows]
     corpus = ROOT / "verifiers/testdata/math/corpus.jsonl"
     rows = [json.loads(l) for l in corpus.read_text().splitlines() if l.strip()]
-    sets["corpus"] = [(r["gold"], r["response"], r["correct"], r.get("category", "")) for r in rows]
+    sets["corpus"] = [(r["gold"], r["response"], r["correct"], r.get("category", ""), r.get("options", {}))
+                      for r in rows]
     return sets
 
 
@@ -56,33 +59,46 @@ def run_math_verify(pairs):
 
     out = []
     t0 = time.perf_counter()
-    for gold, response, _, _ in pairs:
+    for gold, response, _, _, options in pairs:
         try:
             g = parse("$" + gold + "$") if "\\boxed" not in gold and "####" not in gold else parse(gold)
             a = parse(response)
-            out.append(bool(verify(g, a)))
+            rounding = options.get("decimal_places")
+            out.append(bool(verify(g, a) if rounding is None else verify(g, a, float_rounding=rounding)))
         except Exception:  # noqa: BLE001 - a crash counts as "not verified"
             out.append(False)
     return out, time.perf_counter() - t0
 
 
 def run_rust(cmd_template, pairs, threads):
-    with tempfile.TemporaryDirectory() as d:
-        inp = Path(d) / "pairs.jsonl"
-        with inp.open("w") as f:
-            for gold, response, _, _ in pairs:
-                f.write(json.dumps({"gold": gold, "response": response}) + "\n")
-        cmd = shlex.split(cmd_template.format(input=str(inp)))
-        env = dict(os.environ)
-        if threads:
-            env["RAYON_NUM_THREADS"] = str(threads)
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-        dt = time.perf_counter() - t0
-    verdicts = [json.loads(l) for l in res.stdout.splitlines() if l.strip()]
-    if len(verdicts) != len(pairs):
-        sys.exit(f"rust command returned {len(verdicts)} lines for {len(pairs)} pairs")
-    return [bool(v.get("correct", False)) for v in verdicts], dt
+    """Runs the Rust command once per distinct `options` (with `--options JSON` when there
+    are any) and returns the verdicts in input order and the total time."""
+    groups = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault(json.dumps(p[4], sort_keys=True), []).append(i)
+    out = [False] * len(pairs)
+    dt = 0.0
+    for options, idx in groups.items():
+        with tempfile.TemporaryDirectory() as d:
+            inp = Path(d) / "pairs.jsonl"
+            with inp.open("w") as f:
+                for i in idx:
+                    f.write(json.dumps({"gold": pairs[i][0], "response": pairs[i][1]}) + "\n")
+            cmd = shlex.split(cmd_template.format(input=str(inp)))
+            if options != "{}":
+                cmd += ["--options", options]
+            env = dict(os.environ)
+            if threads:
+                env["RAYON_NUM_THREADS"] = str(threads)
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            dt += time.perf_counter() - t0
+        verdicts = [json.loads(l) for l in res.stdout.splitlines() if l.strip()]
+        if len(verdicts) != len(idx):
+            sys.exit(f"rust command returned {len(verdicts)} lines for {len(idx)} pairs")
+        for i, v in zip(idx, verdicts):
+            out[i] = bool(v.get("correct", False))
+    return out, dt
 
 
 def main():
@@ -110,14 +126,14 @@ def main():
         total_rs += t_rs
         total_n += n
         agree = sum(a == b for a, b in zip(py, rs))
-        exp = [e for _, _, e, _ in pairs]
+        exp = [p[2] for p in pairs]
         acc_py = sum(a == e for a, e in zip(py, exp))
         acc_rs = sum(a == e for a, e in zip(rs, exp))
         print(f"== {name}: {n} pairs")
         print(f"   agreement Math-Verify vs Cove: {agree}/{n} ({100 * agree / n:.1f}%)")
         print(f"   matches expected verdict: Math-Verify {acc_py}/{n}, Cove {acc_rs}/{n}")
         print(f"   time: Math-Verify {t_py:.2f} s ({n / t_py:.0f} items/s), Cove {t_rs:.3f} s ({n / t_rs:.0f} items/s)")
-        cats = sorted({c for _, _, _, c in pairs})
+        cats = sorted({p[3] for p in pairs})
         if len(cats) > 1:
             print("   by category: agree / Math-Verify right / Cove right / cases")
             for cat in cats:
@@ -127,7 +143,7 @@ def main():
                 mr = sum(rs[i] == exp[i] for i in idx)
                 print(f"     {cat:16s} {ag:4d} {mp:4d} {mr:4d} {len(idx):4d}")
         shown = 0
-        for (gold, response, e, _), a, b in zip(pairs, py, rs):
+        for (gold, response, e, _, _), a, b in zip(pairs, py, rs):
             if a != b and shown < args.show:
                 shown += 1
                 print(f"   - expected {e} math-verify {a} cove {b}: gold {gold!r} response {response[-80:]!r}")
@@ -135,7 +151,7 @@ def main():
             hits = [(p, a, b) for p, a, b in zip(pairs, py, rs)
                     if (b == p[2]) != (a == p[2]) and (b == p[2]) == bool(who)]
             print(f"   {label}: {len(hits)}")
-            for (gold, response, e, cat), a, b in hits[: args.show_right]:
+            for (gold, response, e, cat, _), a, b in hits[: args.show_right]:
                 print(f"     [{cat}] expected {e}: gold {gold!r} response {response[-90:]!r}")
     print(f"== all: {total_n} pairs; Math-Verify {total_n / total_py:.0f} items/s, "
           f"Cove {total_n / total_rs:.0f} items/s (process incl. start-up); ratio {total_py / total_rs:.0f}x")

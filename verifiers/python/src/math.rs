@@ -1,6 +1,7 @@
 //! Bindings of the math-answer verifier (`cove_verifiers::math`).
 
 use cove_verifiers::math::extract::BoxedMode;
+use cove_verifiers::math::value::MAX_DECIMAL_PLACES;
 use cove_verifiers::math::{MathOptions, Verdict, verify, verify_batch};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -13,7 +14,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 pub const MAX_THREADS: usize = 1024;
 
 /// The option names, in the order of [`MathOptions`]' fields.
-const OPTION_NAMES: &str = "boxed, last_number_fallback, rel_tol, percent_as_fraction, eval_points";
+const OPTION_NAMES: &str =
+    "boxed, last_number_fallback, rel_tol, percent_as_fraction, eval_points, decimal_places";
 
 /// Most evaluation points `eval_points` may ask for (the verifier has 11).
 const MAX_EVAL_POINTS: usize = 11;
@@ -129,6 +131,25 @@ pub fn parse_options(func: &str, options: Option<&Bound<'_, PyDict>>) -> PyResul
                 }
                 opts.eval_points = n as usize;
             }
+            "decimal_places" => {
+                if value.is_none() {
+                    opts.decimal_places = None;
+                    continue;
+                }
+                if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+                    return Err(PyTypeError::new_err(format!(
+                        "math option decimal_places must be an int or None, got {}",
+                        type_name(&value)
+                    )));
+                }
+                let n: i64 = value.extract().unwrap_or(i64::MAX);
+                if !(0..=i64::from(MAX_DECIMAL_PLACES)).contains(&n) {
+                    return Err(PyValueError::new_err(format!(
+                        "math option decimal_places must be between 0 and {MAX_DECIMAL_PLACES}, got {value}"
+                    )));
+                }
+                opts.decimal_places = Some(n as u32);
+            }
             other => {
                 return Err(PyTypeError::new_err(format!(
                     "{func}() got an unexpected keyword argument '{other}' (math options: {OPTION_NAMES})"
@@ -203,5 +224,6 @@ pub fn math_default_options(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("rel_tol", o.rel_tol)?;
     d.set_item("percent_as_fraction", o.percent_as_fraction)?;
     d.set_item("eval_points", o.eval_points)?;
+    d.set_item("decimal_places", o.decimal_places)?;
     Ok(d)
 }

@@ -74,6 +74,9 @@ def test_options_change_the_verdict():
     assert not math.verify("0.3333", "\\boxed{1/3}")["correct"]
     assert math.verify("0.3333", "\\boxed{1/3}", rel_tol=1e-3)["correct"]
     assert math.verify("x^2+1", "\\boxed{1+x^2}", eval_points=1)["correct"]
+    assert not math.verify("\\frac{1}{3}", "\\boxed{0.333}")["correct"]
+    assert math.verify("\\frac{1}{3}", "\\boxed{0.333}", decimal_places=3)["correct"]
+    assert not math.verify("\\frac{1}{3}", "\\boxed{0.333}", decimal_places=4)["correct"]
     batch = math.verify_batch([("1", r), ("2", r)], boxed="first")
     assert [v["correct"] for v in batch] == [False, True]
 
@@ -86,6 +89,7 @@ def test_default_options():
         "rel_tol": 1e-6,
         "percent_as_fraction": True,
         "eval_points": 4,
+        "decimal_places": None,
     }
     assert math.verify("1", "\\boxed{1}", **d)["correct"]
 
@@ -114,6 +118,9 @@ def test_unknown_option_is_a_type_error_naming_it():
         ({"eval_points": 2.0}, TypeError, "eval_points must be an int"),
         ({"last_number_fallback": 1}, TypeError, "must be a bool"),
         ({"percent_as_fraction": "yes"}, TypeError, "must be a bool"),
+        ({"decimal_places": -1}, ValueError, "between 0 and 15"),
+        ({"decimal_places": 16}, ValueError, "between 0 and 15"),
+        ({"decimal_places": 2.0}, TypeError, "decimal_places must be an int or None"),
     ],
 )
 def test_bad_option_values(options, error, text):

@@ -9,8 +9,12 @@
 //! compare in order with their brackets; sets, bare lists, `±` pairs and unions compare
 //! order-free; matrices elementwise.
 
-use super::parse::{Func, Node, RelOp, has_decimal, is_name, visit};
-use super::value::{EvalError, Exact, MAX_BITS, Value, values_equal};
+use super::matrix;
+use super::parse::{Func, Node, RelOp, has_decimal, visit};
+use super::relation::{
+    named_value, named_values, punctured_line, ray, rays_interval, rays_union, relation_equal,
+};
+use super::value::{EvalError, Exact, MAX_BITS, Value, equal_rounded, values_equal};
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, ToPrimitive};
@@ -31,6 +35,16 @@ pub struct CompareOptions {
     pub percent_as_fraction: bool,
     /// Points at which expressions with variables are evaluated.
     pub points: usize,
+    /// Decimal places at which values written with a decimal point also count as equal
+    /// when they agree after rounding (`0.333` and `1/3` at 3); `None`: off.
+    pub decimal_places: Option<u32>,
+}
+
+/// Whether two computed values are equal: exactly, or within the relative tolerance (or
+/// at the stated decimal places) when `tolerant` (a decimal literal was written).
+fn close(x: &Value, y: &Value, tolerant: bool, opts: &CompareOptions) -> bool {
+    values_equal(x, y, tolerant, opts.rel_tol)
+        || (tolerant && opts.decimal_places.is_some_and(|p| equal_rounded(x, y, p)))
 }
 
 const POINTS: [(i64, i64); 11] = [
@@ -203,6 +217,7 @@ fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
             }
         }
         Node::Based(..)
+        | Node::Clock { .. }
         | Node::Inf
         | Node::PlusMinus(..)
         | Node::Tuple { .. }
@@ -219,7 +234,8 @@ fn eval(n: &Node, env: &Env) -> Result<Value, EvalError> {
     })
 }
 
-fn variables(nodes: &[&Node]) -> Vec<String> {
+/// The distinct variables of `nodes`, sorted.
+pub(super) fn variables(nodes: &[&Node]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for n in nodes {
         visit(n, &mut |m| {
@@ -300,14 +316,12 @@ fn sample_pairs(
 fn numeric_equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
     let tolerant = has_decimal(a) || has_decimal(g);
     sample_pairs(a, g, opts, |pairs| {
-        pairs
-            .iter()
-            .all(|(x, y)| values_equal(x, y, tolerant, opts.rel_tol))
+        pairs.iter().all(|(x, y)| close(x, y, tolerant, opts))
     }) == Some(true)
 }
 
 /// `fa = c · fg` for one constant `c ≠ 0` (positive when `positive`) at every point.
-fn proportional(fa: &Node, fg: &Node, positive: bool, opts: &CompareOptions) -> bool {
+pub(super) fn proportional(fa: &Node, fg: &Node, positive: bool, opts: &CompareOptions) -> bool {
     let tolerant = has_decimal(fa) || has_decimal(fg);
     sample_pairs(fa, fg, opts, |pairs| {
         let mut ratio: Option<Value> = None;
@@ -330,7 +344,7 @@ fn proportional(fa: &Node, fg: &Node, positive: bool, opts: &CompareOptions) -> 
                     ratio = Some(r);
                 }
                 Some(first) => {
-                    if !values_equal(first, &r, tolerant, opts.rel_tol) {
+                    if !close(first, &r, tolerant, opts) {
                         return false;
                     }
                 }
@@ -435,71 +449,6 @@ fn multiset_equal(a: &[Node], g: &[Node], opts: &CompareOptions) -> bool {
     true
 }
 
-fn diff(l: &Node, r: &Node) -> Node {
-    Node::Add(vec![l.clone(), Node::Neg(Box::new(r.clone()))])
-}
-
-fn mentions(n: &Node, var: &str) -> bool {
-    let mut found = false;
-    visit(n, &mut |m| found |= matches!(m, Node::Var(v) if v == var));
-    found
-}
-
-/// `(kind, positive side)`: `a < b` and `b > a` both give `(Lt, b - a)`.
-fn canonical_relation(l: &Node, op: RelOp, r: &Node) -> (RelOp, Node) {
-    match op {
-        RelOp::Lt => (RelOp::Lt, diff(r, l)),
-        RelOp::Gt => (RelOp::Lt, diff(l, r)),
-        RelOp::Le => (RelOp::Le, diff(r, l)),
-        RelOp::Ge => (RelOp::Le, diff(l, r)),
-        other => (other, diff(l, r)),
-    }
-}
-
-/// The variables of a name (`PQ` has `P` and `Q`).
-fn name_vars(n: &Node) -> Vec<String> {
-    variables(&[n])
-}
-
-/// The value a relation `name = value` gives (`(a,b)=(4,1)`, `g(t)=7`, `|PQ|=7`), when
-/// the value does not mention the name and neither does `other`, the answer it is
-/// compared with; a computation with no variables (`2+3+4 = 9`) gives its result too.
-fn named_value<'a>(n: &'a Node, other: &Node) -> Option<&'a Node> {
-    let Node::Rel(l, RelOp::Eq, r) = n else {
-        return None;
-    };
-    if is_name(l) {
-        let vars = name_vars(l);
-        return vars
-            .iter()
-            .all(|v| !mentions(r, v) && !mentions(other, v))
-            .then_some(&**r);
-    }
-    variables(&[l]).is_empty().then_some(&**r)
-}
-
-fn relation_equal(
-    a: (&Node, RelOp, &Node),
-    g: (&Node, RelOp, &Node),
-    opts: &CompareOptions,
-) -> bool {
-    if let ((x, RelOp::Eq, ra), (y, RelOp::Eq, rg)) = (a, g)
-        && is_name(x)
-        && x == y
-        && name_vars(x)
-            .iter()
-            .all(|v| !mentions(ra, v) && !mentions(rg, v))
-    {
-        return equal(ra, rg, opts);
-    }
-    let (ka, fa) = canonical_relation(a.0, a.1, a.2);
-    let (kg, fg) = canonical_relation(g.0, g.1, g.2);
-    if ka != kg {
-        return false;
-    }
-    proportional(&fa, &fg, matches!(ka, RelOp::Lt | RelOp::Le), opts)
-}
-
 fn is_structure(n: &Node) -> bool {
     match n {
         Node::Tuple { .. }
@@ -509,59 +458,9 @@ fn is_structure(n: &Node) -> bool {
         | Node::Matrix(_)
         | Node::Rel(..) => true,
         Node::Ratio(v) => v.len() != 2,
+        Node::Clock { .. } => true,
         _ => false,
     }
-}
-
-/// `x ≠ a` as `(-∞, a) ∪ (a, ∞)`.
-fn punctured_line(n: &Node) -> Option<Node> {
-    let Node::Rel(l, RelOp::Ne, r) = n else {
-        return None;
-    };
-    let point = match (&**l, &**r) {
-        (Node::Var(_), p) | (p, Node::Var(_)) => p,
-        _ => return None,
-    };
-    let open = |items| Node::Tuple {
-        open: '(',
-        close: ')',
-        items,
-    };
-    Some(Node::Union(vec![
-        open(vec![Node::Neg(Box::new(Node::Inf)), point.clone()]),
-        open(vec![point.clone(), Node::Inf]),
-    ]))
-}
-
-/// A list of one-sided inequalities of one variable (`x < -2, x > 3`, from
-/// `x < -2 \text{ or } x > 3`) as the union of their rays.
-fn rays_union(items: &[Node]) -> Option<Node> {
-    if items.len() < 2 || items.len() > MAX_ITEMS {
-        return None;
-    }
-    items
-        .iter()
-        .map(ray)
-        .collect::<Option<Vec<Node>>>()
-        .map(Node::Union)
-}
-
-/// The values of a list of `name = value` items with distinct names (`x = 2, y = 3`),
-/// to compare with a tuple in order.
-fn named_values(items: &[Node]) -> Option<Vec<&Node>> {
-    let mut names: Vec<&Node> = Vec::new();
-    let mut values = Vec::new();
-    for it in items {
-        let Node::Rel(l, RelOp::Eq, r) = it else {
-            return None;
-        };
-        if !is_name(l) || names.contains(&&**l) {
-            return None;
-        }
-        names.push(l);
-        values.push(&**r);
-    }
-    Some(values)
 }
 
 /// Ratios `a : b : c` and `d : e : f` are equal when proportional (`3:5` is `6:10`).
@@ -574,71 +473,6 @@ fn ratio_equal(x: &[Node], y: &[Node], opts: &CompareOptions) -> bool {
         .zip(y)
         .skip(1)
         .all(|(xi, yi)| numeric_equal(&cross(xi, &y[0]), &cross(&x[0], yi), opts))
-}
-
-/// `x > a` as `(a, ∞)`, `x ≤ a` as `(-∞, a]` (and `a < x` likewise), for comparing a
-/// one-sided inequality with an interval.
-fn ray(n: &Node) -> Option<Node> {
-    let Node::Rel(l, op, r) = n else { return None };
-    if let Node::Func(Func::Abs, v) = &**l
-        && v.len() == 1
-        && is_name(&v[0])
-    {
-        return abs_interval(*op, r);
-    }
-    let (op, bound) = match (&**l, &**r) {
-        (x, b) if is_name(x) => (*op, b),
-        (b, x) if is_name(x) => (
-            match op {
-                RelOp::Lt => RelOp::Gt,
-                RelOp::Gt => RelOp::Lt,
-                RelOp::Le => RelOp::Ge,
-                RelOp::Ge => RelOp::Le,
-                other => *other,
-            },
-            b,
-        ),
-        _ => return None,
-    };
-    let inf = Node::Inf;
-    let minus_inf = Node::Neg(Box::new(Node::Inf));
-    let (open, close, items) = match op {
-        RelOp::Gt => ('(', ')', vec![bound.clone(), inf]),
-        RelOp::Ge => ('[', ')', vec![bound.clone(), inf]),
-        RelOp::Lt => ('(', ')', vec![minus_inf, bound.clone()]),
-        RelOp::Le => ('(', ']', vec![minus_inf, bound.clone()]),
-        _ => return None,
-    };
-    Some(Node::Tuple { open, close, items })
-}
-
-/// `|x| < b` as `(-b, b)`; `|x| > b` as `(-∞, -b) ∪ (b, ∞)` (closed ends for `≤`, `≥`).
-fn abs_interval(op: RelOp, b: &Node) -> Option<Node> {
-    let neg = |n: &Node| Node::Neg(Box::new(n.clone()));
-    let (open, close) = match op {
-        RelOp::Lt | RelOp::Gt => ('(', ')'),
-        RelOp::Le | RelOp::Ge => ('[', ']'),
-        _ => return None,
-    };
-    Some(match op {
-        RelOp::Lt | RelOp::Le => Node::Tuple {
-            open,
-            close,
-            items: vec![neg(b), b.clone()],
-        },
-        _ => Node::Union(vec![
-            Node::Tuple {
-                open: '(',
-                close,
-                items: vec![neg(&Node::Inf), neg(b)],
-            },
-            Node::Tuple {
-                open,
-                close: ')',
-                items: vec![b.clone(), Node::Inf],
-            },
-        ]),
-    })
 }
 
 fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
@@ -656,6 +490,66 @@ fn vector_entries(n: &Node) -> Option<Vec<&Node>> {
     }
 }
 
+/// A time of day: a [`Node::Clock`], or a ratio of two whole numbers that reads as one
+/// (`3:30`, compared with a clock time).
+fn clock(n: &Node) -> Option<Time> {
+    let whole = |x: &Node| match x {
+        Node::Num {
+            value,
+            decimal: false,
+        } if value.is_integer() => value.to_integer().to_u32(),
+        _ => None,
+    };
+    match n {
+        Node::Clock {
+            hours,
+            minutes,
+            seconds,
+            meridiem,
+        } => Some(Time {
+            hours: *hours,
+            minutes: *minutes,
+            seconds: *seconds,
+            meridiem: *meridiem,
+        }),
+        Node::Ratio(v) => match v.as_slice() {
+            [h, m] => {
+                let (hours, minutes) = (whole(h)?, whole(m)?);
+                (hours <= 24 && (10..60).contains(&minutes)).then_some(Time {
+                    hours,
+                    minutes,
+                    seconds: 0,
+                    meridiem: false,
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The parts of a time of day that comparisons use.
+#[derive(Debug, Clone, Copy)]
+struct Time {
+    hours: u32,
+    minutes: u32,
+    seconds: u32,
+    meridiem: bool,
+}
+
+/// Two times are the same when their minutes and seconds agree and their hours do, on
+/// the 24-hour clock when both say a.m. or p.m., otherwise up to 12 (`3:30` is `3:30
+/// p.m.`; `12:00` is not `1:00`).
+fn same_time(x: Time, y: Time) -> bool {
+    x.minutes == y.minutes
+        && x.seconds == y.seconds
+        && if x.meridiem && y.meridiem {
+            x.hours == y.hours
+        } else {
+            x.hours % 12 == y.hours % 12
+        }
+}
+
 /// Whether answer `a` equals gold `g`.
 pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
     // `x \in S` is S.
@@ -664,6 +558,13 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
     }
     if let Node::Rel(_, RelOp::In, s) = g {
         return equal(a, s, opts);
+    }
+    // `A + B`, `2A`, `AB` for matrices: the matrix they compute.
+    if matrix::is_matrix_expression(a) {
+        return matrix::reduce(a).is_some_and(|m| equal(&m, g, opts));
+    }
+    if matrix::is_matrix_expression(g) {
+        return matrix::reduce(g).is_some_and(|m| equal(a, &m, opts));
     }
     if contains_pm(a) || contains_pm(g) {
         let (ea, eg) = (expand_pm(a), expand_pm(g));
@@ -694,7 +595,9 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
     }
     match (a, g) {
         (Node::List(x) | Node::Set(x), Node::List(y) | Node::Set(y)) => multiset_equal(x, y, opts),
-        // Order is free in a set: `\{2, 5\}` matches `(5, 2)`.
+        // A set answered for a tuple (`\{1, 3\}` for `(1, 3)`) counts in the tuple's
+        // order only: `\{1, 3\}` is not `(3, 1)`. A gold set is order-free: `(5, 2)`
+        // answers `\{2, 5\}`.
         (
             Node::Set(x),
             Node::Tuple {
@@ -702,8 +605,8 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
                 close: ')',
                 items: y,
             },
-        )
-        | (
+        ) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q, opts)),
+        (
             Node::Tuple {
                 open: '(',
                 close: ')',
@@ -711,6 +614,13 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
             },
             Node::Set(y),
         ) => multiset_equal(x, y, opts),
+        // `x > 1 \text{ and } x < 3` against the interval `(1, 3)`.
+        (Node::List(x), Node::Tuple { .. }) if rays_interval(x).is_some() => {
+            rays_interval(x).is_some_and(|i| equal(&i, g, opts))
+        }
+        (Node::Tuple { .. }, Node::List(y)) if rays_interval(y).is_some() => {
+            rays_interval(y).is_some_and(|i| equal(a, &i, opts))
+        }
         // `x = 2, y = 3` against the tuple `(2, 3)`, in order (a bare `2, 3` is not a
         // tuple).
         (
@@ -794,6 +704,9 @@ pub fn equal(a: &Node, g: &Node, opts: &CompareOptions) -> bool {
             d1.trim_start_matches('0') == d2.trim_start_matches('0') && b1 == b2
         }
         (Node::Based(..), _) | (_, Node::Based(..)) => false,
+        (Node::Clock { .. }, _) | (_, Node::Clock { .. }) => {
+            matches!((clock(a), clock(g)), (Some(x), Some(y)) if same_time(x, y))
+        }
         _ if is_structure(a) || is_structure(g) => false,
         _ => numeric_equal(a, g, opts),
     }
@@ -809,6 +722,7 @@ mod tests {
             rel_tol: 1e-6,
             percent_as_fraction: true,
             points: 4,
+            decimal_places: None,
         };
         equal(&parse(a).unwrap(), &parse(g).unwrap(), &o)
     }
@@ -854,7 +768,9 @@ mod tests {
         assert!(!eq("3:5", "5:3"));
         assert!(eq("x=2, y=3", "(2,3)"));
         assert!(!eq("x=2, y=3", "(3,2)"));
-        assert!(eq(r"\{2,5\}", "(5,2)"));
+        assert!(eq(r"\{2,5\}", "(2,5)"));
+        assert!(!eq(r"\{2,5\}", "(5,2)"));
+        assert!(eq("(5,2)", r"\{2,5\}"));
         assert!(!eq(r"[2,5]", r"\{2,5\}"));
         assert!(eq("2+3+4=9", "9"));
         assert!(!eq("x+y=9", "9"));

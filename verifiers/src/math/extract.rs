@@ -1,13 +1,17 @@
 //! Finding the answer inside a full model response (or a gold solution text).
 //!
 //! Priority, first that yields wins: `\boxed{…}` / `\fbox{…}` (nested braces; the last
-//! box by default), GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:",
-//! markdown bold allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without
-//! words in it, the whole response when it is one short line without words, and (when
-//! enabled) the last bare number in the text. Multiple-choice golds use the letter of
-//! the extracted answer, or the last `(C)` in the text.
+//! box by default, unless a "final answer" anchor that reads as mathematics follows it),
+//! GSM8K's `#### N`, an anchor phrase ("final answer is", "answer:", markdown bold
+//! allowed), the last `$…$` / `\(…\)` / `\[…\]` math segment without words in it
+//! (segments joined by "and" / "or" together), the whole response when it is one short
+//! line without words, and (when enabled) the last bare number in the text (with a
+//! decimal comma, `2,74`, when it has one). Multiple-choice golds use the letter of the
+//! extracted answer, or the last letter a sentence picks (`(C)`, "option C"). A chat
+//! template's token that starts another turn ends the response ([`before_next_turn`]).
 
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Which `\boxed{}` to take when a response has several.
@@ -175,6 +179,19 @@ static NESTED_ANCHOR: LazyLock<Regex> = LazyLock::new(|| {
 static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^([a-z][^\n]*?)\s(?:is|are|equals|was|will\s+be)\s+(.+)$").unwrap()
 });
+/// `\begin{…}` / `\end{…}` with an array's column spec (`\begin{array}{cc}`): names, not
+/// words.
+pub(super) static ENVIRONMENTS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\s*\{[a-zA-Z*]*\}(?:\s*\{[lcr| ]*\})?").unwrap());
+/// Chat-template tokens that end a model's turn (`<|im_end|>`, `<|im_start|>`, `</s>`,
+/// `<end_of_turn>`): what follows is another turn, not the response.
+static CHAT_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<\|[A-Za-z0-9_]{1,40}\|>|</s>|<(?:end|start)_of_turn>").unwrap());
+/// What may stand between math segments that answer together: `, `, ` and `, ` or `.
+static SEGMENT_JOIN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?:,\s*)?(?:(?i:and|or)\s*)?$").unwrap());
+/// "final answer" in an anchor, which outranks boxes written before it.
+static FINAL_ANCHOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)final\s+answer").unwrap());
 /// Text commands whose words are not prose (`\text{ cm}`, `\text{Odd}`).
 static TEXT_GROUP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}")
@@ -201,13 +218,32 @@ fn first_sentence(s: &str) -> &str {
     s
 }
 
-/// The first `$…$`, `\(…\)` or `\[…\]` segment of `s` that reads as a formula.
-fn first_formula(s: &str) -> Option<&str> {
-    DOLLARS
-        .captures_iter(s)
-        .filter_map(|c| (1..=4).find_map(|k| c.get(k)))
-        .map(|g| g.as_str())
-        .find(|g| is_formula(g))
+/// Runs of `$…$`, `\(…\)` or `\[…\]` segments of `s` that read as formulas, in order;
+/// segments joined only by a comma, "and" or "or" (`$x = 3$ or $x = 5$`) form one run,
+/// which gives one answer: their contents joined by commas.
+fn formula_runs(s: &str) -> Vec<Cow<'_, str>> {
+    let mut runs: Vec<Cow<'_, str>> = Vec::new();
+    let mut last_end = None;
+    for c in DOLLARS.captures_iter(s) {
+        let (Some(whole), Some(inner)) = (c.get(0), (1..=4).find_map(|k| c.get(k))) else {
+            continue;
+        };
+        let inner = inner.as_str().trim();
+        if inner.is_empty() || !is_formula(inner) {
+            last_end = None;
+            continue;
+        }
+        match (last_end, runs.last_mut()) {
+            (Some(end), Some(run)) if SEGMENT_JOIN.is_match(&s[end..whole.start()]) => {
+                let joined = run.to_mut();
+                joined.push(',');
+                joined.push_str(inner);
+            }
+            _ => runs.push(Cow::Borrowed(inner)),
+        }
+        last_end = Some(whole.end());
+    }
+    runs
 }
 
 /// Cuts an anchor's text down to the answer. A nested anchor ("The final answer is"
@@ -215,8 +251,8 @@ fn first_formula(s: &str) -> Option<&str> {
 /// sentence ("I hope it is correct" goes). A sentence that names what it gives ("The
 /// largest $n$ is 34") keeps what follows its verb. Then a math segment is taken whole;
 /// otherwise, when words follow the answer ("12 because …", "\\frac34 of the pie"),
-/// the part before the first word.
-fn anchor_clause(s: &str) -> &str {
+/// the part before the first word, and in a sentence that names one number, that number.
+fn anchor_clause(s: &str) -> Cow<'_, str> {
     let mut s = s.trim().trim_matches('*').trim();
     for _ in 0..4 {
         match NESTED_ANCHOR.find(s) {
@@ -231,7 +267,7 @@ fn anchor_clause(s: &str) -> &str {
             s = rest.trim();
         }
     }
-    if let Some(f) = first_formula(s) {
+    if let Some(f) = formula_runs(s).into_iter().next() {
         return f;
     }
     let first_word = WORD2
@@ -241,23 +277,34 @@ fn anchor_clause(s: &str) -> &str {
     if let Some(w) = first_word {
         let prefix = s[..w.start()].trim();
         if prefix.contains(|c: char| c.is_ascii_digit() || c == '\\') {
-            return prefix;
+            return Cow::Borrowed(prefix);
+        }
+        // A sentence that names one number ("Jane started growing Sphere 3 hours ago").
+        if prefix.is_empty()
+            && let Some(n) = single_number(s)
+        {
+            return Cow::Borrowed(n);
         }
     }
-    s.trim_end_matches('*').trim()
+    Cow::Borrowed(s.trim_end_matches('*').trim())
+}
+
+/// The one number standing alone in `s`, when there is exactly one.
+fn single_number(s: &str) -> Option<&str> {
+    let mut found = NUMBER
+        .find_iter(s)
+        .filter(|m| stands_alone(s, m.start(), m.end()));
+    let one = found.next()?;
+    found.next().is_none().then_some(one.as_str())
 }
 
 /// Whether a `$…$` segment reads as a formula rather than prose or currency
-/// (`$5 and $`): no words of two or more letters outside `\text{…}`-like groups, other
-/// than environment names.
+/// (`$5 and $`): no words of two or more letters outside `\text{…}`-like groups and
+/// environment names (`\begin{array}{cc}`).
 fn is_formula(s: &str) -> bool {
     let s = TEXT_GROUP.replace_all(s, " ");
-    WORD2.captures_iter(&s).all(|c| {
-        matches!(
-            &c[1],
-            "pmatrix" | "bmatrix" | "vmatrix" | "Bmatrix" | "matrix" | "array" | "cases"
-        )
-    })
+    let s = ENVIRONMENTS.replace_all(&s, " ");
+    !WORD2.is_match(&s)
 }
 
 /// Whether a number found in prose stands on its own: not part of a word or code such
@@ -269,6 +316,38 @@ fn stands_alone(text: &str, start: usize, end: usize) -> bool {
         && !after.is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The response up to the first chat-template token that follows some text
+/// (`… is 2/3. <|im_start|>user …`): a later turn is not part of the answer. Tokens
+/// before any text (`<|im_start|>assistant`) are kept.
+pub fn before_next_turn(response: &str) -> &str {
+    if !response.contains('<') {
+        return response;
+    }
+    let mut text_from = 0;
+    for m in CHAT_TOKEN.find_iter(response) {
+        if response[text_from..m.start()].trim().is_empty() {
+            text_from = m.end();
+            continue;
+        }
+        return &response[..m.start()];
+    }
+    response
+}
+
+/// The last "final answer" anchor that comes after the response's last box, when its
+/// clause reads as mathematics (`\boxed{200} … Final Answer: The final answer is
+/// $10,455$`): the model's closing statement outranks a box worked out on the way.
+fn final_anchor_after(response: &str, after: usize) -> Option<String> {
+    let c = ANCHOR.captures_iter(&response[after..]).last()?;
+    if !FINAL_ANCHOR.is_match(c.get(0)?.as_str()) {
+        return None;
+    }
+    let clause = anchor_clause(&c[1]);
+    let t = clause.trim();
+    t.contains(|ch: char| ch.is_ascii_digit() || ch == '\\')
+        .then(|| t.to_string())
+}
+
 /// The answer text of a response, with where it came from; `None` when nothing in the
 /// response looks like an answer.
 pub fn extract_answer(
@@ -276,12 +355,17 @@ pub fn extract_answer(
     boxed: BoxedMode,
     last_number: bool,
 ) -> Option<(String, Source)> {
-    let boxes = boxed_contents(response);
-    if !boxes.is_empty() {
+    let spans = boxed_spans(response);
+    if let Some(&(_, last_end, last)) = spans.last() {
         let s = match boxed {
-            BoxedMode::Last => boxes[boxes.len() - 1].to_string(),
-            BoxedMode::First => boxes[0].to_string(),
-            BoxedMode::All => boxes.join(","),
+            BoxedMode::Last => {
+                if let Some(a) = final_anchor_after(response, last_end) {
+                    return Some((a, Source::Anchor));
+                }
+                last.to_string()
+            }
+            BoxedMode::First => spans[0].2.to_string(),
+            BoxedMode::All => spans.iter().map(|b| b.2).collect::<Vec<_>>().join(","),
         };
         return Some((s, Source::Boxed));
     }
@@ -292,18 +376,14 @@ pub fn extract_answer(
         }
     }
     if let Some(c) = ANCHOR.captures_iter(response).last() {
-        let t = anchor_clause(&c[1]).trim();
+        let clause = anchor_clause(&c[1]);
+        let t = clause.trim();
         if !t.is_empty() {
             return Some((t.to_string(), Source::Anchor));
         }
     }
-    let segment = DOLLARS
-        .captures_iter(response)
-        .filter_map(|c| (1..=4).find_map(|k| c.get(k)).map(|g| g.as_str().trim()))
-        .filter(|s| !s.is_empty() && is_formula(s))
-        .last();
-    if let Some(s) = segment {
-        return Some((s.to_string(), Source::MathSegment));
+    if let Some(s) = formula_runs(response).pop() {
+        return Some((s.into_owned(), Source::MathSegment));
     }
     let whole = response.trim();
     if !whole.is_empty() && whole.len() <= 200 && !whole.contains('\n') && !WORD3.is_match(whole) {
@@ -315,14 +395,40 @@ pub fn extract_answer(
             .filter(|m| stands_alone(response, m.start(), m.end()))
             .last()
     {
-        return Some((m.as_str().to_string(), Source::LastNumber));
+        let start = decimal_comma_start(response, m.start()).unwrap_or(m.start());
+        return Some((response[start..m.end()].to_string(), Source::LastNumber));
     }
     None
 }
 
-/// The answer inside a gold string: the last box of a solution, the `#### N` of a GSM8K
-/// solution, or the whole string (MATH's raw LaTeX, AMC's `27.0`).
+/// Where a number written with a decimal comma starts (`2,74`, `-0,5`) when the digits
+/// at `frac_start` are its fractional part: an integer and a comma come just before,
+/// with no other list item before them, and [`super::normalize::decimal_comma`] reads it
+/// as one.
+fn decimal_comma_start(text: &str, frac_start: usize) -> Option<usize> {
+    let int_end = text[..frac_start].strip_suffix(',')?.len();
+    let int_start = text[..int_end]
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .len();
+    let before = &text[..int_start];
+    if int_start == int_end || before.ends_with([',', '.']) {
+        return None;
+    }
+    let start = before.strip_suffix('-').map_or(int_start, str::len);
+    let frac_end = frac_start
+        + text[frac_start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len() - frac_start);
+    super::normalize::decimal_comma(&text[start..frac_end]).map(|_| start)
+}
+
+/// The answer inside a gold string: the last box of a solution (boxes side by side,
+/// `\boxed{1}\boxed{2}`, together as a list), the `#### N` of a GSM8K solution, or the
+/// whole string (MATH's raw LaTeX, AMC's `27.0`).
 pub fn extract_gold(gold: &str) -> (String, Source) {
+    if let Some(run) = boxed_run(gold) {
+        return (run, Source::Boxed);
+    }
     let boxes = boxed_contents(gold);
     if let Some(last) = boxes.last() {
         return (last.to_string(), Source::Boxed);
@@ -335,7 +441,7 @@ pub fn extract_gold(gold: &str) -> (String, Source) {
 
 static CHOICE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.:)}]|$)",
+        r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?(?:\s|[.,;:)}]|$)",
     )
     .unwrap()
 });
@@ -343,8 +449,16 @@ static CHOICE_GOLD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*$")
         .unwrap()
 });
+/// A letter chosen in a sentence: `(C)`, "the answer is **C**", "option $B$", "D is
+/// correct", "I choose (A)".
 static CHOICE_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\(([A-E])\)|\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-E])\b").unwrap()
+    Regex::new(concat!(
+        r"\(([A-E])\)",
+        r"|\b(?:[Aa]nswer|[Oo]ption|[Cc]hoice)\s*(?:is\s*)?:?\s*(?:\*\*|\$|\\\(|\\text(?:bf)?\s*\{|\\mathrm\s*\{|\()*\s*([A-E])\b",
+        r"|\b([A-E])\s+is\s+(?:the\s+)?(?:correct|right|best)\b",
+        r"|\b(?:[Cc]hoose|[Pp]ick|[Ss]elect)\s+(?:[Oo]ption\s+)?\(?([A-E])\b",
+    ))
+    .unwrap()
 });
 
 static CHOICE_LEADING: LazyLock<Regex> = LazyLock::new(|| {
@@ -379,7 +493,7 @@ pub fn last_choice_in_text(response: &str) -> Option<char> {
     CHOICE_IN_TEXT
         .captures_iter(response)
         .last()
-        .and_then(|c| c.get(1).or(c.get(2)))
+        .and_then(|c| c.iter().skip(1).flatten().next())
         .and_then(|m| m.as_str().chars().next())
 }
 
@@ -476,6 +590,35 @@ mod tests {
     }
 
     #[test]
+    fn turns_closing_anchors_and_joined_segments() {
+        assert_eq!(
+            before_next_turn("is 2/3. <|im_start|>user\n1/2"),
+            "is 2/3. "
+        );
+        assert_eq!(
+            before_next_turn("<|im_start|>assistant\n5<|im_end|>"),
+            "<|im_start|>assistant\n5"
+        );
+        assert_eq!(before_next_turn("x < 2 and y > 1"), "x < 2 and y > 1");
+        let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
+        let closing = r"\boxed{200} then \boxed{255}. Final Answer: The final answer is $10,455$.";
+        assert_eq!(ex(closing), Some("10,455".into()));
+        assert_eq!(ex(r"Final Answer: \boxed{7}"), Some("7".into()));
+        assert_eq!(
+            ex(r"\boxed{7}. The final answer is correct."),
+            Some("7".into())
+        );
+        assert_eq!(ex("so $x = 3$ or $x = 5$."), Some("x = 3,x = 5".into()));
+        assert_eq!(ex("so $x = 3$. Then $y = 5$."), Some("y = 5".into()));
+        assert_eq!(ex("Le prix est de 2,74 euros."), Some("2,74".into()));
+        assert_eq!(ex("The roots are 1,2,74."), Some("74".into()));
+        assert_eq!(
+            ex("Final Answer: Tom walked 4 miles. I hope it is correct."),
+            Some("4".into())
+        );
+    }
+
+    #[test]
     fn numbers_inside_words_are_not_answers() {
         let ex = |s| extract_answer(s, BoxedMode::Last, true).map(|(a, _)| a);
         assert_eq!(ex("The code is QX7ZT."), None);
@@ -491,6 +634,13 @@ mod tests {
         assert_eq!(answer_choice("(D) 12"), Some('D'));
         assert_eq!(answer_choice(r"\textbf{(E)}"), Some('E'));
         assert_eq!(last_choice_in_text("I pick (A), no wait, (B)."), Some('B'));
+        assert_eq!(
+            last_choice_in_text("the correct option is **B** here"),
+            Some('B')
+        );
+        assert_eq!(last_choice_in_text("So D is correct."), Some('D'));
+        assert_eq!(last_choice_in_text("I choose A."), Some('A'));
+        assert_eq!(answer_choice("B, since A fails"), Some('B'));
         assert_eq!(leading_choice("C. Because it grows."), Some('C'));
         assert_eq!(leading_choice("**D**\n\nsince"), Some('D'));
         assert_eq!(leading_choice("$B$ is right"), Some('B'));

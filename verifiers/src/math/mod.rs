@@ -2,10 +2,11 @@
 //!
 //! The pipeline is extraction ([`extract`]), string normalisation ([`normalize`]),
 //! parsing into a small expression tree ([`parse`]) and mathematical comparison
-//! ([`equiv`], on exact values from [`value`]). Every stage is bounded by construction
-//! (caps on answer length, tokens, nesting, exponents, factorials, term counts), so one
-//! item takes a bounded amount of work without timeouts or signals, never panics on any
-//! input, and can be called from any thread. [`verify_batch`] scores many items on the
+//! ([`equiv`], on exact values from [`value`]; matrix expressions reduced by
+//! [`matrix`]). Every stage is bounded by construction (caps on answer length, tokens,
+//! nesting, exponents, factorials, term counts, matrix sizes), so one item takes a
+//! bounded amount of work without timeouts or signals, never panics on any input, and
+//! can be called from any thread. [`verify_batch`] scores many items on the
 //! rayon pool; [`jsonl::verify_jsonl`] backs `cove verify math`.
 //!
 //! ```
@@ -17,8 +18,12 @@
 pub mod equiv;
 pub mod extract;
 pub mod jsonl;
+mod lex;
+pub mod matrix;
 pub mod normalize;
 pub mod parse;
+mod relation;
+mod tree;
 pub mod value;
 
 use crate::reward::{Reward, Score};
@@ -41,6 +46,11 @@ pub struct MathOptions {
     pub percent_as_fraction: bool,
     /// Points at which expressions with variables are evaluated (1 to 11).
     pub eval_points: usize,
+    /// Decimal places at which an answer written as a decimal also matches when it agrees
+    /// with the gold after both are rounded (`0.333` matches `\frac{1}{3}` at 3, not at
+    /// 4); at most [`value::MAX_DECIMAL_PLACES`]. `None` (the default): off, decimals
+    /// compare with `rel_tol` only.
+    pub decimal_places: Option<u32>,
 }
 
 impl Default for MathOptions {
@@ -51,6 +61,7 @@ impl Default for MathOptions {
             rel_tol: 1e-6,
             percent_as_fraction: true,
             eval_points: 4,
+            decimal_places: None,
         }
     }
 }
@@ -71,13 +82,41 @@ pub struct Verdict {
 static WORDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])[a-zA-Z]{3,}").unwrap());
 
-static ENVIRONMENTS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\\(?:begin|end)\s*\{[a-zA-Z*]*\}(?:\s*\{[lcr| ]*\})?").unwrap());
+/// A gold that names its value with a word or points: `Area = 24`, `Total cost = 12`
+/// (from `\text{Area} = 24`), `\angle ABC = 40`: one `=`, no digits before it.
+static WORD_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^=0-9]*[A-Za-z][^=0-9]*=\s*([^=]+)$").unwrap());
 
 /// Whether a normalised answer is words (`Evelyn`, `east`) rather than mathematics: it
 /// has a run of three or more letters that is not a command or an environment name.
 fn is_text(normalized: &str) -> bool {
-    WORDS.is_match(&ENVIRONMENTS.replace_all(normalized, " "))
+    WORDS.is_match(&extract::ENVIRONMENTS.replace_all(normalized, " "))
+}
+
+/// The value of a gold that names it in words (`Area = 24` gives `24`), when the value
+/// is mathematics.
+fn word_named_value(gold_norm: &str) -> Option<&str> {
+    let value = WORD_NAME.captures(gold_norm)?.get(1)?.as_str().trim();
+    (!is_text(value) && !value.is_empty()).then_some(value)
+}
+
+/// Whether a parsed answer is one number (`2.74`, `-3`): what a decimal comma on the
+/// other side (`2,74`) is compared with.
+fn is_number(n: &parse::Node) -> bool {
+    match n {
+        parse::Node::Num { .. } => true,
+        parse::Node::Neg(x) => matches!(**x, parse::Node::Num { .. }),
+        _ => false,
+    }
+}
+
+/// `normalized` read with a decimal comma (see [`normalize::decimal_comma`]), when the
+/// other side is one number.
+fn with_decimal_comma(normalized: &str, other: &parse::Node) -> Option<parse::Node> {
+    if !is_number(other) {
+        return None;
+    }
+    parse::parse(&normalize::decimal_comma(normalized)?).ok()
 }
 
 /// Compares an already extracted answer with an already extracted gold answer.
@@ -95,6 +134,10 @@ fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static
     }
     let too_long = ans_norm.len() > normalize::MAX_ANSWER_CHARS
         || gold_norm.len() > normalize::MAX_ANSWER_CHARS;
+    let gold_norm = match word_named_value(gold_norm) {
+        Some(value) if !too_long && is_text(gold_norm) => value,
+        _ => gold_norm,
+    };
     if too_long || is_text(gold_norm) {
         let same = normalize::text_key(&ans_norm) == normalize::text_key(gold_norm);
         return (same, if same { "text match" } else { "text differs" });
@@ -121,9 +164,16 @@ fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static
         rel_tol: opts.rel_tol,
         percent_as_fraction: opts.percent_as_fraction,
         points: opts.eval_points,
+        decimal_places: opts.decimal_places,
     };
-    if equiv::equal(&ans_tree, &gold_tree, &c) {
-        let tol = parse::has_decimal(&ans_tree) || parse::has_decimal(&gold_tree);
+    let equal = |a: &parse::Node, g: &parse::Node| {
+        equiv::equal(a, g, &c).then(|| parse::has_decimal(a) || parse::has_decimal(g))
+    };
+    // A decimal comma (`2,74`) on one side against one number on the other.
+    let tolerant = equal(&ans_tree, &gold_tree)
+        .or_else(|| with_decimal_comma(&ans_norm, &gold_tree).and_then(|a| equal(&a, &gold_tree)))
+        .or_else(|| with_decimal_comma(gold_norm, &ans_tree).and_then(|g| equal(&ans_tree, &g)));
+    if let Some(tol) = tolerant {
         (
             true,
             if tol {
@@ -140,9 +190,14 @@ fn compare(answer: &str, gold_norm: &str, opts: &MathOptions) -> (bool, &'static
 /// Verifies one response against a gold answer.
 ///
 /// `gold` may be a bare answer in LaTeX (MATH's `answer`), a full solution with
-/// `\boxed{}` or `#### N`, or a number such as `27.0`. `response` is a full model output.
+/// `\boxed{}` or `#### N`, or a number such as `27.0`. `response` is a full model output;
+/// it ends at a chat-template token that starts another turn (`<|im_start|>`), and LaTeX
+/// escaped twice (`\\frac`) is read once escaped, in the gold as well.
 pub fn verify(gold: &str, response: &str, opts: &MathOptions) -> Verdict {
-    let (gold_ans, _) = extract::extract_gold(gold);
+    let gold = normalize::unescape_doubled(gold);
+    let response = normalize::unescape_doubled(extract::before_next_turn(response));
+    let response = response.as_ref();
+    let (gold_ans, _) = extract::extract_gold(&gold);
     let gold_norm = if gold_ans.len() > normalize::MAX_ANSWER_CHARS {
         gold_ans.clone()
     } else {

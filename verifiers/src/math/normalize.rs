@@ -35,9 +35,11 @@ static TRAILING_UNIT: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 static THOUSANDS_LATEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(\d)(?:,\\!\s*|\{,\}|\\,|\\ |,\\,)(\d{3})").unwrap());
+    LazyLock::new(|| Regex::new(r"(\d)(?:,\\!\s*|\s*\{\s*,\s*\}\s*|\\,|\\ |,\\,)(\d{3})").unwrap());
+/// `1,000` and `12,345.5` (a first group of `0` is not a thousands group: `0,111` is a
+/// decimal comma).
 static THOUSANDS_PLAIN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$").unwrap());
 static SPACING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\\[!,;: ]|\\q?quad\b|\\(?:displaystyle|textstyle|left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)\b\.?|~").unwrap()
 });
@@ -53,6 +55,11 @@ static THOUSANDS_SPACE: LazyLock<Regex> =
 /// `x != 3` (not `5!=120`, a factorial).
 static NOT_EQUAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(^|[a-zA-Z}\s])\s*!=").unwrap());
 static AND_OR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+(?:and|or)\s+").unwrap());
+/// Empty places a connective leaves in a list (`19, 46, \text{ and } 82`).
+static EMPTY_ITEMS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r",(?:\s*,)+").unwrap());
+/// A number with a decimal comma (`2,74`, `1000,99`, `0,5`): one comma between digits.
+static DECIMAL_COMMA: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([-+]?)(\d+),(\d+)$").unwrap());
 
 fn replace_unicode(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
@@ -76,6 +83,10 @@ fn replace_unicode(s: &str) -> Cow<'_, str> {
             '∪' => out.push_str("\\cup "),
             '∈' => out.push_str("\\in "),
             '°' => out.push('°'),
+            '²' => out.push_str("^2"),
+            '³' => out.push_str("^3"),
+            // Currency signs carry no value (`1,000.99€`), like `\$`.
+            '€' | '£' | '¥' => {}
             '\u{a0}' | '\u{2009}' | '\u{202f}' => out.push(' '),
             _ => out.push(c),
         }
@@ -148,9 +159,65 @@ fn replace_text_groups(s: &str) -> String {
     cur
 }
 
+/// LaTeX whose backslashes were all doubled by escaping it twice (`\\frac{1}{2}`, rows
+/// `\\\\`), with each run of backslashes halved; other text unchanged. Text counts as
+/// doubled when a command follows an even run of backslashes and none follows an odd run
+/// (a real row break before a command, `\\\end`, is odd).
+pub fn unescape_doubled(s: &str) -> Cow<'_, str> {
+    if !s.contains("\\\\") {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let (mut i, mut doubled) = (0, false);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while b.get(i) == Some(&b'\\') {
+            i += 1;
+        }
+        if b.get(i).is_some_and(u8::is_ascii_alphabetic) {
+            if !(i - start).is_multiple_of(2) {
+                return Cow::Borrowed(s);
+            }
+            doubled = true;
+        }
+    }
+    if !doubled {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut run = 0usize;
+    for c in s.chars() {
+        if c == '\\' {
+            run += 1;
+            if run.is_multiple_of(2) {
+                out.push(c);
+            }
+        } else {
+            run = 0;
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A normalised answer with a decimal comma read as a decimal point (`2,74` → `2.74`,
+/// `1000,99`, `0,5`), when the comma cannot be a thousands separator (those are removed
+/// already) and is not likely a list of two numbers: the part after the comma has two
+/// digits or more, or the part before it is `0`. `None` for anything else (`1,2`).
+pub fn decimal_comma(normalized: &str) -> Option<String> {
+    let c = DECIMAL_COMMA.captures(normalized)?;
+    let (sign, int, frac) = (&c[1], &c[2], &c[3]);
+    (frac.len() >= 2 || int == "0").then(|| format!("{sign}{int}.{frac}"))
+}
+
 /// Normalises an extracted answer for parsing (see the module documentation).
 pub fn normalize(raw: &str) -> String {
-    let s = replace_unicode(raw);
+    let raw = unescape_doubled(raw);
+    let s = replace_unicode(&raw);
     let s = strip_delimiters(&s);
     // Row breaks first, so that `\\ ` is not read as the spacing command `\ `.
     let s = s.replace("\\\\", " \\cr ");
@@ -183,12 +250,15 @@ pub fn normalize(raw: &str) -> String {
     let s = SPACING.replace_all(&s, " ");
     let mut s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}");
     s = s.replace('$', " ");
-    // Trailing punctuation and units, repeatedly ("5 cm.").
+    // Trailing punctuation and units, repeatedly ("5 cm."); an ellipsis is not
+    // punctuation (`1, 2, 3, ...` is not `1, 2, 3`).
     loop {
-        let t = s
-            .trim_end()
-            .trim_end_matches(['.', ',', ';', ':'])
-            .trim_end();
+        let t = s.trim_end();
+        let t = if t.ends_with("...") {
+            t
+        } else {
+            t.trim_end_matches(['.', ',', ';', ':']).trim_end()
+        };
         let t = t.strip_suffix("\\cr").unwrap_or(t).trim_end();
         let t = match TRAILING_UNIT.captures(t) {
             Some(c) if c[2].is_empty() && SHORT_UNITS.contains(&&c[3]) => t,
@@ -204,6 +274,7 @@ pub fn normalize(raw: &str) -> String {
         s = t.to_string();
     }
     let s = AND_OR.replace_all(s.trim(), ",");
+    let s = EMPTY_ITEMS.replace_all(&s, ",");
     let s = s.trim();
     if THOUSANDS_PLAIN.is_match(s) {
         return s.replace(',', "");
@@ -270,6 +341,26 @@ mod tests {
         );
         assert_eq!(normalize("−5"), "-5");
         assert_eq!(normalize(r"\{1,2\}"), r"\{ 1,2\}");
+    }
+
+    #[test]
+    fn doubled_backslashes_and_decimal_commas() {
+        assert_eq!(unescape_doubled(r"\\frac{1}{2}"), r"\frac{1}{2}");
+        assert_eq!(unescape_doubled(r"a \\\\ b \\le c"), r"a \\ b \le c");
+        // Real LaTeX stays: a row break before a command, or any single command.
+        assert_eq!(unescape_doubled(r"1 \\\end{pmatrix}"), r"1 \\\end{pmatrix}");
+        assert_eq!(unescape_doubled(r"\frac12 \\ 3"), r"\frac12 \\ 3");
+        assert_eq!(normalize(r"\\dfrac{1}{2}"), r"\frac{1}{2}");
+        assert_eq!(decimal_comma("2,74").as_deref(), Some("2.74"));
+        assert_eq!(decimal_comma("-1000,99").as_deref(), Some("-1000.99"));
+        assert_eq!(decimal_comma("0,5").as_deref(), Some("0.5"));
+        assert_eq!(decimal_comma("1,2"), None);
+        assert_eq!(normalize("10,455"), "10455");
+        assert_eq!(normalize("0,111"), "0,111");
+        assert_eq!(normalize(r"14 {, }916"), "14916");
+        assert_eq!(normalize(r"19, 46, \text{ and } 82"), "19, 46, 82");
+        assert_eq!(normalize("1, 2, 3, ..."), "1, 2, 3, ...");
+        assert_eq!(normalize("1, 2, 3."), "1, 2, 3");
     }
 
     #[test]

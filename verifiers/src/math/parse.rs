@@ -4,14 +4,18 @@
 //! base subscripts `204_5`), variables, `\frac`, `\sqrt[n]{}`, powers, implicit
 //! products, `!`, `%`, `\pm`, functions (`\sin`, `\log_2`, `\binom`, `|x|`), relations
 //! (`=`, `<`, `\le`, `\in`, ...), tuples and intervals (`(a,b]`), sets `\{…\}`, unions
-//! `\cup`, bare lists `1, 2`, and matrices (`pmatrix`, `bmatrix`, `array`). Work is
+//! `\cup`, bare lists `1, 2`, ratios `3:5`, clock times `12:00`, and matrices
+//! (`pmatrix`, `bmatrix`, `array`). Work is
 //! bounded by construction: at most [`MAX_TOKENS`] tokens and [`MAX_DEPTH`] levels of
 //! nesting; anything else is a [`ParseError`], and the caller falls back to comparing
 //! text.
 
+use super::lex::{Tok, parse_number, tokenize};
+use super::tree::is_integer_literal;
+pub use super::tree::{Func, Node, RelOp, has_decimal, is_name, visit};
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{Signed, Zero};
+use num_traits::Signed;
 
 /// Most tokens an answer may have.
 pub const MAX_TOKENS: usize = 600;
@@ -22,260 +26,10 @@ pub const MAX_DIGITS: usize = 400;
 /// Most relation signs in one chain (`a = b = c`) and parts of one ratio.
 pub const MAX_CHAIN: usize = 16;
 
-/// Functions of one (or, for `\binom` and `\log_b`, two) arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    /// sine
-    Sin,
-    /// cosine
-    Cos,
-    /// tangent
-    Tan,
-    /// cotangent
-    Cot,
-    /// secant
-    Sec,
-    /// cosecant
-    Csc,
-    /// arcsine
-    Asin,
-    /// arccosine
-    Acos,
-    /// arctangent
-    Atan,
-    /// hyperbolic sine
-    Sinh,
-    /// hyperbolic cosine
-    Cosh,
-    /// hyperbolic tangent
-    Tanh,
-    /// natural logarithm
-    Ln,
-    /// logarithm; the first argument is the base (10 when not written)
-    Log,
-    /// exponential
-    Exp,
-    /// absolute value
-    Abs,
-    /// binomial coefficient (two arguments)
-    Binom,
-    /// floor
-    Floor,
-    /// ceiling
-    Ceil,
-}
-
-/// A relation symbol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelOp {
-    /// `=`
-    Eq,
-    /// `≠`
-    Ne,
-    /// `<`
-    Lt,
-    /// `≤`
-    Le,
-    /// `>`
-    Gt,
-    /// `≥`
-    Ge,
-    /// `∈`
-    In,
-}
-
-/// A parsed answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node {
-    /// A number; `decimal` marks a non-integer written with a decimal point or in
-    /// scientific notation, which makes comparisons use the relative tolerance.
-    Num {
-        /// Exact value of the literal.
-        value: BigRational,
-        /// Whether the literal is a non-integer written as a decimal (`0.35`, `1.5e-7`).
-        decimal: bool,
-    },
-    /// A number written in another base, `digits_base`.
-    Based(String, String),
-    /// A variable (single letter, greek letter name, or with a subscript `x_1`).
-    Var(String),
-    /// π
-    Pi,
-    /// Euler's number.
-    E,
-    /// The imaginary unit.
-    I,
-    /// ∞ (only meaningful inside intervals).
-    Inf,
-    /// Unary minus.
-    Neg(Box<Node>),
-    /// Sum of terms.
-    Add(Vec<Node>),
-    /// Product of factors.
-    Mul(Vec<Node>),
-    /// Quotient.
-    Div(Box<Node>, Box<Node>),
-    /// Power.
-    Pow(Box<Node>, Box<Node>),
-    /// Function application.
-    Func(Func, Vec<Node>),
-    /// `k`-th root.
-    Root(u32, Box<Node>),
-    /// Factorial.
-    Fact(Box<Node>),
-    /// Percentage.
-    Percent(Box<Node>),
-    /// `a ± b`: two answers.
-    PlusMinus(Box<Node>, Box<Node>),
-    /// Parenthesised or bracketed sequence: tuple, point or interval.
-    Tuple {
-        /// Opening bracket, `(` or `[`.
-        open: char,
-        /// Closing bracket, `)` or `]`.
-        close: char,
-        /// Elements.
-        items: Vec<Node>,
-    },
-    /// `\{…\}`: an order-free set.
-    Set(Vec<Node>),
-    /// A bare comma-separated list of answers (order-free).
-    List(Vec<Node>),
-    /// Union of intervals or sets.
-    Union(Vec<Node>),
-    /// Matrix rows.
-    Matrix(Vec<Vec<Node>>),
-    /// A relation `lhs op rhs`.
-    Rel(Box<Node>, RelOp, Box<Node>),
-    /// A ratio `a : b` (or `a : b : c`).
-    Ratio(Vec<Node>),
-}
-
 /// The answer is not in the supported grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot parse answer: {0}")]
 pub struct ParseError(pub &'static str);
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(String),
-    Letter(char),
-    Cmd(String),
-    Sym(char),
-}
-
-fn tokenize(s: &str) -> Result<Vec<Tok>, ParseError> {
-    let c: Vec<char> = s.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < c.len() {
-        if out.len() > MAX_TOKENS {
-            return Err(ParseError("too many tokens"));
-        }
-        let ch = c[i];
-        if ch.is_whitespace() {
-            i += 1;
-        } else if ch.is_ascii_digit()
-            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            let start = i;
-            while i < c.len() && c[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i < c.len() && c[i] == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-                i += 1;
-                while i < c.len() && c[i].is_ascii_digit() {
-                    i += 1;
-                }
-            } else if i < c.len()
-                && c[i] == '.'
-                && !c.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())
-            {
-                // "5." is 5
-                i += 1;
-            }
-            if i < c.len() && (c[i] == 'e' || c[i] == 'E') {
-                let mut j = i + 1;
-                if j < c.len() && (c[j] == '-' || c[j] == '+') {
-                    j += 1;
-                }
-                if j < c.len() && c[j].is_ascii_digit() {
-                    while j < c.len() && c[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
-            let lit: String = c[start..i].iter().collect();
-            if lit.len() > MAX_DIGITS {
-                return Err(ParseError("number too long"));
-            }
-            out.push(Tok::Num(lit));
-        } else if ch.is_ascii_alphabetic() {
-            out.push(Tok::Letter(ch));
-            i += 1;
-        } else if ch == '\\' {
-            let start = i + 1;
-            let mut j = start;
-            while j < c.len() && c[j].is_ascii_alphabetic() {
-                j += 1;
-            }
-            if j == start {
-                match c.get(start) {
-                    Some(&x) => {
-                        out.push(Tok::Cmd(x.to_string()));
-                        i = start + 1;
-                    }
-                    None => return Err(ParseError("dangling backslash")),
-                }
-            } else {
-                out.push(Tok::Cmd(c[start..j].iter().collect()));
-                i = j;
-            }
-        } else {
-            out.push(Tok::Sym(ch));
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
-fn parse_number(lit: &str) -> Result<(BigRational, bool), ParseError> {
-    let (mantissa, exp) = match lit.find(['e', 'E']) {
-        Some(k) => (
-            &lit[..k],
-            lit[k + 1..]
-                .parse::<i64>()
-                .map_err(|_| ParseError("bad exponent"))?,
-        ),
-        None => (lit, 0),
-    };
-    let mantissa = mantissa.strip_suffix('.').unwrap_or(mantissa);
-    let (int, frac) = match mantissa.find('.') {
-        Some(k) => (&mantissa[..k], &mantissa[k + 1..]),
-        None => (mantissa, ""),
-    };
-    let digits = format!("{int}{frac}");
-    let n: BigInt = if digits.is_empty() {
-        BigInt::zero()
-    } else {
-        digits.parse().map_err(|_| ParseError("bad number"))?
-    };
-    let scale = exp - frac.len() as i64;
-    if scale.abs() > 400 {
-        return Err(ParseError("exponent too large"));
-    }
-    let ten = BigInt::from(10);
-    let p = num_traits::pow::Pow::pow(&ten, scale.unsigned_abs() as u32);
-    let v = if scale >= 0 {
-        BigRational::from_integer(n * p)
-    } else {
-        BigRational::new(n, p)
-    };
-    // `27.0` and `1e3` are whole numbers and compare exactly; `0.35` and `1.5e-7` use
-    // the relative tolerance.
-    let decimal = (lit.contains(['e', 'E']) || !frac.is_empty()) && !v.is_integer();
-    Ok((v, decimal))
-}
 
 fn func_named(name: &str) -> Option<Func> {
     Some(match name {
@@ -501,8 +255,11 @@ impl Parser {
         }
     }
 
-    /// `a : b (: c …)` as a ratio, or a single expression.
+    /// `a : b (: c …)` as a ratio, a clock time, or a single expression.
     fn ratio(&mut self) -> Result<Node, ParseError> {
+        if let Some(time) = self.clock() {
+            return Ok(time);
+        }
         let first = self.expr()?;
         if !matches!(self.peek(), Some(Tok::Sym(':'))) {
             return Ok(first);
@@ -515,6 +272,67 @@ impl Parser {
             parts.push(self.expr()?);
         }
         Ok(Node::Ratio(parts))
+    }
+
+    /// A clock time at the cursor (see [`Node::Clock`]): `h:mm` or `h:mm:ss` then,
+    /// optionally, `am` / `pm` (dots and case free), and then the end of the answer or of
+    /// a list item.
+    fn clock(&mut self) -> Option<Node> {
+        let at = |k: usize| self.toks.get(self.pos + k);
+        let (Some(Tok::Num(h)), Some(Tok::Sym(':')), Some(Tok::Num(m))) = (at(0), at(1), at(2))
+        else {
+            return None;
+        };
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if h.len() > 2 || m.len() != 2 || !digits(h) || !digits(m) {
+            return None;
+        }
+        let (mut hours, minutes): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        if hours > 24 || minutes > 59 {
+            return None;
+        }
+        let mut k = 3;
+        let mut seconds = None;
+        if at(3) == Some(&Tok::Sym(':'))
+            && let Some(Tok::Num(sec)) = at(4)
+            && sec.len() == 2
+            && digits(sec)
+        {
+            seconds = Some(sec.parse::<u32>().ok().filter(|s| *s < 60)?);
+            k = 5;
+        }
+        let mut half = None;
+        if let Some(Tok::Letter(c)) = at(k)
+            && matches!(c.to_ascii_lowercase(), 'a' | 'p')
+        {
+            let mut j = k + 1;
+            if at(j) == Some(&Tok::Sym('.')) {
+                j += 1;
+            }
+            if matches!(at(j), Some(Tok::Letter('m' | 'M'))) {
+                half = Some(c.eq_ignore_ascii_case(&'p'));
+                k = j + 1;
+                if at(k) == Some(&Tok::Sym('.')) {
+                    k += 1;
+                }
+            }
+        }
+        if !matches!(at(k), None | Some(Tok::Sym(',' | ';' | ')' | ']' | '}'))) {
+            return None;
+        }
+        match half {
+            Some(_) if !(1..=12).contains(&hours) => return None,
+            Some(pm) => hours = hours % 12 + if pm { 12 } else { 0 },
+            None if !m.starts_with('0') && seconds.is_none() => return None,
+            None => {}
+        }
+        self.pos += k;
+        Some(Node::Clock {
+            hours,
+            minutes,
+            seconds: seconds.unwrap_or(0),
+            meridiem: half.is_some(),
+        })
     }
 
     fn expr(&mut self) -> Result<Node, ParseError> {
@@ -559,7 +377,17 @@ impl Parser {
             Some(Tok::Cmd(n)) => {
                 matches!(
                     n.as_str(),
-                    "frac" | "sqrt" | "pi" | "infty" | "binom" | "begin" | "left" | "e"
+                    "frac"
+                        | "sqrt"
+                        | "pi"
+                        | "infty"
+                        | "binom"
+                        | "begin"
+                        | "left"
+                        | "e"
+                        | "angle"
+                        | "measuredangle"
+                        | "overline"
                 ) || func_named(n).is_some()
                     || GREEK.contains(&n.as_str())
             }
@@ -911,7 +739,10 @@ impl Parser {
                     Ok(Node::Set(items))
                 }
                 "begin" => self.matrix(),
-                "mathbf" | "boldsymbol" | "mathit" | "mathrm" | "operatorname" => self.arg(),
+                "mathbf" | "boldsymbol" | "mathit" | "mathrm" | "operatorname" | "overline"
+                | "overrightarrow" | "vec" => self.arg(),
+                // `\angle ABC` and `m\angle A` name an angle by its points.
+                "angle" | "measuredangle" => self.primary(),
                 n if GREEK.contains(&n) => Ok(Node::Var(n.to_string())),
                 n => match func_named(n) {
                     Some(f) => self.function(f),
@@ -1010,34 +841,6 @@ fn rel(l: Node, op: RelOp, r: Node) -> Node {
     Node::Rel(Box::new(l), op, Box::new(r))
 }
 
-/// Whether `n` names a quantity rather than computing one: a variable (`x`, `x_1`,
-/// `\alpha`), a function value or product of letters (`g(t)`, `f(2)`, `PQ`), `|PQ|`, a
-/// tuple of names (`(a, b)`) or a ratio of names (`S_1 : S_2`). `name = value` then
-/// gives `value`.
-pub fn is_name(n: &Node) -> bool {
-    match n {
-        Node::Var(_) => true,
-        Node::Mul(v) => {
-            matches!(v.first(), Some(Node::Var(_)))
-                && v.len() <= 8
-                && v.iter()
-                    .all(|f| matches!(f, Node::Var(_)) || is_integer_literal(f))
-        }
-        Node::Func(Func::Abs, v) => v.len() == 1 && is_name(&v[0]),
-        Node::Tuple {
-            open: '(',
-            close: ')',
-            items,
-        } => !items.is_empty() && items.iter().all(is_name),
-        Node::Ratio(v) => v.iter().all(is_name),
-        _ => false,
-    }
-}
-
-fn is_integer_literal(n: &Node) -> bool {
-    matches!(n, Node::Num { value, decimal: false } if value.is_integer())
-}
-
 fn mul(a: Node, b: Node) -> Node {
     match a {
         Node::Mul(mut v) => {
@@ -1102,45 +905,6 @@ pub fn parse(s: &str) -> Result<Node, ParseError> {
     })
 }
 
-/// Whether the tree contains a decimal literal (comparisons then use the tolerance).
-pub fn has_decimal(n: &Node) -> bool {
-    let mut found = false;
-    visit(n, &mut |m| {
-        if matches!(m, Node::Num { decimal: true, .. }) {
-            found = true;
-        }
-    });
-    found
-}
-
-/// Calls `f` on every node of the tree.
-pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
-    f(n);
-    match n {
-        Node::Neg(a) | Node::Root(_, a) | Node::Fact(a) | Node::Percent(a) => visit(a, f),
-        Node::Div(a, b) | Node::Pow(a, b) | Node::PlusMinus(a, b) | Node::Rel(a, _, b) => {
-            visit(a, f);
-            visit(b, f);
-        }
-        Node::Add(v)
-        | Node::Mul(v)
-        | Node::Func(_, v)
-        | Node::Set(v)
-        | Node::List(v)
-        | Node::Union(v)
-        | Node::Ratio(v) => v.iter().for_each(|x| visit(x, f)),
-        Node::Tuple { items, .. } => items.iter().for_each(|x| visit(x, f)),
-        Node::Matrix(rows) => rows.iter().flatten().for_each(|x| visit(x, f)),
-        Node::Num { .. }
-        | Node::Based(..)
-        | Node::Var(_)
-        | Node::Pi
-        | Node::E
-        | Node::I
-        | Node::Inf => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1173,6 +937,23 @@ mod tests {
         ));
         assert!(matches!(parse("204_5").unwrap(), Node::Based(..)));
         assert!(matches!(parse("3:5").unwrap(), Node::Ratio(v) if v.len() == 2));
+        // Clock times: minutes with a leading zero, or a.m. / p.m.
+        let clock = |s| match parse(s) {
+            Ok(Node::Clock {
+                hours,
+                minutes,
+                meridiem,
+                ..
+            }) => Some((hours, minutes, meridiem)),
+            _ => None,
+        };
+        assert_eq!(clock("12:00"), Some((12, 0, false)));
+        assert_eq!(clock("3:30 p.m"), Some((15, 30, true)));
+        assert_eq!(clock("12:15am"), Some((0, 15, true)));
+        assert_eq!(clock("3:30"), None);
+        assert_eq!(clock("3:30:15"), Some((3, 30, false)));
+        assert_eq!(clock("13:30 pm"), None);
+        assert!(matches!(parse("t = 9:05").unwrap(), Node::Rel(..)));
         // Chains: the last side of `=`, the exact side before `≈`.
         let Node::Rel(_, RelOp::Eq, last) = parse("y = 2+3 = 5").unwrap() else {
             panic!("chain")
@@ -1197,17 +978,5 @@ mod tests {
         assert!(parse(&"x=".repeat(40)).is_err());
         assert!(parse("(((").is_err());
         assert!(parse(&"(".repeat(500)).is_err());
-    }
-
-    #[test]
-    fn numbers() {
-        let (v, d) = parse_number("1.5e-7").unwrap();
-        assert!(d);
-        assert_eq!(v, BigRational::new(15.into(), 100_000_000.into()));
-        assert!(!parse_number("27").unwrap().1);
-        assert_eq!(
-            parse_number(".35625").unwrap().0,
-            BigRational::new(35625.into(), 100_000.into())
-        );
     }
 }

@@ -649,6 +649,28 @@ impl Value {
     }
 }
 
+/// Most decimal places a rounded comparison uses (an `f64` holds about 15 significant
+/// digits).
+pub const MAX_DECIMAL_PLACES: u32 = 15;
+
+/// Whether `a` and `b` agree when both are rounded (half away from zero) to `places`
+/// decimal places, real and imaginary parts alike: `1/3` and `0.333` at 3 places, not
+/// at 4. Rationals round exactly, other values in floating point; `places` above
+/// [`MAX_DECIMAL_PLACES`] counts as that.
+pub fn equal_rounded(a: &Value, b: &Value, places: u32) -> bool {
+    let places = places.min(MAX_DECIMAL_PLACES);
+    if let (Some(x), Some(y)) = (a.as_rational(), b.as_rational()) {
+        let scale = BigRational::from_integer(BigInt::from(10).pow(places));
+        return (x * &scale).round() == (y * &scale).round();
+    }
+    let (x, y) = (a.to_c64(), b.to_c64());
+    let scale = 10f64.powi(places as i32);
+    let round = |t: f64| (t * scale).round();
+    [x.re, x.im, y.re, y.im].iter().all(|t| t.is_finite())
+        && round(x.re) == round(y.re)
+        && round(x.im) == round(y.im)
+}
+
 /// `a` and `b` are equal: exactly when both are exact and `tolerant` is false,
 /// otherwise within relative tolerance `rel_tol` (complex modulus).
 pub fn values_equal(a: &Value, b: &Value, tolerant: bool, rel_tol: f64) -> bool {

@@ -19,6 +19,10 @@ Cove's ``MathOptions``):
     Whether ``50\\%`` also matches ``0.5`` (it always matches ``50``).
 ``eval_points`` (``4``)
     Points (1 to 11) at which expressions with variables are compared.
+``decimal_places`` (``None``)
+    Decimal places (0 to 15) at which an answer written as a decimal also matches when
+    it agrees with the gold after both are rounded (``0.333`` matches ``\\frac{1}{3}``
+    at 3, not at 4); ``None``: off.
 
 An unknown option raises ``TypeError`` naming it; a value of the wrong type
 ``TypeError``; a value out of range ``ValueError``.
