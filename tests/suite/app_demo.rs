@@ -1,4 +1,4 @@
-//! The demo pipeline end to end with a budget of seconds: warm start, three GRPO runs,
+//! The demo pipeline end to end with a budget of seconds: warm start, four arms,
 //! report folder (the full demo is `bash scripts/demo.sh`, not a test).
 
 use cove::cli::demo::{DEFAULTS, DemoConfig, run};
@@ -25,7 +25,8 @@ fn demo_pipeline_writes_a_complete_report() {
     let (cfg, table): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
     let out = dir.path().join("demo");
     let outcome = run(&cfg, &table, &out, false).unwrap();
-    assert_eq!(outcome.methods.len(), 3);
+    let names: Vec<&str> = outcome.methods.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["grpo", "grpo-clip1", "clip-cov", "kl-cov"]);
     for m in &outcome.methods {
         assert_eq!(m.entropy.len(), 3, "{}", m.name);
         assert_eq!(m.accuracy.len(), 4, "{}: step 0 + 3 evaluations", m.name);
@@ -47,7 +48,9 @@ fn demo_pipeline_writes_a_complete_report() {
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(
-        summary.contains("| grpo |") && summary.contains("| kl-cov |"),
+        summary.contains("| grpo |")
+            && summary.contains("| kl-cov |")
+            && summary.contains("`grpo-clip1`: no control, PPO clip [1 - 1, 1 + 1]"),
         "{summary}"
     );
     // Same seed and warm start: the three runs start from the same test accuracy.
@@ -68,12 +71,34 @@ fn real_model_budgets_resolve() {
     for cfg in [&cpu, &gpu] {
         assert_eq!(cfg.model.path, "smollm2-135m-instruct");
         assert!(cfg.held_out && cfg.sft.is_none());
-        assert_eq!(cfg.methods.len(), 3);
+        assert_eq!(cfg.methods.len(), 4);
         cfg.grpo.validate(std::path::Path::new("<demo>")).unwrap();
+        // Each arm is a whole loss: the Cov arms and their control share PPO clip 1.
+        let clips: Vec<f64> = cfg
+            .methods
+            .iter()
+            .map(|m| m.loss_config(&cfg.grpo.loss).unwrap().clip.eps_high)
+            .collect();
+        assert_eq!(clips, [0.2, 1.0, 1.0, 0.2]);
     }
     assert_eq!(
         gpu.grpo.prompts_per_step * gpu.grpo.group_size / gpu.grpo.mini_batch_size,
         8
     );
     assert_eq!(gpu.model.device, "cuda");
+}
+
+/// An arm's loss table is checked like the trainer's: an unknown field names the arm.
+#[test]
+fn an_arm_with_a_bad_loss_field_is_named() {
+    let sets = vec!["methods=[{name = \"odd\", loss = {clipp = 1}}]".to_string()];
+    let (cfg, _): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
+    let err = cfg.methods[0]
+        .loss_config(&cfg.grpo.loss)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("methods `odd`") && err.contains("clipp"),
+        "{err}"
+    );
 }

@@ -1,8 +1,9 @@
 //! The demo's configuration (`configs/demo.toml`, `configs/demo-smollm2.toml`), its
 //! command line and its figures.
 
+use crate::config::ConfigError;
 use crate::law::{self, LawPoint};
-use crate::loss::ControlConfig;
+use crate::loss::LossConfig;
 use crate::model::ModelSpec;
 use std::path::PathBuf;
 
@@ -34,9 +35,9 @@ pub struct DemoConfig {
     pub fit_fraction: f64,
     /// The supervised warm start (absent: GRPO starts from the model as loaded).
     pub sft: Option<SftConfig>,
-    /// GRPO settings shared by the three runs (their `loss.control` is replaced).
+    /// GRPO settings shared by the runs (each method's `loss` is applied over `loss`).
     pub grpo: crate::config::TrainConfig,
-    /// The runs: name and entropy control.
+    /// The runs (arms): name and loss.
     pub methods: Vec<Method>,
 }
 
@@ -64,8 +65,26 @@ pub struct SftConfig {
 pub struct Method {
     /// Folder and legend name.
     pub name: String,
-    /// Its entropy control.
-    pub control: ControlConfig,
+    /// Its loss: any fields of `trainer.loss` (`clip`, `agg`, `control`, `scope`, ...),
+    /// each replacing the shared `grpo.loss`'s whole, so arms can differ in their PPO clip as the
+    /// paper's do (and an arm can separate that confound: GRPO with the Cov arms' clip).
+    #[serde(default)]
+    pub loss: toml::Table,
+}
+
+impl Method {
+    /// The arm's whole loss: `base` with the fields of its `loss` table replaced; an
+    /// unknown or mistyped field is an error naming the arm.
+    pub fn loss_config(&self, base: &LossConfig) -> Result<LossConfig, ConfigError> {
+        let unfit = |e: String| ConfigError::Unfit(format!("methods `{}`: loss: {e}", self.name));
+        let mut table = toml::Table::try_from(base).map_err(|e| unfit(e.to_string()))?;
+        // Field by field: a field the arm gives replaces the shared one whole (a control
+        // of another kind shares none of its parameters).
+        table.extend(self.loss.clone());
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| unfit(e.message().to_string()))
+    }
 }
 
 /// Arguments of `cove demo`.

@@ -151,6 +151,10 @@ pub fn run(
     let log = |line: String| eprintln!("[demo {:>6.1}s] {line}", started.elapsed().as_secs_f64());
     let interrupted = interrupt_flag();
     crate::recipe::check_precision(&cfg.model, &cfg.grpo)?;
+    // Every arm's loss resolves before any run starts (an error names the arm).
+    for method in &cfg.methods {
+        method.loss_config(&cfg.grpo.loss)?;
+    }
     let (task, test) = task_split(cfg)?;
     let launch = Launch::from_env()?;
     let policy = cfg.model.load(&launch)?;
@@ -211,7 +215,7 @@ pub fn run(
             policy.model.var_store_mut().load(weights)?;
         }
         let mut tcfg = cfg.grpo.clone();
-        tcfg.loss.control = method.control.clone();
+        tcfg.loss = method.loss_config(&cfg.grpo.loss)?;
         tcfg.out_dir = out.join(&method.name);
         let method_dir = RunDir::create(&tcfg.out_dir, &toml::Table::try_from(&tcfg)?)?;
         let (test_prompts, test) = (test_prompts.clone(), test.clone());

@@ -4,7 +4,7 @@ use super::DemoError;
 use super::config::{DemoConfig, DemoOutcome, MethodResult};
 use crate::cli::plot::{self, Series};
 use crate::law;
-use crate::loss::ControlConfig;
+use crate::loss::{ControlConfig, LossConfig};
 use crate::run_dir::RunDir;
 
 /// Writes the plots and `summary.md`.
@@ -61,13 +61,21 @@ pub(super) fn write_report(
     Ok(())
 }
 
-fn control_text(c: &ControlConfig) -> String {
-    match c {
+/// An arm's loss in words: its control and its PPO clip.
+fn arm_text(loss: &LossConfig) -> String {
+    let clip = format!(
+        "PPO clip [1 - {}, 1 + {}]",
+        loss.clip.eps_low, loss.clip.eps_high
+    );
+    match &loss.control {
+        ControlConfig::None => format!("no control, {clip}"),
         ControlConfig::ClipCov { ratio, lb, ub } => {
-            format!("Clip-Cov r = {ratio}, lb = {lb}, ub = {ub}")
+            format!("Clip-Cov r = {ratio}, lb = {lb}, ub = {ub}, {clip}")
         }
-        ControlConfig::KlCov { ratio, beta } => format!("KL-Cov k = {ratio}, beta = {beta}"),
-        other => format!("{other:?}"),
+        ControlConfig::KlCov { ratio, beta } => {
+            format!("KL-Cov k = {ratio}, beta = {beta}, no PPO clip")
+        }
+        other => format!("{other:?}, {clip}"),
     }
 }
 
@@ -170,11 +178,14 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
         ],
         &rows,
     ));
-    s.push_str("\nControls: ");
+    s.push_str("\nArms: ");
     s.push_str(
         &cfg.methods
             .iter()
-            .map(|m| format!("`{}`: {}", m.name, control_text(&m.control)))
+            .map(|m| match m.loss_config(&cfg.grpo.loss) {
+                Ok(loss) => format!("`{}`: {}", m.name, arm_text(&loss)),
+                Err(e) => format!("`{}`: {e}", m.name),
+            })
             .collect::<Vec<_>>()
             .join("; "),
     );
