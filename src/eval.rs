@@ -1,11 +1,13 @@
 //! Evaluation: the pass rate of a policy on math problems, the one measure `cove eval`,
-//! `train-math`'s held-out start and the demo share.
+//! `train-math`'s held-out start and the demo share; and the entropy of a policy on a
+//! fixed probe.
 
 use crate::data::math::MathExample;
-use crate::model::{ModelError, Policy};
+use crate::model::{LogprobOptions, ModelError, Policy, response_logprobs};
 use crate::rollout::{RolloutError, SamplingConfig, generate};
 use crate::verifiers::Reward;
 use crate::verifiers::math::MathVerifier;
+use tch::Kind;
 
 /// Samples `cfg.n` responses per prompt and scores each against its prompt's answer with
 /// the math verifier (default options): `(correct, responses)`.
@@ -38,4 +40,67 @@ pub fn math_accuracy(
         .collect::<Result<Vec<_>, ModelError>>()?;
     let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
     pass_rate(policy, &prompts, &answers, cfg)
+}
+
+/// A fixed probe of the policy's entropy: the same prompts and the same responses at
+/// every measurement, so a change between two measurements is the policy's, not the
+/// sampling's (the entropy of freshly sampled responses swings by tenths of a nat from
+/// one batch to the next). The paper's entropy dynamics are read against it.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// (prompt, response) token ids.
+    pairs: Vec<(Vec<i64>, Vec<i64>)>,
+    /// The temperature the entropy is taken at (the rollout's).
+    temperature: f64,
+}
+
+impl Probe {
+    /// Samples one response per prompt from `policy` with `cfg` (its `n` is ignored) and
+    /// keeps them as the probe; empty responses are dropped.
+    pub fn sample(
+        policy: &Policy,
+        prompts: &[Vec<i64>],
+        cfg: &SamplingConfig,
+    ) -> Result<Probe, RolloutError> {
+        let cfg = SamplingConfig {
+            n: 1,
+            ..cfg.clone()
+        };
+        let pairs = generate(policy, prompts, &cfg)?
+            .into_iter()
+            .filter(|s| !s.token_ids.is_empty())
+            .map(|s| (prompts[s.prompt_index].clone(), s.token_ids))
+            .collect();
+        Ok(Probe {
+            pairs,
+            temperature: cfg.temperature,
+        })
+    }
+
+    /// Mean token entropy (nats) of `policy` over the probe's responses, at the
+    /// probe's temperature (0 for an empty probe).
+    pub fn entropy(&self, policy: &Policy) -> Result<f64, ModelError> {
+        if self.pairs.is_empty() {
+            return Ok(0.0);
+        }
+        let _no_grad = tch::no_grad_guard();
+        let pairs: Vec<(&[i64], &[i64])> = self
+            .pairs
+            .iter()
+            .map(|(p, r)| (p.as_slice(), r.as_slice()))
+            .collect();
+        let out = response_logprobs(
+            policy.model.as_ref(),
+            &pairs,
+            policy.pad_token_id,
+            &LogprobOptions {
+                temperature: self.temperature,
+                ..LogprobOptions::default()
+            },
+        )?;
+        let total = (&out.entropies * &out.mask)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        Ok(total / out.mask.sum(Kind::Double).double_value(&[]).max(1.0))
+    }
 }

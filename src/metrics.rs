@@ -78,6 +78,10 @@ pub struct StepMetrics {
     /// when one was due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_accuracy: Option<f64>,
+    /// The policy's mean token entropy after this step on a fixed probe (the same
+    /// prompts and responses every step; see [`crate::eval::Probe`]), when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_entropy: Option<f64>,
 }
 
 impl StepMetrics {

@@ -65,6 +65,7 @@ use crate::advantage::Advantage;
 use crate::checkpoint::TrainState;
 use crate::config::{ConfigError, TrainConfig};
 use crate::dist::{Collective, ReduceOp, Single};
+use crate::eval::Probe;
 use crate::loss::EntropyControl;
 use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
 use crate::model::Policy;
@@ -95,14 +96,16 @@ pub struct Trainer<R: Reward> {
 /// the value, or a message saying why it failed.
 pub type Measure = Box<dyn FnMut(&Policy, u64) -> Result<f64, String>>;
 
-/// A held-out measure of the policy taken during training: every `every` steps (and
+/// Held-out measures of the policy taken during training: every `every` steps (and
 /// after the last), `measure(policy, step)` gives the value written as the step's
-/// `eval_accuracy`.
+/// `eval_accuracy`; after every step, the entropy on `probe` is its `probe_entropy`.
 pub struct Evaluation {
     /// Steps between measurements.
     pub every: u64,
     /// The measure (an error message stops the run with [`TrainError::Eval`]).
     pub measure: Measure,
+    /// A fixed probe whose entropy is measured after every step.
+    pub probe: Option<Probe>,
 }
 
 impl<R: Reward> Trainer<R> {
@@ -303,12 +306,17 @@ impl<R: Reward> Trainer<R> {
             let mut m = self.step()?;
             let last = m.step == self.learner.cfg.steps;
             if let Some(eval) = &mut self.evaluation
-                && (m.step.is_multiple_of(eval.every.max(1)) || last)
                 && self.learner.is_main_rank()
             {
-                let value = (eval.measure)(&self.learner.policy, m.step)
-                    .map_err(|why| TrainError::Eval { step: m.step, why })?;
-                m.eval_accuracy = Some(value);
+                let policy = &self.learner.policy;
+                if let Some(probe) = &eval.probe {
+                    m.probe_entropy = Some(probe.entropy(policy)?);
+                }
+                if m.step.is_multiple_of(eval.every.max(1)) || last {
+                    let value = (eval.measure)(policy, m.step)
+                        .map_err(|why| TrainError::Eval { step: m.step, why })?;
+                    m.eval_accuracy = Some(value);
+                }
             }
             let flow = on_step(&m);
             if let Some(w) = &mut self.metrics {

@@ -30,11 +30,15 @@ fn demo_pipeline_writes_a_complete_report() {
     for m in &outcome.methods {
         assert_eq!(m.entropy.len(), 3, "{}", m.name);
         assert_eq!(m.accuracy.len(), 4, "{}: step 0 + 3 evaluations", m.name);
+        assert_eq!(m.probe_entropy.len(), 4, "{}: step 0 + 3 steps", m.name);
+        // Every arm starts from the same probe entropy (same weights, same probe).
+        assert_eq!(m.probe_entropy[0], outcome.methods[0].probe_entropy[0]);
         let lines = std::fs::read_to_string(out.join(&m.name).join("metrics.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 3, "{}", m.name);
         let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
         assert!(first["entropy"].as_f64().unwrap() > 0.0);
         assert!(first["eval_accuracy"].is_number());
+        assert!(first["probe_entropy"].as_f64().unwrap() > 0.0);
     }
     for f in [
         "summary.md",
@@ -43,6 +47,7 @@ fn demo_pipeline_writes_a_complete_report() {
         "outcome.json",
         "plots/entropy_vs_step.png",
         "plots/accuracy_vs_step.png",
+        "plots/probe_entropy_vs_step.png",
     ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }

@@ -29,6 +29,11 @@ pub struct DemoConfig {
     pub eval_problems: usize,
     /// Evaluate every this many GRPO steps (and at step 0).
     pub eval_every: u64,
+    /// Prompts of the fixed entropy probe (the first N of the evaluation set, one
+    /// response each sampled once from the starting policy): its entropy is measured
+    /// after every step.
+    #[serde(default = "default_probe_prompts")]
+    pub probe_prompts: usize,
     /// Warn when entropy falls below this fraction of its start value.
     pub entropy_warn_fraction: f64,
     /// Fraction of steps the early law fit uses (the paper: 0.15).
@@ -109,13 +114,20 @@ pub struct DemoArgs {
     pub quiet: bool,
 }
 
+fn default_probe_prompts() -> usize {
+    16
+}
+
 /// Per-method results for the summary.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MethodResult {
     /// The method's name.
     pub name: String,
-    /// `(step, entropy)` of every step.
+    /// `(step, entropy)` of every step: the sampled batch's, under the policy that
+    /// sampled it.
     pub entropy: Vec<(f64, f64)>,
+    /// `(step, entropy on the fixed probe)`, step 0 (the start) included.
+    pub probe_entropy: Vec<(f64, f64)>,
     /// `(step, mean token covariance of log-prob and advantage)` of every step.
     pub cov_mean: Vec<(f64, f64)>,
     /// `(step, fraction of valid tokens the entropy control selected)` of every step.
@@ -146,7 +158,7 @@ pub struct DemoOutcome {
     pub sft_accuracy: f64,
     /// SFT steps run (0 without a warm start).
     pub sft_steps: usize,
-    /// The three runs.
+    /// The arms' runs.
     pub methods: Vec<MethodResult>,
     /// Law fitted on the first method's (plain GRPO's) points.
     pub law: Option<law::LawFit>,

@@ -58,7 +58,7 @@ use super::train::{LoopOptions, interrupt_flag, train_loop};
 use crate::config::resolve;
 use crate::data::synth::{self, SynthProblem};
 use crate::dist::Launch;
-use crate::eval::pass_rate;
+use crate::eval::{Probe, pass_rate};
 use crate::law::{self, LawPoint};
 use crate::metrics::read_metrics;
 use crate::model::{Message, Policy};
@@ -195,6 +195,15 @@ pub fn run(
             (acc, 0, None)
         }
     };
+    // The fixed entropy probe: held-out prompts, responses sampled once from the
+    // starting policy (the same for every arm).
+    let probe_sampling = rollout.sampling(1, cfg.seed ^ 0x9E0B);
+    let probe_count = cfg.probe_prompts.min(test_prompts.len());
+    let probe = Probe::sample(&policy, &test_prompts[..probe_count], &probe_sampling)?;
+    let probe_start = probe.entropy(&policy)?;
+    log(format!(
+        "probe: {probe_count} held-out prompts, entropy {probe_start:.4}"
+    ));
     drop(policy);
 
     let data: Vec<Example<String>> = task
@@ -223,6 +232,7 @@ pub fn run(
             (rollout.temperature, rollout.max_new_tokens, cfg.seed);
         let evaluation = Evaluation {
             every: cfg.eval_every,
+            probe: Some(probe.clone()),
             measure: Box::new(move |policy: &Policy, step: u64| {
                 accuracy(
                     policy,
@@ -247,7 +257,7 @@ pub fn run(
         let result = method_result(
             &method.name,
             &method_dir,
-            sft_accuracy,
+            (sft_accuracy, probe_start),
             cfg.grpo.mini_batch_size,
             outcome.warning,
             outcome.interrupted,
@@ -289,7 +299,7 @@ pub fn run(
 fn method_result(
     name: &str,
     run: &RunDir,
-    start_accuracy: f64,
+    (start_accuracy, start_probe): (f64, f64),
     mini_batch_size: usize,
     warning: Option<String>,
     interrupted: bool,
@@ -301,8 +311,12 @@ fn method_result(
     };
     // Step 0 is the starting policy, measured before with the same seed.
     let mut accuracy = vec![(0.0, start_accuracy)];
+    let mut probe_entropy = vec![(0.0, start_probe)];
     let mut points = Vec::new();
     for m in &steps {
+        if let Some(h) = m.probe_entropy {
+            probe_entropy.push((m.step as f64, h));
+        }
         if let Some(acc) = m.eval_accuracy {
             accuracy.push((m.step as f64, acc));
             points.push(LawPoint {
@@ -319,6 +333,7 @@ fn method_result(
     Ok(MethodResult {
         name: name.to_string(),
         entropy: per_step(|m| m.entropy),
+        probe_entropy,
         cov_mean: per_step(|m| m.cov.mean),
         selected_frac: per_step(|m| m.selected_frac),
         tokens_per_mini_batch: tokens / steps.len().max(1) as f64,

@@ -31,6 +31,13 @@ pub(super) fn write_report(
         &series(&|m| m.entropy.clone()),
     )?;
     plot::line_chart(
+        &plots.join("probe_entropy_vs_step.png"),
+        "Policy entropy on the fixed probe (same prompts and responses each step)",
+        "step",
+        "entropy (nats/token)",
+        &series(&|m| m.probe_entropy.clone()),
+    )?;
+    plot::line_chart(
         &plots.join("accuracy_vs_step.png"),
         "Task accuracy during GRPO (pass@1, T = 1)",
         "step",
@@ -91,6 +98,37 @@ fn tail_mean(points: &[(f64, f64)]) -> Option<f64> {
     (k > 0).then(|| points[points.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64)
 }
 
+/// The paper's entropy dynamics on one run: the Pearson correlation, over steps, of the
+/// batch's mean token covariance (under the policy that sampled it) with the change of
+/// the probe's entropy across that step. The paper predicts it negative.
+pub fn dynamics_correlation(m: &MethodResult) -> Option<f64> {
+    let pairs: Vec<(f64, f64)> = m
+        .probe_entropy
+        .windows(2)
+        .filter_map(|w| {
+            let cov = m.cov_mean.iter().find(|c| c.0 == w[1].0)?.1;
+            Some((cov, w[1].1 - w[0].1))
+        })
+        .collect();
+    pearson(&pairs)
+}
+
+/// Pearson correlation of `(x, y)` pairs (none for fewer than 3 or a constant side).
+fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    let n = pairs.len() as f64;
+    if pairs.len() < 3 {
+        return None;
+    }
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let syy: f64 = pairs.iter().map(|p| (p.1 - my).powi(2)).sum();
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
 /// The markdown summary.
 pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     let f = |v: Option<f64>, pct: bool| match v {
@@ -107,6 +145,9 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
                 f(m.entropy.first().map(|e| e.1), false),
                 f(m.entropy.last().map(|e| e.1), false),
                 f(tail_mean(&m.entropy), false),
+                f(m.probe_entropy.first().map(|e| e.1), false),
+                f(m.probe_entropy.last().map(|e| e.1), false),
+                f(dynamics_correlation(m), false),
                 f(m.accuracy.first().map(|a| a.1), true),
                 f(m.accuracy.last().map(|a| a.1), true),
                 f(tail_mean(&m.accuracy), true),
@@ -144,6 +185,10 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
          {}, every {} steps. \"Last 10%\" columns average the last tenth of the steps or \
          evaluations; \"mean cov\" and \"selected frac\" are means over the steps of the \
          batch's mean token covariance and of the fraction of tokens the control selected. \
+         \"probe H\" is the entropy on a fixed probe (held-out prompts with responses \
+         sampled once from the starting policy, the same at every step); \"corr(cov, dH)\" \
+         correlates each step's batch covariance with the probe entropy's change across that \
+         step (the paper: dH follows -Cov, so it should be negative). \
          Total wall time {:.0} s.\n\n",
         cfg.model.path,
         start,
@@ -167,6 +212,9 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
             "entropy start",
             "entropy end",
             "entropy last 10%",
+            "probe H start",
+            "probe H end",
+            "corr(cov, dH)",
             "accuracy start",
             "accuracy end",
             "accuracy last 10%",
@@ -219,7 +267,8 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
                 s.push_str(&format!(
                     "Fitted on the first {:.0}% of steps ({} points): a = {:.4}, b = {:.4}; on the \
                      other {} points the prediction RMSE is {:.4} (max |error| {:.4}); last step \
-                     predicted {:.1}%, measured {:.1}%.\n",
+                     predicted {:.1}%, measured {:.1}% (the measurement's own sampling error, \
+                     one sample on each of {} problems: +-{:.1} points).\n",
                     ex.fraction * 100.0,
                     ex.fit.n,
                     ex.fit.a,
@@ -228,7 +277,12 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
                     ex.rmse_held_out,
                     ex.max_abs_err_held_out,
                     ex.final_predicted * 100.0,
-                    ex.final_actual * 100.0
+                    ex.final_actual * 100.0,
+                    o.eval_problems,
+                    100.0
+                        * (ex.final_actual * (1.0 - ex.final_actual)
+                            / o.eval_problems.max(1) as f64)
+                            .sqrt(),
                 ));
             }
         }
@@ -246,7 +300,20 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
     }
     s.push_str(
         "\n## Plots\n\n![entropy](plots/entropy_vs_step.png)\n![accuracy](plots/accuracy_vs_step.png)\n\
-         ![covariance](plots/cov_vs_step.png)\n![law](plots/accuracy_vs_entropy.png)\n",
+         ![covariance](plots/cov_vs_step.png)\n![probe entropy](plots/probe_entropy_vs_step.png)\n![law](plots/accuracy_vs_entropy.png)\n",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pearson;
+
+    #[test]
+    fn pearson_reads_the_sign_and_refuses_too_little() {
+        let down: Vec<(f64, f64)> = (0..5).map(|i| (i as f64, 3.0 - 2.0 * i as f64)).collect();
+        assert!((pearson(&down).unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&down[..2]), None);
+        assert_eq!(pearson(&[(1.0, 2.0), (1.0, 3.0), (1.0, 4.0)]), None);
+    }
 }
