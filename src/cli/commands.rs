@@ -64,6 +64,7 @@ pub fn run_fit(args: &FitArgs) -> Result<String, Box<dyn std::error::Error>> {
         let series = crate::cli::plot::Series {
             label: args.metrics.display().to_string(),
             points: points.iter().map(|p| (p.entropy, p.perf)).collect(),
+            ..crate::cli::plot::Series::default()
         };
         crate::cli::plot::law_chart(
             png,

@@ -33,13 +33,16 @@ pub enum ReportError {
     },
 }
 
-/// One named curve: `(x, y)` points in drawing order.
-#[derive(Debug, Clone, PartialEq)]
+/// One named curve: `(x, y)` points in drawing order, with an optional spread band.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
     /// Legend label.
     pub label: String,
     /// The points.
     pub points: Vec<(f64, f64)>,
+    /// `(x, low, high)`: a band drawn under the line in its colour (the spread of several
+    /// runs around their mean); empty for none.
+    pub spread: Vec<(f64, f64, f64)>,
 }
 
 /// Colours of successive series (colour-blind-safe Okabe–Ito hues).
@@ -120,8 +123,20 @@ fn chart(
     }
     register_font();
     let err = draw_err(path);
-    let points = || series.iter().flat_map(|s| s.points.iter().copied());
-    let (x0, x1) = range(points().map(|p| p.0));
+    let points = || {
+        series.iter().flat_map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .chain(s.spread.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+        })
+    };
+    let (mut x0, mut x1) = range(points().map(|p| p.0));
+    // Steps are whole numbers: integer bounds and integer labels.
+    let steps = x_desc == "step";
+    if steps {
+        (x0, x1) = (x0.floor().max(0.0), x1.ceil());
+    }
     let (y0, y1) = {
         let curve_ys = law
             .into_iter()
@@ -137,8 +152,21 @@ fn chart(
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
+    let x_labels = if steps {
+        ((x1 - x0) as usize + 1).clamp(2, 11)
+    } else {
+        10
+    };
     chart
         .configure_mesh()
+        .x_labels(x_labels)
+        .x_label_formatter(&|x| {
+            if steps {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        })
         .x_desc(x_desc)
         .y_desc(y_desc)
         .label_style((FONT, 15))
@@ -148,6 +176,20 @@ fn chart(
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let style = ShapeStyle::from(&colour).stroke_width(2);
+        if !s.spread.is_empty() {
+            let outline: Vec<(f64, f64)> = s
+                .spread
+                .iter()
+                .map(|&(x, _, hi)| (x, hi))
+                .chain(s.spread.iter().rev().map(|&(x, lo, _)| (x, lo)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    colour.mix(0.2).filled(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
         if law.is_some() {
             chart
                 .draw_series(
@@ -213,10 +255,14 @@ mod tests {
             points: (0..20)
                 .map(|i| (i as f64, 1.0 / (1.0 + i as f64)))
                 .collect(),
+            spread: (0..20)
+                .map(|i| (i as f64, 0.9 / (1.0 + i as f64), 1.1 / (1.0 + i as f64)))
+                .collect(),
         };
         let b = Series {
             label: "KL-Cov".into(),
             points: (0..20).map(|i| (i as f64, 0.8 - 0.01 * i as f64)).collect(),
+            ..Series::default()
         };
         let line = dir.path().join("line.png");
         line_chart(&line, "entropy", "step", "H", &[a.clone(), b]).unwrap();
@@ -236,6 +282,7 @@ mod tests {
         let empty = Series {
             label: "none".into(),
             points: vec![],
+            ..Series::default()
         };
         let err = line_chart(&dir.path().join("x.png"), "t", "x", "y", &[empty]).unwrap_err();
         assert!(matches!(err, ReportError::Empty { .. }));

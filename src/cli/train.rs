@@ -131,6 +131,7 @@ pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
     let series = |f: fn(&crate::metrics::StepMetrics) -> f64, label: &str| Series {
         label: label.to_string(),
         points: steps.iter().map(|m| (m.step as f64, f(m))).collect(),
+        ..Series::default()
     };
     line_chart(
         &run.plots().join("entropy.png"),

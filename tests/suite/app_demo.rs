@@ -107,3 +107,72 @@ fn an_arm_with_a_bad_loss_field_is_named() {
         "{err}"
     );
 }
+
+/// `--seeds 2 --paired` on the tiny budget: each arm runs with seeds 7 and 8 in its own
+/// folder, the paired test compares each Cov arm with the GRPO arm of its PPO clip, and
+/// `summary.json` holds what scripted checks read.
+#[test]
+fn seeds_and_the_paired_test_fill_summary_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets: Vec<String> = [
+        "seeds=2",
+        "paired=true",
+        "paired_batches=3",
+        "eval_problems=8",
+        "eval_every=1",
+        "probe_prompts=4",
+        "sft.max_steps=1",
+        "sft.eval_every=1",
+        "sft.batch_size=8",
+        "grpo.steps=2",
+        "grpo.prompts_per_step=2",
+        "grpo.group_size=4",
+        "grpo.mini_batch_size=4",
+        "grpo.micro_batch_size=4",
+        "grpo.logprob_batch_size=8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (cfg, table): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
+    let out = dir.path().join("demo");
+    let outcome = run(&cfg, &table, &out, false).unwrap();
+    assert_eq!(outcome.methods.len(), 8);
+    assert!(out.join("kl-cov/seed-8/metrics.jsonl").is_file());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let arms = summary["arms"].as_array().unwrap();
+    let names: Vec<&str> = arms.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["grpo", "grpo-clip1", "clip-cov", "kl-cov"]);
+    for arm in arms {
+        assert!(arm["loss"]["clip"]["eps_high"].is_number(), "{arm}");
+        let seeds = arm["seeds"].as_array().unwrap();
+        assert_eq!(seeds.len(), 2);
+        assert_eq!(seeds[1]["seed"], 8);
+        for key in [
+            "probe_entropy_start",
+            "probe_entropy_end",
+            "accuracy_start",
+            "accuracy_end",
+        ] {
+            assert!(seeds[0][key].is_number(), "{key}: {arm}");
+        }
+    }
+    let paired = summary["paired"].as_array().unwrap();
+    let pairs: Vec<(&str, &str)> = paired
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["baseline"].as_str().unwrap()))
+        .collect();
+    assert_eq!(pairs, [("clip-cov", "grpo-clip1"), ("kl-cov", "grpo")]);
+    for p in paired {
+        let (lo, mean, hi) = (
+            p["ci95_low"].as_f64().unwrap(),
+            p["mean_entropy_change"].as_f64().unwrap(),
+            p["ci95_high"].as_f64().unwrap(),
+        );
+        assert!(lo <= mean && mean <= hi, "{p}");
+    }
+    assert!(out.join("paired.json").is_file());
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("## Over 2 seeds") && md.contains("## Paired mechanism test"));
+}

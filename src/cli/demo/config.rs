@@ -34,6 +34,15 @@ pub struct DemoConfig {
     /// after every step.
     #[serde(default = "default_probe_prompts")]
     pub probe_prompts: usize,
+    /// Runs of every arm, with seeds `seed`, `seed + 1`, ... (`--seeds N`).
+    #[serde(default = "default_seeds")]
+    pub seeds: usize,
+    /// Also run the paired mechanism test (`--paired`; see `paired.rs`).
+    #[serde(default)]
+    pub paired: bool,
+    /// Fixed rollout batches of the paired test.
+    #[serde(default = "default_paired_batches")]
+    pub paired_batches: usize,
     /// Warn when entropy falls below this fraction of its start value.
     pub entropy_warn_fraction: f64,
     /// Fraction of steps the early law fit uses (the paper: 0.15).
@@ -112,10 +121,46 @@ pub struct DemoArgs {
     /// No progress bars (logs only).
     #[arg(long)]
     pub quiet: bool,
+    /// Run every arm with N seeds (same as `--set seeds=N`).
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<usize>,
+    /// Also run the paired mechanism test (same as `--set paired=true`).
+    #[arg(long)]
+    pub paired: bool,
 }
 
 fn default_probe_prompts() -> usize {
     16
+}
+
+fn default_seeds() -> usize {
+    1
+}
+
+fn default_paired_batches() -> usize {
+    16
+}
+
+/// The paired mechanism test's result for one Cov arm.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PairedResult {
+    /// The Cov arm.
+    pub name: String,
+    /// The GRPO arm with the same PPO clip.
+    pub baseline: String,
+    /// Batches compared.
+    pub batches: usize,
+    /// Mean over the batches of the arm's probe-entropy change across one step minus the
+    /// baseline's on the same batch.
+    pub mean_entropy_change: f64,
+    /// Lower end of its 95% interval.
+    pub ci95_low: f64,
+    /// Upper end of its 95% interval.
+    pub ci95_high: f64,
+    /// The arm's own mean probe-entropy change per step.
+    pub arm_mean_change: f64,
+    /// The baseline's mean probe-entropy change per step.
+    pub baseline_mean_change: f64,
 }
 
 /// Per-method results for the summary.
@@ -123,6 +168,8 @@ fn default_probe_prompts() -> usize {
 pub struct MethodResult {
     /// The method's name.
     pub name: String,
+    /// The run's seed.
+    pub seed: u64,
     /// `(step, entropy)` of every step: the sampled batch's, under the policy that
     /// sampled it.
     pub entropy: Vec<(f64, f64)>,
@@ -158,8 +205,10 @@ pub struct DemoOutcome {
     pub sft_accuracy: f64,
     /// SFT steps run (0 without a warm start).
     pub sft_steps: usize,
-    /// The arms' runs.
+    /// The arms' runs, seed by seed (all arms of the first seed first).
     pub methods: Vec<MethodResult>,
+    /// The paired mechanism test, per Cov arm (empty unless asked for).
+    pub paired: Vec<PairedResult>,
     /// Law fitted on the first method's (plain GRPO's) points.
     pub law: Option<law::LawFit>,
     /// Early-fit check on the same points.

@@ -40,10 +40,13 @@
 //! ratios, and the summary says so with the measured `N`.
 
 mod config;
+mod paired;
 mod report;
 mod sft;
 
-pub use config::{DemoArgs, DemoConfig, DemoOutcome, Method, MethodResult, SftConfig};
+pub use config::{
+    DemoArgs, DemoConfig, DemoOutcome, Method, MethodResult, PairedResult, SftConfig,
+};
 
 /// The demo's embedded defaults (`configs/demo.toml`): the tiny policy.
 pub const DEFAULTS: &str = include_str!("../../../configs/demo.toml");
@@ -173,30 +176,39 @@ pub fn run(
     ));
     let test_prompts = prompt_ids(&policy, &test)?;
     let rollout = &cfg.grpo.rollout;
+    let seeds: Vec<u64> = (0..cfg.seeds.max(1) as u64).map(|k| cfg.seed + k).collect();
+    let start_accuracy = |policy: &Policy, seed: u64| {
+        accuracy(
+            policy,
+            &test_prompts,
+            &test,
+            rollout.temperature,
+            rollout.max_new_tokens,
+            seed,
+        )
+    };
     // With a warm start, every run starts from its weights; else from the model as loaded.
-    let (sft_accuracy, sft_steps, warm_weights) = match &cfg.sft {
+    let (sft_steps, warm_weights) = match &cfg.sft {
         Some(sft) => {
-            let (acc, steps) =
-                sft::warm_start(cfg, sft, &policy, &task, &test_prompts, &test, &log)?;
+            let (_, steps) = sft::warm_start(cfg, sft, &policy, &task, &test_prompts, &test, &log)?;
             let path = out.join("sft.safetensors");
             policy.model.var_store().save(&path)?;
-            (acc, steps, Some(path))
+            (steps, Some(path))
         }
-        None => {
-            let acc = accuracy(
-                &policy,
-                &test_prompts,
-                &test,
-                rollout.temperature,
-                rollout.max_new_tokens,
-                cfg.seed,
-            )?;
-            log(format!("base model: accuracy {:.1}%", acc * 100.0));
-            (acc, 0, None)
-        }
+        None => (0, None),
     };
+    // Each seed's runs start from the starting policy's accuracy under that seed.
+    let start_accuracies: Vec<f64> = seeds
+        .iter()
+        .map(|&seed| start_accuracy(&policy, seed))
+        .collect::<Result<_, _>>()?;
+    log(format!(
+        "starting accuracy {:.1}% (seed {})",
+        start_accuracies[0] * 100.0,
+        seeds[0]
+    ));
     // The fixed entropy probe: held-out prompts, responses sampled once from the
-    // starting policy (the same for every arm).
+    // starting policy (the same for every arm and seed).
     let probe_sampling = rollout.sampling(1, cfg.seed ^ 0x9E0B);
     let probe_count = cfg.probe_prompts.min(test_prompts.len());
     let probe = Probe::sample(&policy, &test_prompts[..probe_count], &probe_sampling)?;
@@ -214,67 +226,96 @@ pub fn run(
         })
         .collect();
     let mut results = Vec::new();
-    for method in &cfg.methods {
-        if interrupted.load(Ordering::SeqCst) {
-            break;
+    for (&seed, &start) in seeds.iter().zip(&start_accuracies) {
+        for method in &cfg.methods {
+            if interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let run_started = Instant::now();
+            let mut policy = cfg.model.load(&launch)?;
+            if let Some(weights) = &warm_weights {
+                policy.model.var_store_mut().load(weights)?;
+            }
+            let mut tcfg = cfg.grpo.clone();
+            tcfg.seed = seed;
+            tcfg.loss = method.loss_config(&cfg.grpo.loss)?;
+            tcfg.out_dir = match seeds.len() {
+                1 => out.join(&method.name),
+                _ => out.join(&method.name).join(format!("seed-{seed}")),
+            };
+            let method_dir = RunDir::create(&tcfg.out_dir, &toml::Table::try_from(&tcfg)?)?;
+            let (test_prompts, test) = (test_prompts.clone(), test.clone());
+            let (temperature, max_new_tokens) = (rollout.temperature, rollout.max_new_tokens);
+            let evaluation = Evaluation {
+                every: cfg.eval_every,
+                probe: Some(probe.clone()),
+                measure: Box::new(move |policy: &Policy, step: u64| {
+                    accuracy(
+                        policy,
+                        &test_prompts,
+                        &test,
+                        temperature,
+                        max_new_tokens,
+                        seed ^ step,
+                    )
+                    .map_err(|e| e.to_string())
+                }),
+            };
+            let mut trainer =
+                Trainer::new(tcfg, policy, reward(), data.clone())?.with_evaluation(evaluation);
+            let outcome = train_loop(
+                &mut trainer,
+                &LoopOptions {
+                    progress,
+                    entropy_warn_fraction: cfg.entropy_warn_fraction,
+                },
+            )?;
+            let mut result = method_result(
+                &method.name,
+                &method_dir,
+                (start, probe_start),
+                cfg.grpo.mini_batch_size,
+                outcome.warning,
+                outcome.interrupted,
+                run_started.elapsed().as_secs_f64(),
+            )?;
+            result.seed = seed;
+            log(format!(
+                "{} (seed {seed}): {} steps in {:.0}s, probe entropy {:.4} -> {:.4}, accuracy \
+                 {:.1}% -> {:.1}%",
+                method.name,
+                result.entropy.len(),
+                result.seconds,
+                result.probe_entropy.first().map_or(f64::NAN, |e| e.1),
+                result.probe_entropy.last().map_or(f64::NAN, |e| e.1),
+                result.accuracy.first().map_or(f64::NAN, |a| a.1) * 100.0,
+                result.accuracy.last().map_or(f64::NAN, |a| a.1) * 100.0,
+            ));
+            results.push(result);
         }
-        let run_started = Instant::now();
-        let mut policy = cfg.model.load(&launch)?;
-        if let Some(weights) = &warm_weights {
-            policy.model.var_store_mut().load(weights)?;
-        }
-        let mut tcfg = cfg.grpo.clone();
-        tcfg.loss = method.loss_config(&cfg.grpo.loss)?;
-        tcfg.out_dir = out.join(&method.name);
-        let method_dir = RunDir::create(&tcfg.out_dir, &toml::Table::try_from(&tcfg)?)?;
-        let (test_prompts, test) = (test_prompts.clone(), test.clone());
-        let (temperature, max_new_tokens, seed) =
-            (rollout.temperature, rollout.max_new_tokens, cfg.seed);
-        let evaluation = Evaluation {
-            every: cfg.eval_every,
-            probe: Some(probe.clone()),
-            measure: Box::new(move |policy: &Policy, step: u64| {
-                accuracy(
-                    policy,
-                    &test_prompts,
-                    &test,
-                    temperature,
-                    max_new_tokens,
-                    seed ^ step,
-                )
-                .map_err(|e| e.to_string())
-            }),
-        };
-        let mut trainer =
-            Trainer::new(tcfg, policy, reward(), data.clone())?.with_evaluation(evaluation);
-        let outcome = train_loop(
-            &mut trainer,
-            &LoopOptions {
-                progress,
-                entropy_warn_fraction: cfg.entropy_warn_fraction,
-            },
-        )?;
-        let result = method_result(
-            &method.name,
-            &method_dir,
-            (sft_accuracy, probe_start),
-            cfg.grpo.mini_batch_size,
-            outcome.warning,
-            outcome.interrupted,
-            run_started.elapsed().as_secs_f64(),
-        )?;
-        log(format!(
-            "{}: {} steps in {:.0}s, entropy {:.3} -> {:.3}, task accuracy {:.1}% -> {:.1}%",
-            method.name,
-            result.entropy.len(),
-            result.seconds,
-            result.entropy.first().map_or(f64::NAN, |e| e.1),
-            result.entropy.last().map_or(f64::NAN, |e| e.1),
-            result.accuracy.first().map_or(f64::NAN, |a| a.1) * 100.0,
-            result.accuracy.last().map_or(f64::NAN, |a| a.1) * 100.0,
-        ));
-        results.push(result);
     }
+    let paired = if cfg.paired && !interrupted.load(Ordering::SeqCst) {
+        let setup = paired::PairedSetup {
+            cfg,
+            launch: &launch,
+            data: &data,
+            warm_weights: warm_weights.as_ref(),
+            probe: &probe,
+            out,
+        };
+        let (paired, changes) = paired::run(&setup, &log)?;
+        std::fs::write(
+            out.join("paired.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "arms": cfg.methods.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                "probe_entropy_change": changes,
+                "results": paired,
+            }))?,
+        )?;
+        paired
+    } else {
+        Vec::new()
+    };
 
     let base_points = results
         .first()
@@ -283,11 +324,12 @@ pub fn run(
     let outcome = DemoOutcome {
         task_problems: task.len(),
         eval_problems: test.len(),
-        sft_accuracy,
+        sft_accuracy: start_accuracies[0],
         sft_steps,
         law: law::fit(&base_points).ok(),
         extrapolation: law::fit_fraction(&base_points, cfg.fit_fraction).ok(),
         methods: results,
+        paired,
         seconds: started.elapsed().as_secs_f64(),
     };
     report::write_report(cfg, &run_dir, &outcome)?;
@@ -332,6 +374,7 @@ fn method_result(
         .sum();
     Ok(MethodResult {
         name: name.to_string(),
+        seed: 0,
         entropy: per_step(|m| m.entropy),
         probe_entropy,
         cov_mean: per_step(|m| m.cov.mean),
@@ -369,6 +412,12 @@ pub fn run_cli(args: &DemoArgs) -> Result<String, DemoError> {
         ),
     };
     sets.extend(args.sets.iter().cloned());
+    if let Some(n) = args.seeds {
+        sets.push(format!("seeds={n}"));
+    }
+    if args.paired {
+        sets.push("paired=true".into());
+    }
     let (cfg, table): (DemoConfig, _) = resolve(defaults, args.config.as_deref(), &sets)?;
     let o = run(&cfg, &table, &args.out, !args.quiet)?;
     Ok(format!(

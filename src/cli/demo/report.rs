@@ -13,12 +13,35 @@ pub(super) fn write_report(
     run: &RunDir,
     o: &DemoOutcome,
 ) -> Result<(), DemoError> {
+    // One curve per arm: its run's, or over several seeds their mean with the min-max band.
     let series = |f: &dyn Fn(&MethodResult) -> Vec<(f64, f64)>| -> Vec<Series> {
-        o.methods
+        cfg.methods
             .iter()
-            .map(|m| Series {
-                label: m.name.clone(),
-                points: f(m),
+            .map(|arm| {
+                let curves: Vec<Vec<(f64, f64)>> = o
+                    .methods
+                    .iter()
+                    .filter(|r| r.name == arm.name)
+                    .map(f)
+                    .collect();
+                let mut series = Series {
+                    label: arm.name.clone(),
+                    ..Series::default()
+                };
+                let len = curves.iter().map(Vec::len).min().unwrap_or(0);
+                for i in 0..len {
+                    let ys: Vec<f64> = curves.iter().map(|c| c[i].1).collect();
+                    let x = curves[0][i].0;
+                    series
+                        .points
+                        .push((x, ys.iter().sum::<f64>() / ys.len() as f64));
+                    if curves.len() > 1 {
+                        let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+                        let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        series.spread.push((x, lo, hi));
+                    }
+                }
+                series
             })
             .collect()
     };
@@ -56,11 +79,27 @@ pub(super) fn write_report(
             &plots.join("accuracy_vs_entropy.png"),
             "Accuracy vs entropy, law fitted on plain GRPO",
             "task accuracy",
-            &series(&|m| m.points.iter().map(|p| (p.entropy, p.perf)).collect()),
+            &cfg.methods
+                .iter()
+                .map(|arm| Series {
+                    label: arm.name.clone(),
+                    points: o
+                        .methods
+                        .iter()
+                        .filter(|r| r.name == arm.name)
+                        .flat_map(|r| r.points.iter().map(|p| (p.entropy, p.perf)))
+                        .collect(),
+                    ..Series::default()
+                })
+                .collect::<Vec<_>>(),
             law,
         )?;
     }
     std::fs::write(run.root.join("summary.md"), summary(cfg, o))?;
+    std::fs::write(
+        run.root.join("summary.json"),
+        serde_json::to_string_pretty(&summary_json(cfg, o))?,
+    )?;
     std::fs::write(
         run.root.join("outcome.json"),
         serde_json::to_string_pretty(o)?,
@@ -96,6 +135,100 @@ fn mean_of(points: &[(f64, f64)]) -> f64 {
 fn tail_mean(points: &[(f64, f64)]) -> Option<f64> {
     let k = points.len().div_ceil(10);
     (k > 0).then(|| points[points.len() - k..].iter().map(|p| p.1).sum::<f64>() / k as f64)
+}
+
+/// `summary.json`: per arm its name, its loss settings and per seed the probe entropy
+/// and accuracy at the start and the end; and the paired test per Cov arm.
+pub fn summary_json(cfg: &DemoConfig, o: &DemoOutcome) -> serde_json::Value {
+    let arms: Vec<serde_json::Value> = cfg
+        .methods
+        .iter()
+        .map(|m| {
+            let seeds: Vec<serde_json::Value> = o
+                .methods
+                .iter()
+                .filter(|r| r.name == m.name)
+                .map(|r| {
+                    serde_json::json!({
+                        "seed": r.seed,
+                        "probe_entropy_start": r.probe_entropy.first().map(|p| p.1),
+                        "probe_entropy_end": r.probe_entropy.last().map(|p| p.1),
+                        "accuracy_start": r.accuracy.first().map(|p| p.1),
+                        "accuracy_end": r.accuracy.last().map(|p| p.1),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": m.name,
+                "loss": m.loss_config(&cfg.grpo.loss).ok(),
+                "seeds": seeds,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "model": cfg.model.path,
+        "steps": cfg.grpo.steps,
+        "arms": arms,
+        "paired": o.paired,
+    })
+}
+
+/// Mean and sample standard deviation of `values` (sd 0 for one value).
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+/// Per arm over its seeds: the probe entropy and accuracy at the end (mean +- sd), and
+/// the smallest ratio, seed by seed, of its end probe entropy to the first arm's (GRPO's).
+fn seeds_table(cfg: &DemoConfig, o: &DemoOutcome) -> String {
+    let end = |r: &MethodResult, f: fn(&MethodResult) -> &Vec<(f64, f64)>| {
+        f(r).last().map_or(f64::NAN, |p| p.1)
+    };
+    let base = cfg
+        .methods
+        .first()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = cfg
+        .methods
+        .iter()
+        .map(|m| {
+            let runs: Vec<&MethodResult> = o.methods.iter().filter(|r| r.name == m.name).collect();
+            let h: Vec<f64> = runs.iter().map(|r| end(r, |r| &r.probe_entropy)).collect();
+            let acc: Vec<f64> = runs.iter().map(|r| end(r, |r| &r.accuracy)).collect();
+            let ratio = runs
+                .iter()
+                .filter_map(|r| {
+                    let b = o
+                        .methods
+                        .iter()
+                        .find(|x| x.name == base && x.seed == r.seed)?;
+                    Some(end(r, |r| &r.probe_entropy) / end(b, |r| &r.probe_entropy))
+                })
+                .fold(f64::INFINITY, f64::min);
+            let ((hm, hs), (am, asd)) = (mean_sd(&h), mean_sd(&acc));
+            vec![
+                m.name.clone(),
+                runs.len().to_string(),
+                format!("{hm:.4} +- {hs:.4}"),
+                format!("{:.1}% +- {:.1}", am * 100.0, asd * 100.0),
+                format!("{ratio:.2}"),
+            ]
+        })
+        .collect();
+    plot::markdown_table(
+        &[
+            "arm",
+            "seeds",
+            "probe H end (mean +- sd)",
+            "accuracy end (mean +- sd)",
+            "min over seeds of probe H end / grpo's",
+        ],
+        &rows,
+    )
 }
 
 /// The paper's entropy dynamics on one run: the Pearson correlation, over steps, of the
@@ -141,7 +274,11 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
         .iter()
         .map(|m| {
             let mut row = vec![
-                m.name.clone(),
+                if cfg.seeds > 1 {
+                    format!("{} (seed {})", m.name, m.seed)
+                } else {
+                    m.name.clone()
+                },
                 f(m.entropy.first().map(|e| e.1), false),
                 f(m.entropy.last().map(|e| e.1), false),
                 f(tail_mean(&m.entropy), false),
@@ -287,6 +424,48 @@ pub fn summary(cfg: &DemoConfig, o: &DemoOutcome) -> String {
             }
         }
         (None, _) => s.push_str("The law could not be fitted (too few distinct points).\n"),
+    }
+    if cfg.seeds > 1 {
+        s.push_str(&format!(
+            "\n## Over {} seeds\n\nThe rows above are the runs, seed by seed; per arm:\n\n",
+            cfg.seeds
+        ));
+        s.push_str(&seeds_table(cfg, o));
+    }
+    if !o.paired.is_empty() {
+        s.push_str(
+            "\n## Paired mechanism test\n\nFrom the starting weights, one step of every arm on \
+             the same fixed rollout batch, for each batch; the Cov arm's change of the probe \
+             entropy minus its baseline's (the GRPO arm with the same PPO clip) on the same \
+             batch, mean and 95% interval (Student's t) over the batches.\n\n",
+        );
+        let rows: Vec<Vec<String>> = o
+            .paired
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.baseline.clone(),
+                    p.batches.to_string(),
+                    format!("{:+.5}", p.arm_mean_change),
+                    format!("{:+.5}", p.baseline_mean_change),
+                    format!("{:+.5}", p.mean_entropy_change),
+                    format!("[{:+.5}, {:+.5}]", p.ci95_low, p.ci95_high),
+                ]
+            })
+            .collect();
+        s.push_str(&plot::markdown_table(
+            &[
+                "arm",
+                "baseline",
+                "batches",
+                "arm dH",
+                "baseline dH",
+                "difference",
+                "95% interval",
+            ],
+            &rows,
+        ));
     }
     s.push_str("\n## Warnings\n\n");
     for m in &o.methods {
