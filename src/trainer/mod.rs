@@ -52,6 +52,7 @@ mod batch;
 mod checkpointing;
 mod correction;
 mod error;
+mod evaluation;
 mod experience;
 mod forward;
 mod learner;
@@ -59,13 +60,13 @@ mod shard;
 mod update;
 
 pub use error::TrainError;
+pub use evaluation::{Evaluation, Measure};
 pub use experience::Example;
 
 use crate::advantage::Advantage;
 use crate::checkpoint::TrainState;
 use crate::config::{ConfigError, TrainConfig};
 use crate::dist::{Collective, ReduceOp, Single};
-use crate::eval::Probe;
 use crate::loss::EntropyControl;
 use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
 use crate::model::Policy;
@@ -90,22 +91,6 @@ pub struct Trainer<R: Reward> {
     run_dir: RunDir,
     metrics: Option<MetricsFile>,
     evaluation: Option<Evaluation>,
-}
-
-/// What an [`Evaluation`] runs: the policy and the step after which it is measured, to
-/// the value, or a message saying why it failed.
-pub type Measure = Box<dyn FnMut(&Policy, u64) -> Result<f64, String>>;
-
-/// Held-out measures of the policy taken during training: every `every` steps (and
-/// after the last), `measure(policy, step)` gives the value written as the step's
-/// `eval_accuracy`; after every step, the entropy on `probe` is its `probe_entropy`.
-pub struct Evaluation {
-    /// Steps between measurements.
-    pub every: u64,
-    /// The measure (an error message stops the run with [`TrainError::Eval`]).
-    pub measure: Measure,
-    /// A fixed probe whose entropy is measured after every step.
-    pub probe: Option<Probe>,
 }
 
 impl<R: Reward> Trainer<R> {
@@ -358,34 +343,13 @@ impl<R: Reward> Trainer<R> {
     /// `prompts_per_step / world` whole groups of `group_size`, trajectory `i` in group
     /// `i / group_size`.
     pub fn learn(&mut self, trajectories: &[Trajectory]) -> Result<StepMetrics, TrainError> {
-        let (world, g) = (self.learner.comm.world_size(), self.learner.cfg.group_size);
-        let share = self.learner.cfg.prompts_per_step / world;
-        if world > 1 && trajectories.len() != share * g {
-            return Err(TrainError::Batch {
-                index: trajectories.len(),
-                why: format!(
-                    "{} trajectories, but this rank's share of a step is {share} groups of {g}",
-                    trajectories.len()
-                ),
-            });
-        }
-        let n_tasks = self.experience.data.len();
-        for (index, t) in trajectories.iter().enumerate() {
-            let why = if world > 1 && t.group != index / g {
-                Some(format!(
-                    "group {}, but it lies in group {}",
-                    t.group,
-                    index / g
-                ))
-            } else if t.task >= n_tasks {
-                Some(format!("task {} of {n_tasks}", t.task))
-            } else {
-                t.check().err()
-            };
-            if let Some(why) = why {
-                return Err(TrainError::Batch { index, why });
-            }
-        }
+        let world = self.learner.comm.world_size();
+        shard::check_share(
+            &self.learner.cfg,
+            world,
+            self.experience.data.len(),
+            trajectories,
+        )?;
         let mut scored = trajectories.to_vec();
         self.experience.score(&mut scored);
         let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);

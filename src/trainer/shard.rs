@@ -147,3 +147,42 @@ pub(crate) fn check_same_weights(
     }
     Ok(())
 }
+
+/// Checks trajectories given to `Trainer::learn`: each one's task indexes the dataset
+/// (`n_tasks` examples) and its lengths agree; data-parallel, they are this rank's share
+/// as `Trainer::step` lays it out (`prompts_per_step / world` whole groups, trajectory
+/// `i` in group `i / group_size`).
+pub(crate) fn check_share(
+    cfg: &TrainConfig,
+    world: usize,
+    n_tasks: usize,
+    trajectories: &[Trajectory],
+) -> Result<(), TrainError> {
+    let (g, share) = (cfg.group_size, cfg.prompts_per_step / world);
+    if world > 1 && trajectories.len() != share * g {
+        return Err(TrainError::Batch {
+            index: trajectories.len(),
+            why: format!(
+                "{} trajectories, but this rank's share of a step is {share} groups of {g}",
+                trajectories.len()
+            ),
+        });
+    }
+    for (index, t) in trajectories.iter().enumerate() {
+        let why = if world > 1 && t.group != index / g {
+            Some(format!(
+                "group {}, but it lies in group {}",
+                t.group,
+                index / g
+            ))
+        } else if t.task >= n_tasks {
+            Some(format!("task {} of {n_tasks}", t.task))
+        } else {
+            t.check().err()
+        };
+        if let Some(why) = why {
+            return Err(TrainError::Batch { index, why });
+        }
+    }
+    Ok(())
+}
