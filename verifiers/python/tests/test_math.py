@@ -30,9 +30,21 @@ def test_batch_gives_exactly_the_cli_verdicts_on_the_corpus(cove_bin):
         if {k: c[k] for k in FIELDS} != g
     ]
     assert mismatches == []
-    # And the corpus labels themselves (the CLI matches all of them).
-    wrong = [r["id"] for r, g in zip(rows, got) if g["correct"] != r["correct"]]
+    # And the corpus labels themselves (the CLI matches all of them); a case with
+    # options (a stated precision) is labelled under them.
+    wrong = [
+        r["id"]
+        for r, g in zip(rows, got)
+        if "options" not in r and g["correct"] != r["correct"]
+    ]
+    wrong += [
+        r["id"]
+        for r in rows
+        if "options" in r
+        and math.verify(r["gold"], r["response"], **r["options"])["correct"] != r["correct"]
+    ]
     assert wrong == []
+    assert any("options" in r for r in rows)
 
 
 def test_batch_threads_and_single_calls_agree():
