@@ -46,31 +46,34 @@ pub(super) fn write_report(
             .collect()
     };
     let plots = run.plots();
-    plot::line_chart(
+    // A run of zero steps (e.g. only the paired test) has nothing to plot over steps.
+    let line_chart = |path: &std::path::Path, title: &str, y: &str, series: &[Series]| {
+        if series.iter().all(|s| s.points.len() < 2) {
+            return Ok(());
+        }
+        plot::line_chart(path, title, "step", y, series)
+    };
+    line_chart(
         &plots.join("entropy_vs_step.png"),
         "Policy entropy during GRPO",
-        "step",
         "entropy (nats/token)",
         &series(&|m| m.entropy.clone()),
     )?;
-    plot::line_chart(
+    line_chart(
         &plots.join("probe_entropy_vs_step.png"),
         "Policy entropy on the fixed probe (same prompts and responses each step)",
-        "step",
         "entropy (nats/token)",
         &series(&|m| m.probe_entropy.clone()),
     )?;
-    plot::line_chart(
+    line_chart(
         &plots.join("accuracy_vs_step.png"),
         "Task accuracy during GRPO (pass@1, T = 1)",
-        "step",
         "task accuracy",
         &series(&|m| m.accuracy.clone()),
     )?;
-    plot::line_chart(
+    line_chart(
         &plots.join("cov_vs_step.png"),
         "Mean token covariance of log-prob and advantage",
-        "step",
         "mean Cov(log pi, A)",
         &series(&|m| m.cov_mean.clone()),
     )?;
