@@ -3,10 +3,11 @@
 #
 #   bash scripts/demo.sh [OUT] [cove demo flags...]
 #
-# Writes the report folder OUT (default runs/demo): summary.md, plots/*.png, per-method
-# metrics.jsonl. About 6 minutes on 2 CPU cores after the build. The real-model
-# experiment: `bash scripts/demo.sh runs/smollm2 --model smollm2-135m-instruct` (about
-# 40 minutes on 2 CPU cores).
+# The real-model comparison (SmolLM2-135M-Instruct, four arms, one seed; under 30
+# minutes on 2 CPU cores after the build). Writes the report folder OUT (default
+# runs/demo): summary.md, summary.json, plots/*.png, each arm's run folder. Flags:
+# `--seeds N` (every arm with N seeds), `--paired` (the paired mechanism test),
+# `--model tiny` (the fast toy, a few minutes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh

@@ -1,7 +1,7 @@
 //! The demo pipeline end to end with a budget of seconds: warm start, four arms,
 //! report folder (the full demo is `bash scripts/demo.sh`, not a test).
 
-use cove::cli::demo::{DEFAULTS, DemoConfig, run};
+use cove::cli::demo::{DemoConfig, TINY_DEFAULTS, run};
 
 #[test]
 fn demo_pipeline_writes_a_complete_report() {
@@ -22,7 +22,7 @@ fn demo_pipeline_writes_a_complete_report() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (cfg, table): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
+    let (cfg, table): (DemoConfig, _) = cove::config::resolve(TINY_DEFAULTS, None, &sets).unwrap();
     let out = dir.path().join("demo");
     let outcome = run(&cfg, &table, &out, false).unwrap();
     let names: Vec<&str> = outcome.methods.iter().map(|m| m.name.as_str()).collect();
@@ -97,7 +97,7 @@ fn real_model_budgets_resolve() {
 #[test]
 fn an_arm_with_a_bad_loss_field_is_named() {
     let sets = vec!["methods=[{name = \"odd\", loss = {clipp = 1}}]".to_string()];
-    let (cfg, _): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
+    let (cfg, _): (DemoConfig, _) = cove::config::resolve(TINY_DEFAULTS, None, &sets).unwrap();
     let err = cfg.methods[0]
         .loss_config(&cfg.grpo.loss)
         .unwrap_err()
@@ -134,7 +134,7 @@ fn seeds_and_the_paired_test_fill_summary_json() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (cfg, table): (DemoConfig, _) = cove::config::resolve(DEFAULTS, None, &sets).unwrap();
+    let (cfg, table): (DemoConfig, _) = cove::config::resolve(TINY_DEFAULTS, None, &sets).unwrap();
     let out = dir.path().join("demo");
     let outcome = run(&cfg, &table, &out, false).unwrap();
     assert_eq!(outcome.methods.len(), 8);

@@ -7,7 +7,8 @@ use crate::loss::LossConfig;
 use crate::model::ModelSpec;
 use std::path::PathBuf;
 
-/// Everything the demo does, resolved from [`super::DEFAULTS`], `--config` and `--set`.
+/// Everything the demo does, resolved from [`super::REAL_MODEL_DEFAULTS`] (or
+/// [`super::TINY_DEFAULTS`]), `--config` and `--set`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
@@ -107,9 +108,10 @@ pub struct DemoArgs {
     /// Report folder.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// The policy: `tiny` (default; embedded defaults `configs/demo.toml`), or a named
-    /// pretrained model such as `smollm2-135m-instruct` or a Hugging Face folder
-    /// (embedded defaults `configs/demo-smollm2.toml`, the 2-core CPU budget).
+    /// The policy: absent, SmolLM2-135M-Instruct (embedded defaults
+    /// `configs/demo-smollm2.toml`, the 2-core CPU budget); a named pretrained model or a
+    /// Hugging Face folder with the same budget; or `tiny` (embedded defaults
+    /// `configs/demo.toml`, the fast toy).
     #[arg(long)]
     pub model: Option<String>,
     /// TOML file overriding the embedded defaults.

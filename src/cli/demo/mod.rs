@@ -3,17 +3,18 @@
 //!
 //! The task is a slice of the synthetic math set ([`crate::data::synth`]): the problems of
 //! the configured levels. Two embedded set-ups:
-//! - **tiny** (default, [`DEFAULTS`]): levels 1 and 4 (the 164 one-digit sum and product
-//!   facts), both splits. From nothing: build the tiny policy ([`crate::model::tiny`]),
-//!   warm-start it with a short supervised phase on the task until its accuracy is inside
-//!   the target window (10–60% by default), then run GRPO three times from that same warm
-//!   start. Accuracy is over the task itself.
-//! - **real model** (`cove demo --model smollm2-135m-instruct`, [`REAL_MODEL_DEFAULTS`]):
-//!   the pretrained weights, no warm start; GRPO on the training split of levels 1 and 4,
-//!   accuracy on the held-out test split of the same levels.
+//! - **real model** (the default, [`REAL_MODEL_DEFAULTS`]): SmolLM2-135M-Instruct from its
+//!   pretrained weights, no warm start; GRPO on the training split of levels 1 and 4,
+//!   accuracy on the held-out test split of the same levels. `--model NAME` takes another
+//!   named model or a Hugging Face folder with the same budget.
+//! - **tiny** (`--model tiny`, [`TINY_DEFAULTS`]): levels 1 and 4 (the 164 one-digit sum
+//!   and product facts), both splits. From nothing: build the tiny policy
+//!   ([`crate::model::tiny`]), warm-start it with a short supervised phase on the task
+//!   until its accuracy is inside the target window (10–60% by default), then the arms
+//!   from that same warm start. Accuracy is over the task itself.
 //!
-//! Each set-up runs GRPO with no entropy control, Clip-Cov and KL-Cov, with the same seed
-//! and budget, and writes a report folder:
+//! Each set-up runs its arms (each a whole loss: GRPO, GRPO with the Cov arms' clip,
+//! Clip-Cov, KL-Cov) with the same seed and budget, and writes a report folder:
 //!
 //! ```text
 //! OUT/config.toml                    resolved configuration
@@ -48,13 +49,13 @@ pub use config::{
     DemoArgs, DemoConfig, DemoOutcome, Method, MethodResult, PairedResult, SftConfig,
 };
 
-/// The demo's embedded defaults (`configs/demo.toml`): the tiny policy.
-pub const DEFAULTS: &str = include_str!("../../../configs/demo.toml");
+/// The tiny demo's embedded defaults (`configs/demo.toml`, `cove demo --model tiny`).
+pub const TINY_DEFAULTS: &str = include_str!("../../../configs/demo.toml");
 
-/// The real-model demo's embedded defaults (`configs/demo-smollm2.toml`): SmolLM2-135M-
-/// Instruct from its pretrained weights, sized for 45 minutes on 2 CPU cores. `cove demo
-/// --model NAME` uses them for any model but `tiny`; `configs/demo-smollm2-gpu.toml` is
-/// the budget for a GPU.
+/// The default demo's embedded defaults (`configs/demo-smollm2.toml`): SmolLM2-135M-
+/// Instruct from its pretrained weights, four arms in under 30 minutes on 2 CPU cores.
+/// `cove demo --model NAME` uses them for any model but `tiny`;
+/// `configs/demo-smollm2-gpu.toml` is the budget for a GPU.
 pub const REAL_MODEL_DEFAULTS: &str = include_str!("../../../configs/demo-smollm2.toml");
 
 use super::train::{LoopOptions, interrupt_flag, train_loop};
@@ -402,7 +403,8 @@ fn parameter_count(policy: &Policy) -> i64 {
 /// Runs `cove demo`.
 pub fn run_cli(args: &DemoArgs) -> Result<String, DemoError> {
     let (defaults, mut sets) = match args.model.as_deref() {
-        None | Some(crate::model::named::TINY) => (DEFAULTS, vec![]),
+        Some(crate::model::named::TINY) => (TINY_DEFAULTS, vec![]),
+        None => (REAL_MODEL_DEFAULTS, vec![]),
         Some(model) => (
             REAL_MODEL_DEFAULTS,
             vec![format!(
