@@ -22,7 +22,7 @@ pub mod math;
 mod parquet_rows;
 pub mod synth;
 
-use crate::model::Message;
+use crate::model::{Message, last_user_text};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -166,13 +166,7 @@ impl Prompt {
     pub fn user_text(&self) -> &str {
         match self {
             Prompt::Text(text) => text,
-            Prompt::Chat(messages) => messages
-                .iter()
-                .rev()
-                .find(|m| m.role == "user")
-                .or(messages.last())
-                .map(|m| m.content.as_str())
-                .unwrap_or(""),
+            Prompt::Chat(messages) => last_user_text(messages),
         }
     }
 }

@@ -23,6 +23,17 @@ pub struct Message {
     pub content: String,
 }
 
+/// The text of the last user turn of `messages` (the last message when none is a user's;
+/// empty for none): what a prompt is without a chat template.
+pub fn last_user_text(messages: &[Message]) -> &str {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .or(messages.last())
+        .map_or("", |m| m.content.as_str())
+}
+
 impl Message {
     /// A message with any role.
     pub fn new(role: &str, content: &str) -> Self {

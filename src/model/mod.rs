@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor, nn};
 use tokenizers::Tokenizer;
 
-pub use chat::{ChatTemplate, Message};
+pub use chat::{ChatTemplate, Message, last_user_text};
 pub use config::{Family, Qwen2Config, RopeScaling};
 pub use lora::{LoraConfig, LoraInfo, TrainSwitch};
 pub use spec::ModelSpec;
@@ -498,12 +498,7 @@ impl Policy {
         if chat_template {
             return self.encode(&self.apply_chat_template(messages, true)?);
         }
-        let user = messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .or(messages.last());
-        self.encode(user.map_or("", |m| m.content.as_str()))
+        self.encode(last_user_text(messages))
     }
 
     /// Writes the policy as a Hugging Face folder that transformers and
