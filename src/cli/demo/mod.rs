@@ -58,7 +58,7 @@ pub const TINY_DEFAULTS: &str = include_str!("../../../configs/demo.toml");
 /// `configs/demo-smollm2-gpu.toml` is the budget for a GPU.
 pub const REAL_MODEL_DEFAULTS: &str = include_str!("../../../configs/demo-smollm2.toml");
 
-use super::train::{LoopOptions, interrupt_flag, train_loop};
+use super::train::{LoopOptions, LoopOutcome, interrupt_flag, train_loop};
 use crate::config::resolve;
 use crate::data::synth::{self, SynthProblem};
 use crate::dist::Launch;
@@ -70,7 +70,7 @@ use crate::rollout::SamplingConfig;
 use crate::run_dir::RunDir;
 use crate::trainer::{Evaluation, Example, Trainer};
 use crate::verifiers::math::{MathOptions, MathVerifier};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -233,10 +233,7 @@ pub fn run(
                 break;
             }
             let run_started = Instant::now();
-            let mut policy = cfg.model.load(&launch)?;
-            if let Some(weights) = &warm_weights {
-                policy.model.var_store_mut().load(weights)?;
-            }
+            let policy = start_policy(cfg, &launch, warm_weights.as_ref())?;
             let mut tcfg = cfg.grpo.clone();
             tcfg.seed = seed;
             tcfg.loss = method.loss_config(&cfg.grpo.loss)?;
@@ -271,16 +268,14 @@ pub fn run(
                     entropy_warn_fraction: cfg.entropy_warn_fraction,
                 },
             )?;
-            let mut result = method_result(
-                &method.name,
+            let result = method_result(
+                (&method.name, seed),
                 &method_dir,
                 (start, probe_start),
                 cfg.grpo.mini_batch_size,
-                outcome.warning,
-                outcome.interrupted,
+                &outcome,
                 run_started.elapsed().as_secs_f64(),
             )?;
-            result.seed = seed;
             log(format!(
                 "{} (seed {seed}): {} steps in {:.0}s, probe entropy {:.4} -> {:.4}, accuracy \
                  {:.1}% -> {:.1}%",
@@ -340,12 +335,11 @@ pub fn run(
 
 /// A method's figures, read back from its run folder's metrics.
 fn method_result(
-    name: &str,
+    (name, seed): (&str, u64),
     run: &RunDir,
     (start_accuracy, start_probe): (f64, f64),
     mini_batch_size: usize,
-    warning: Option<String>,
-    interrupted: bool,
+    outcome: &LoopOutcome,
     seconds: f64,
 ) -> Result<MethodResult, DemoError> {
     let steps = read_metrics(&run.metrics())?;
@@ -375,7 +369,7 @@ fn method_result(
         .sum();
     Ok(MethodResult {
         name: name.to_string(),
-        seed: 0,
+        seed,
         entropy: per_step(|m| m.entropy),
         probe_entropy,
         cov_mean: per_step(|m| m.cov.mean),
@@ -383,10 +377,24 @@ fn method_result(
         tokens_per_mini_batch: tokens / steps.len().max(1) as f64,
         accuracy,
         points,
-        warning,
+        warning: outcome.warning.clone(),
         seconds,
-        interrupted,
+        interrupted: outcome.interrupted,
     })
+}
+
+/// The starting policy of every run: the model as loaded, over the warm-start weights
+/// when there are some.
+fn start_policy(
+    cfg: &DemoConfig,
+    launch: &Launch,
+    warm_weights: Option<&PathBuf>,
+) -> Result<Policy, DemoError> {
+    let mut policy = cfg.model.load(launch)?;
+    if let Some(weights) = warm_weights {
+        policy.model.var_store_mut().load(weights)?;
+    }
+    Ok(policy)
 }
 
 /// Number of parameters of the policy's network.

@@ -5,11 +5,10 @@
 //! with a 95% interval (Student's t over the batches).
 
 use super::config::{DemoConfig, PairedResult};
-use super::{DemoError, reward};
+use super::{DemoError, reward, start_policy};
 use crate::dist::Launch;
 use crate::eval::Probe;
 use crate::loss::{ControlConfig, LossConfig};
-use crate::model::Policy;
 use crate::rollout::{LocalEngine, RolloutEngine, RolloutRequest};
 use crate::seed::mix_seed;
 use crate::trainer::{Example, Trainer};
@@ -28,15 +27,6 @@ pub(super) struct PairedSetup<'a> {
     pub out: &'a Path,
 }
 
-/// The starting policy (the model as loaded, over the warm start when there is one).
-fn start_policy(s: &PairedSetup) -> Result<Policy, DemoError> {
-    let mut policy = s.cfg.model.load(s.launch)?;
-    if let Some(w) = s.warm_weights {
-        policy.model.var_store_mut().load(w)?;
-    }
-    Ok(policy)
-}
-
 /// Each arm's probe-entropy change per batch (`changes[arm][batch]`), and the start
 /// entropy; `log` receives progress lines.
 pub(super) fn run(
@@ -49,7 +39,7 @@ pub(super) fn run(
         .iter()
         .map(|m| m.loss_config(&cfg.grpo.loss))
         .collect::<Result<_, _>>()?;
-    let base = start_policy(s)?;
+    let base = start_policy(cfg, s.launch, s.warm_weights)?;
     let h0 = s.probe.entropy(&base)?;
     let prompts_needed = cfg.grpo.prompts_per_step;
     let mut changes = vec![Vec::new(); arms.len()];
@@ -85,7 +75,8 @@ pub(super) fn run(
             tcfg.steps = 1;
             tcfg.dynamic_sampling.enabled = false;
             tcfg.out_dir = s.out.join("paired").join(&method.name);
-            let mut trainer = Trainer::new(tcfg, start_policy(s)?, reward(), s.data.to_vec())?;
+            let policy = start_policy(cfg, s.launch, s.warm_weights)?;
+            let mut trainer = Trainer::new(tcfg, policy, reward(), s.data.to_vec())?;
             trainer.learn(&trajectories)?;
             let change = s.probe.entropy(trainer.policy())? - h0;
             line.push_str(&format!(" {} {change:+.5}", method.name));
@@ -129,6 +120,14 @@ fn baseline(arms: &[LossConfig], loss: &LossConfig) -> Option<usize> {
         .position(|a| a.control == ControlConfig::None && a.clip == loss.clip)
 }
 
+/// Mean and sample standard deviation of `values` (sd 0 for one value).
+pub(super) fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
 /// Mean and the half-width of its 95% interval (Student's t, `n - 1` degrees of
 /// freedom); an interval of 0 width below two values.
 pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
@@ -136,12 +135,11 @@ pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
     if n == 0 {
         return (f64::NAN, f64::NAN);
     }
-    let mean = values.iter().sum::<f64>() / n as f64;
+    let (mean, sd) = mean_sd(values);
     if n < 2 {
         return (mean, 0.0);
     }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (mean, t975(n - 1) * (var / n as f64).sqrt())
+    (mean, t975(n - 1) * sd / (n as f64).sqrt())
 }
 
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.

@@ -2,6 +2,7 @@
 
 use super::DemoError;
 use super::config::{DemoConfig, DemoOutcome, MethodResult};
+use super::paired::mean_sd;
 use crate::cli::plot::{self, Series};
 use crate::law;
 use crate::loss::{ControlConfig, LossConfig};
@@ -174,14 +175,6 @@ pub fn summary_json(cfg: &DemoConfig, o: &DemoOutcome) -> serde_json::Value {
         "arms": arms,
         "paired": o.paired,
     })
-}
-
-/// Mean and sample standard deviation of `values` (sd 0 for one value).
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
 
 /// Per arm over its seeds: the probe entropy and accuracy at the end (mean +- sd), and
