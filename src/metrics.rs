@@ -37,6 +37,16 @@ pub struct StepMetrics {
     pub cov: CovStats,
     /// Fraction of valid tokens selected by the entropy control (over all updates).
     pub selected_frac: f64,
+    /// Share of each optimizer mini-batch's positive covariance mass that the control's
+    /// selection carried, mean over the step's mini-batches (`None` for a control that
+    /// does not select, or outside `mini_batch` scope; the batch's own concentration is
+    /// in `cov` for every control).
+    #[serde(default)]
+    pub selected_share: Option<f64>,
+    /// Tokens the control selected per optimizer mini-batch, mean over the step's
+    /// mini-batches (same `None` cases as `selected_share`).
+    #[serde(default)]
+    pub selected_tokens: Option<f64>,
     /// Fraction of valid tokens whose PPO clipped term is active.
     pub clip_frac: f64,
     /// Mean of `old_logp - logp` over the updates' valid tokens.

@@ -60,6 +60,105 @@ pub fn selection_count(ratio: f64, n_valid: i64) -> i64 {
     ((ratio * n_valid as f64).floor() as i64).max(1)
 }
 
+/// How many tokens Clip-Cov or KL-Cov select over a scope. In TOML, `ratio = 2e-4` (a
+/// token fraction, the paper's) or `ratio = { share = 0.2 }` (a covariance share).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ratio {
+    /// `max(int(r * N), 1)` of the scope's `N` valid tokens ([`selection_count`]).
+    Fraction(f64),
+    /// The fewest tokens that carry this share of the scope's positive covariance mass
+    /// (the sum of `max(cov, 0)` over valid tokens; [`covariance_share`]): KL-Cov takes
+    /// the top tokens by covariance, Clip-Cov random candidates in its band, until the
+    /// share is reached (all candidates if they carry less). With no positive mass
+    /// nothing is selected. The token count then follows how concentrated the batch's
+    /// covariance is instead of its size.
+    Share {
+        /// The share, in (0, 1].
+        share: f64,
+    },
+}
+
+impl Ratio {
+    /// The number it holds (fraction or share): the control's adjustable strength.
+    pub fn value(self) -> f64 {
+        match self {
+            Ratio::Fraction(r) => r,
+            Ratio::Share { share } => share,
+        }
+    }
+
+    /// The same kind of ratio holding `value`.
+    pub fn with_value(self, value: f64) -> Ratio {
+        match self {
+            Ratio::Fraction(_) => Ratio::Fraction(value),
+            Ratio::Share { .. } => Ratio::Share { share: value },
+        }
+    }
+
+    fn check(self) -> Result<(), ControlError> {
+        match self {
+            Ratio::Fraction(r) => check("ratio", r, (0.0..=1.0).contains(&r), "must be in [0, 1]"),
+            Ratio::Share { share } => check(
+                "ratio.share",
+                share,
+                share > 0.0 && share <= 1.0,
+                "must be in (0, 1]",
+            ),
+        }
+    }
+}
+
+impl From<f64> for Ratio {
+    fn from(r: f64) -> Self {
+        Ratio::Fraction(r)
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    /// `0.0002` for a fraction, `share 0.2` for a share (report tables).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ratio::Fraction(r) => write!(f, "{r}"),
+            Ratio::Share { share } => write!(f, "share {share}"),
+        }
+    }
+}
+
+/// The share of the scope's positive covariance mass that the `selected` tokens carry:
+/// `sum(max(cov, 0) over selected) / sum(max(cov, 0) over valid)`, covariance from
+/// `scope.logp` (read detached) as in [`token_covariance`]; 0 when there is no positive
+/// mass. What a selection took out of the batch's entropy-lowering covariance.
+pub fn covariance_share(scope: &TokenTensors, selected: &Tensor) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let positive = token_covariance(scope.logp, scope.adv, scope.valid)
+        .to_kind(Kind::Double)
+        .clamp_min(0.0);
+    let chosen = positive.masked_fill(&selected.logical_and(scope.valid).logical_not(), 0.0);
+    let sums = Tensor::stack(&[chosen.sum(Kind::Double), positive.sum(Kind::Double)], 0);
+    let sums = Vec::<f64>::try_from(&sums).expect("two doubles");
+    if sums[1] > 0.0 {
+        sums[0] / sums[1]
+    } else {
+        0.0
+    }
+}
+
+/// How many of `masses` (non-negative, in the order they would be taken) the fewest
+/// that reach `share` of `total` are: the first index where the running sum reaches
+/// the target, plus one, at most `available`; 0 when `total` is not positive.
+fn count_for_share(masses: &Tensor, total: f64, share: f64, available: i64) -> i64 {
+    if total <= 0.0 || available == 0 {
+        return 0;
+    }
+    let below = masses
+        .cumsum(0, Kind::Double)
+        .lt(share * total)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    (below + 1).min(available)
+}
+
 const M32: i64 = 0xFFFF_FFFF;
 
 /// `(x * c) mod 2^32` for `0 <= x, c < 2^32` without int64 overflow (split in halves).
@@ -107,16 +206,21 @@ pub fn clip_cov_candidates(
 }
 
 /// Clip-Cov selection: `max(int(ratio * N), 1)` tokens drawn uniformly at random (keyed
-/// by `seed`) among the candidates, or all candidates if fewer. Returns a `[B, T]` bool
+/// by `seed`) among the candidates, or all candidates if fewer; for a share, random
+/// candidates until they carry it ([`clip_cov_select_share`]). Returns a `[B, T]` bool
 /// on the scope's device (fused kernel for CPU tensors, tensor ops elsewhere).
 pub fn clip_cov_select(
     scope: &TokenTensors,
-    ratio: f64,
+    ratio: Ratio,
     lb: f64,
     ub: f64,
     clip: &PpoClip,
     seed: u64,
 ) -> Tensor {
+    let ratio = match ratio {
+        Ratio::Fraction(r) => r,
+        Ratio::Share { share } => return clip_cov_select_share(scope, share, lb, ub, clip, seed),
+    };
     if !cpu::applicable(scope.valid, &[scope.logp, scope.old_logp, scope.adv]) {
         return clip_cov_select_tensor(scope, ratio, lb, ub, clip, seed);
     }
@@ -158,10 +262,49 @@ pub fn clip_cov_select_tensor(
         .view_as(scope.valid)
 }
 
+/// Clip-Cov by covariance share: the candidates in the order of their random keys
+/// (the order [`clip_cov_select_tensor`] draws them in), taken until they carry `share`
+/// of the scope's positive covariance mass, or all of them. Tensor ops on any device;
+/// two host reads.
+pub fn clip_cov_select_share(
+    scope: &TokenTensors,
+    share: f64,
+    lb: f64,
+    ub: f64,
+    clip: &PpoClip,
+    seed: u64,
+) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let cov = token_covariance(scope.logp, scope.adv, scope.valid).to_kind(Kind::Double);
+    let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
+    let positive = cov.clamp_min(0.0).flatten(0, -1);
+    let totals = Tensor::stack(
+        &[positive.sum(Kind::Double), candidates.sum(Kind::Double)],
+        0,
+    );
+    let totals = Vec::<f64>::try_from(&totals).expect("two doubles");
+    let positions = Tensor::arange(candidates.size()[0], (Kind::Int64, candidates.device()));
+    let keys = hash_keys(&positions, seed).masked_fill(&candidates.logical_not(), i64::MAX);
+    let (_, order) = keys.sort(0, false);
+    let masses = positive
+        .masked_fill(&candidates.logical_not(), 0.0)
+        .index_select(0, &order);
+    let n = count_for_share(&masses, totals[0], share, totals[1] as i64);
+    candidates
+        .zeros_like()
+        .index_fill(0, &order.narrow(0, 0, n), 1)
+        .view_as(scope.valid)
+}
+
 /// KL-Cov selection: the top `max(int(k * N), 1)` valid tokens by covariance (none if
-/// no token is valid). Returns a `[B, T]` bool on the scope's device (fused kernel for
-/// CPU tensors, tensor ops elsewhere).
-pub fn kl_cov_select(scope: &TokenTensors, k: f64) -> Tensor {
+/// no token is valid); for a share, the top tokens until they carry it
+/// ([`kl_cov_select_share`]). Returns a `[B, T]` bool on the scope's device (fused
+/// kernel for CPU tensors, tensor ops elsewhere).
+pub fn kl_cov_select(scope: &TokenTensors, ratio: Ratio) -> Tensor {
+    let k = match ratio {
+        Ratio::Fraction(k) => k,
+        Ratio::Share { share } => return kl_cov_select_share(scope, share),
+    };
     if !cpu::applicable(scope.valid, &[scope.logp, scope.adv]) {
         return kl_cov_select_tensor(scope, k);
     }
@@ -189,6 +332,30 @@ pub fn kl_cov_select_tensor(scope: &TokenTensors, k: f64) -> Tensor {
     flat_valid
         .zeros_like()
         .index_fill(0, &idx, 1)
+        .view_as(scope.valid)
+}
+
+/// KL-Cov by covariance share: the fewest top tokens by covariance that carry `share` of
+/// the scope's positive covariance mass. Tensor ops on any device; two host reads.
+pub fn kl_cov_select_share(scope: &TokenTensors, share: f64) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let cov = token_covariance(scope.logp, scope.adv, scope.valid)
+        .to_kind(Kind::Double)
+        .masked_fill(&scope.valid.logical_not(), f64::NEG_INFINITY)
+        .flatten(0, -1);
+    let (sorted, order) = cov.sort(0, true);
+    let masses = sorted.clamp_min(0.0);
+    let totals = Tensor::stack(
+        &[masses.sum(Kind::Double), masses.gt(0.0).sum(Kind::Double)],
+        0,
+    );
+    let totals = Vec::<f64>::try_from(&totals).expect("two doubles");
+    let n = count_for_share(&masses, totals[0], share, totals[1] as i64);
+    scope
+        .valid
+        .flatten(0, -1)
+        .zeros_like()
+        .index_fill(0, &order.narrow(0, 0, n), 1)
         .view_as(scope.valid)
 }
 
@@ -256,7 +423,8 @@ pub trait EntropyControl: Send {
     /// Sees the step's measured entropy (masked token mean); adaptive controls adjust
     /// their strength here.
     fn observe_entropy(&mut self, _entropy: f64) {}
-    /// The current adjustable strength (Clip-Cov ratio, KL-Cov beta, bonus coefficient),
+    /// The current adjustable strength (Clip-Cov's ratio or share, KL-Cov's beta, the bonus
+    /// coefficient),
     /// stored in checkpoints and metrics.
     fn strength(&self) -> f64;
     /// Restores the strength saved by [`EntropyControl::strength`].
@@ -271,9 +439,10 @@ pub enum ControlConfig {
     None,
     /// Clip-Cov (paper defaults: ratio 2e-4, lb 1, ub 5).
     ClipCov {
-        /// Fraction r of valid tokens to detach.
+        /// How many tokens to detach: a fraction r of the valid tokens, or a covariance
+        /// share.
         #[serde(default = "default_clip_ratio")]
-        ratio: f64,
+        ratio: Ratio,
         /// Strict lower covariance bound.
         #[serde(default = "default_lb")]
         lb: f64,
@@ -283,9 +452,10 @@ pub enum ControlConfig {
     },
     /// KL-Cov (paper defaults: k 2e-3, beta 1).
     KlCov {
-        /// Fraction k of valid tokens penalised (2e-3 for 7B, 2e-4 for 32B models).
+        /// How many tokens to penalise: a fraction k of the valid tokens (2e-3 for 7B,
+        /// 2e-4 for 32B models), or a covariance share.
         #[serde(default = "default_kl_ratio")]
-        ratio: f64,
+        ratio: Ratio,
         /// Coefficient of `|logp - old_logp|`.
         #[serde(default = "default_beta")]
         beta: f64,
@@ -312,8 +482,8 @@ pub enum ControlConfig {
     },
 }
 
-fn default_clip_ratio() -> f64 {
-    2e-4
+fn default_clip_ratio() -> Ratio {
+    Ratio::Fraction(2e-4)
 }
 fn default_lb() -> f64 {
     1.0
@@ -321,8 +491,8 @@ fn default_lb() -> f64 {
 fn default_ub() -> f64 {
     5.0
 }
-fn default_kl_ratio() -> f64 {
-    2e-3
+fn default_kl_ratio() -> Ratio {
+    Ratio::Fraction(2e-3)
 }
 fn default_beta() -> f64 {
     1.0
@@ -384,22 +554,12 @@ impl ControlConfig {
         let control: Box<dyn EntropyControl> = match *self {
             ControlConfig::None => Box::new(NoControl),
             ControlConfig::ClipCov { ratio, lb, ub } => {
-                check(
-                    "ratio",
-                    ratio,
-                    (0.0..=1.0).contains(&ratio),
-                    "must be in [0, 1]",
-                )?;
+                ratio.check()?;
                 check("ub", ub, ub > lb, "must be greater than lb")?;
                 Box::new(ClipCov { ratio, lb, ub })
             }
             ControlConfig::KlCov { ratio, beta } => {
-                check(
-                    "ratio",
-                    ratio,
-                    (0.0..=1.0).contains(&ratio),
-                    "must be in [0, 1]",
-                )?;
+                ratio.check()?;
                 check("beta", beta, beta >= 0.0, "must be >= 0")?;
                 Box::new(KlCov { ratio, beta })
             }
@@ -466,8 +626,8 @@ impl EntropyControl for NoControl {
 
 /// Clip-Cov: detach a random few high-covariance tokens from the gradient.
 pub struct ClipCov {
-    /// Fraction of valid tokens to detach.
-    pub ratio: f64,
+    /// How many tokens to detach (fraction or covariance share).
+    pub ratio: Ratio,
     /// Strict lower covariance bound.
     pub lb: f64,
     /// Strict upper covariance bound.
@@ -488,17 +648,17 @@ impl EntropyControl for ClipCov {
         clip_cov_loss(t, selected, clip)
     }
     fn strength(&self) -> f64 {
-        self.ratio
+        self.ratio.value()
     }
     fn set_strength(&mut self, value: f64) {
-        self.ratio = value;
+        self.ratio = self.ratio.with_value(value);
     }
 }
 
 /// KL-Cov: a KL penalty on the top-k covariance tokens, no PPO clipping.
 pub struct KlCov {
-    /// Fraction of valid tokens penalised.
-    pub ratio: f64,
+    /// How many tokens to penalise (fraction or covariance share).
+    pub ratio: Ratio,
     /// Penalty coefficient.
     pub beta: f64,
 }

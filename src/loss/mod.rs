@@ -262,8 +262,12 @@ pub fn micro_seed(seed: u64, index: usize) -> u64 {
     seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Covariance statistics over the valid tokens of a batch.
+/// Covariance statistics over the valid tokens of a batch. The `top_share_*` and
+/// `half_share_frac` fields describe how concentrated the positive covariance mass (the
+/// sum of `max(cov, 0)`) is, whatever the control: what the Cov rules would take out of
+/// a GRPO run's batch too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CovStats {
     /// Mean covariance.
     pub mean: f64,
@@ -273,6 +277,14 @@ pub struct CovStats {
     pub p999: f64,
     /// Fraction of valid tokens with covariance above `lb`.
     pub frac_above_lb: f64,
+    /// Share of the positive covariance mass carried by the top `max(int(2e-4 * N), 1)`
+    /// tokens by covariance (the paper's Clip-Cov ratio as a top-k count).
+    pub top_share_2e4: f64,
+    /// The same for the top `max(int(2e-3 * N), 1)` tokens (the paper's KL-Cov ratio).
+    pub top_share_2e3: f64,
+    /// Fraction of valid tokens that the top tokens by covariance need to carry half of
+    /// the positive covariance mass.
+    pub half_share_frac: f64,
 }
 
 /// Covariance statistics of `logp` / `adv` under `valid` (zeros when nothing is valid).
@@ -285,7 +297,26 @@ pub fn cov_stats(logp: &Tensor, adv: &Tensor, valid: &Tensor, lb: f64) -> CovSta
     if n == 0 {
         return CovStats::default();
     }
+    let (sorted, _) = cov.sort(0, true);
+    let running = sorted.clamp_min(0.0).cumsum(0, Kind::Double);
+    let total = running.double_value(&[n - 1]);
+    let top_share = |ratio: f64| {
+        let k = control::selection_count(ratio, n).min(n);
+        if total > 0.0 {
+            running.double_value(&[k - 1]) / total
+        } else {
+            0.0
+        }
+    };
+    let half_share_frac = if total > 0.0 {
+        (running.lt(0.5 * total).sum(Kind::Int64).int64_value(&[]) + 1) as f64 / n as f64
+    } else {
+        0.0
+    };
     CovStats {
+        top_share_2e4: top_share(2e-4),
+        top_share_2e3: top_share(2e-3),
+        half_share_frac,
         mean: cov.mean(Kind::Double).double_value(&[]),
         max: cov.max().double_value(&[]),
         p999: cov

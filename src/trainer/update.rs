@@ -13,6 +13,7 @@ use super::shard::{GlobalBatch, gather_rows};
 use crate::batching::{MicroBatch, plan_micro_batches};
 use crate::config::KlEstimator;
 use crate::dist::{ReduceOp, all_reduce_buckets};
+use crate::loss::control::covariance_share;
 use crate::loss::{
     AggNorm, LossSums, MiniBatchPlan, SelectionLogp, SelectionScope, TokenTensors, cov_stats,
     micro_batch_loss, plan_mini_batch,
@@ -35,6 +36,8 @@ struct MiniBatchOutcome {
     overlap_old: Option<f64>,
     /// [`selection_digest`] of the global mini-batch's selection.
     digest: Option<u64>,
+    /// Covariance share and token count of the global mini-batch's selection.
+    selection: Option<(f64, f64)>,
 }
 
 /// Sums over a step's mini-batches.
@@ -48,6 +51,10 @@ struct UpdateTotals {
     overlaps: usize,
     /// The mini-batches' selection digests, folded in order.
     digest: Option<u64>,
+    /// Sums of the selections' covariance shares and token counts, and their number.
+    share_sum: f64,
+    tokens_sum: f64,
+    selections: usize,
 }
 
 impl UpdateTotals {
@@ -62,6 +69,11 @@ impl UpdateTotals {
         }
         if let Some(d) = o.digest {
             self.digest = Some(mix_seed(self.digest.unwrap_or(0), d));
+        }
+        if let Some((share, tokens)) = o.selection {
+            self.share_sum += share;
+            self.tokens_sum += tokens;
+            self.selections += 1;
         }
     }
 }
@@ -159,6 +171,9 @@ pub(crate) fn update(
     m.grad_norm = totals.grad_norm / opt_steps;
     m.selection_overlap_old =
         (totals.overlaps > 0).then(|| totals.overlap_sum / totals.overlaps as f64);
+    let selections = totals.selections as f64;
+    m.selected_share = (totals.selections > 0).then(|| totals.share_sum / selections);
+    m.selected_tokens = (totals.selections > 0).then(|| totals.tokens_sum / selections);
     Ok(())
 }
 
@@ -240,6 +255,8 @@ fn optimize_mini_batch(
     } else {
         plan(l, &global.with_logp(&global.old), micro_batches, seed)
     };
+    // The log-probs the selection is made from (the gathered current ones once known).
+    let mut selection_logp = global.old.shallow_clone();
     let mut mb_plan = global_plan.rows(offset, rows);
     let mut current = t.old.zeros_like();
     let entropy_grad = l.control.entropy_coef() != 0.0;
@@ -254,6 +271,7 @@ fn optimize_mini_batch(
                 let everyone = l.comm.all_gather(&current, "gathering current log-probs")?;
                 global_plan = plan(l, &global.with_logp(&everyone), micro_batches, seed);
                 mb_plan = global_plan.rows(offset, rows);
+                selection_logp = everyone;
             }
         }
         let mut rows = t.rows(&idx);
@@ -301,6 +319,10 @@ fn optimize_mini_batch(
         .as_ref()
         .map(selection_digest)
         .transpose()?;
+    out.selection = global_plan.selected.as_ref().map(|s| {
+        let share = covariance_share(&global.with_logp(&selection_logp), s);
+        (share, s.sum(Kind::Double).double_value(&[]))
+    });
     if l.comm.world_size() > 1 {
         let mut grads = l.opt.gradients();
         all_reduce_buckets(

@@ -249,12 +249,12 @@ fn train_ranks(ranks: usize, cfg: &TrainConfig, lora: bool) {
 fn two_mpi_ranks_make_the_single_process_update_and_selection() {
     use cove::loss::ControlConfig;
     let clip_cov = ControlConfig::ClipCov {
-        ratio: 0.2,
+        ratio: 0.2.into(),
         lb: -100.0,
         ub: 100.0,
     };
     let kl_cov = ControlConfig::KlCov {
-        ratio: 0.2,
+        ratio: 0.2.into(),
         beta: 1.0,
     };
     let cases = [

@@ -251,7 +251,7 @@ fn tiny_runs_keep_their_metrics_and_checkpoints() {
         (
             "clip-cov",
             ControlConfig::ClipCov {
-                ratio: 0.05,
+                ratio: 0.05.into(),
                 lb: 1.0,
                 ub: 5.0,
             },
@@ -259,7 +259,7 @@ fn tiny_runs_keep_their_metrics_and_checkpoints() {
         (
             "kl-cov",
             ControlConfig::KlCov {
-                ratio: 0.05,
+                ratio: 0.05.into(),
                 beta: 1.0,
             },
         ),

@@ -64,7 +64,7 @@ fn entropy_falls_faster_under_grpo_than_kl_cov() {
     // k scaled up for this toy batch (~200 tokens): the paper's 2e-3 would penalise one.
     let kl = entropy_curve(
         ControlConfig::KlCov {
-            ratio: 0.2,
+            ratio: 0.2.into(),
             beta: 1.0,
         },
         steps,

@@ -136,7 +136,7 @@ fn clip_cov_candidates_and_selection_match_golden() {
             count
         );
         for seed in [0u64, 1, 77, u64::MAX] {
-            let sel = to_rows(&clip_cov_select(&scope, r, lb, ub, &clip, seed));
+            let sel = to_rows(&clip_cov_select(&scope, r.into(), lb, ub, &clip, seed));
             let mut n = 0;
             for (sr, cr) in sel.iter().zip(&cand) {
                 for (s, c) in sr.iter().zip(cr) {
@@ -152,8 +152,16 @@ fn clip_cov_candidates_and_selection_match_golden() {
             assert_eq!(n, count, "selected count r={r} seed={seed}");
         }
         // The full loss: golden surrogate with Cove's selection zeroed, token-mean.
-        let report =
-            compute_loss(&x.raw, &cfg(ControlConfig::ClipCov { ratio: r, lb, ub }), 5).unwrap();
+        let report = compute_loss(
+            &x.raw,
+            &cfg(ControlConfig::ClipCov {
+                ratio: r.into(),
+                lb,
+                ub,
+            }),
+            5,
+        )
+        .unwrap();
         let pg = rows(&case["pg"]);
         let mut expect = 0.0;
         for (i, row) in pg.iter().enumerate() {
@@ -189,11 +197,11 @@ fn clip_cov_selection_is_seeded() {
         valid: &x.valid,
     };
     let clip = PpoClip::default();
-    let a = to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, 9));
-    let b = to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, 9));
+    let a = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, 9));
+    let b = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, 9));
     assert_eq!(a, b, "same seed, same selection");
     let differs =
-        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02, 1.0, 5.0, &clip, s)) != a);
+        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, s)) != a);
     assert!(differs, "the seed changes the selection");
 }
 
@@ -227,12 +235,19 @@ fn kl_cov_topk_and_penalty_match_golden() {
             case["beta"].as_f64().unwrap(),
         );
         assert_eq!(
-            to_rows(&kl_cov_select(&scope, k)),
+            to_rows(&kl_cov_select(&scope, k.into())),
             rows(&case["selected"]),
             "top-k k={k}"
         );
-        let report =
-            compute_loss(&x.raw, &cfg(ControlConfig::KlCov { ratio: k, beta }), 0).unwrap();
+        let report = compute_loss(
+            &x.raw,
+            &cfg(ControlConfig::KlCov {
+                ratio: k.into(),
+                beta,
+            }),
+            0,
+        )
+        .unwrap();
         assert_close(
             &report.token_loss,
             &rows(&case["token_loss"]),
@@ -410,7 +425,7 @@ fn all_masked_batch_gives_zero_loss_and_zero_grads() {
         ControlConfig::None,
         ControlConfig::default(),
         ControlConfig::ClipCov {
-            ratio: 2e-4,
+            ratio: 2e-4.into(),
             lb: 1.0,
             ub: 5.0,
         },
@@ -488,14 +503,14 @@ fn fused_cpu_selection_equals_tensor_ops() {
         let clip = PpoClip::default();
         for (r, lb, ub) in [(2e-4, 1.0, 5.0), (0.01, 0.5, 5.0), (0.9, 0.1, 2.0)] {
             for seed in [0u64, 5, 1 << 40] {
-                let fused = clip_cov_select(&scope, r, lb, ub, &clip, seed);
+                let fused = clip_cov_select(&scope, r.into(), lb, ub, &clip, seed);
                 let ops = clip_cov_select_tensor(&scope, r, lb, ub, &clip, seed);
                 assert!(fused.equal(&ops), "{kind:?} clip-cov r={r} seed={seed}");
                 assert!(fused.sum(Kind::Int64).int64_value(&[]) > 0);
             }
         }
         for k in [2e-3, 0.05, 0.5] {
-            let fused = kl_cov_select(&scope, k);
+            let fused = kl_cov_select(&scope, k.into());
             let ops = kl_cov_select_tensor(&scope, k);
             assert!(fused.equal(&ops), "{kind:?} kl-cov k={k}");
         }

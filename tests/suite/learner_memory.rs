@@ -318,7 +318,7 @@ fn bf16_mixed_training_resumes_exactly_from_its_master_weights() {
         cfg.precision = Precision::Bf16Mixed;
         cfg.activation_checkpointing = true;
         cfg.loss.control = cove::loss::ControlConfig::KlCov {
-            ratio: 0.02,
+            ratio: 0.02.into(),
             beta: 1.0,
         };
         cfg

@@ -30,7 +30,7 @@ fn kl_cov_on_policy_updates_like_grpo() {
     };
     let (grpo, g) = one_update(ControlConfig::None);
     let (kl, k) = one_update(ControlConfig::KlCov {
-        ratio: 0.05,
+        ratio: 0.05.into(),
         beta: 1.0,
     });
     assert!(k.selected_frac > 0.0, "KL-Cov selected nothing");
@@ -89,7 +89,7 @@ fn clip_cov_selected_tokens_get_exactly_zero_gradient_under_every_aggregation() 
     ] {
         let cfg = LossConfig {
             control: ControlConfig::ClipCov {
-                ratio: 0.1,
+                ratio: 0.1.into(),
                 lb: 0.0,
                 ub: 100.0,
             },

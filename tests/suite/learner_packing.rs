@@ -275,7 +275,7 @@ fn clip_cov_selection_does_not_depend_on_micro_batches_packing_or_sharing() {
     // precedes the backward; with several, earlier micro-batches are corrected.
     let dir = tempfile::tempdir().unwrap();
     let control = ControlConfig::ClipCov {
-        ratio: 0.2,
+        ratio: 0.2.into(),
         lb: -100.0,
         ub: 100.0,
     };
@@ -315,7 +315,7 @@ fn kl_cov_selection_does_not_depend_on_micro_batches() {
     // pass's own layout (bitwise equal, gradient 0), which isolates the selection.
     let dir = tempfile::tempdir().unwrap();
     let control = ControlConfig::KlCov {
-        ratio: 0.2,
+        ratio: 0.2.into(),
         beta: 1.0,
     };
     let base = TrainConfig {
@@ -338,7 +338,7 @@ fn kl_cov_selection_does_not_depend_on_micro_batches() {
 fn old_log_prob_selection_is_free_and_reports_no_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let control = ControlConfig::KlCov {
-        ratio: 0.2,
+        ratio: 0.2.into(),
         beta: 1.0,
     };
     let mut cfg = selecting_config(dir.path(), control);

@@ -18,7 +18,7 @@ fn config(out: &Path) -> cove::config::TrainConfig {
     cfg.checkpoint.every = 2;
     cfg.checkpoint.keep = 10;
     cfg.loss.control = cove::loss::ControlConfig::ClipCov {
-        ratio: 0.02,
+        ratio: 0.02.into(),
         lb: 0.1,
         ub: 5.0,
     };

@@ -94,12 +94,12 @@ fn controls() -> Vec<ControlConfig> {
     vec![
         ControlConfig::None,
         ControlConfig::ClipCov {
-            ratio: 0.05,
+            ratio: 0.05.into(),
             lb: 0.5,
             ub: 5.0,
         },
         ControlConfig::KlCov {
-            ratio: 0.05,
+            ratio: 0.05.into(),
             beta: 1.0,
         },
         ControlConfig::EntropyBonus { coef: 0.1 },
@@ -139,12 +139,12 @@ fn micro_batch_scope_documents_the_difference() {
     let b = batch();
     for control in [
         ControlConfig::ClipCov {
-            ratio: 0.05,
+            ratio: 0.05.into(),
             lb: 0.5,
             ub: 5.0,
         },
         ControlConfig::KlCov {
-            ratio: 0.05,
+            ratio: 0.05.into(),
             beta: 1.0,
         },
     ] {

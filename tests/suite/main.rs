@@ -7,6 +7,7 @@ mod app_demo;
 mod data_parallel;
 mod doctor;
 mod learner_common;
+mod learner_cov_share;
 mod learner_digests;
 mod learner_e2e;
 mod learner_loss;
