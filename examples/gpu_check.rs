@@ -262,6 +262,7 @@ fn training_step(model_dir: PathBuf, run_dir: PathBuf) -> CheckResult {
         steps: Some(2),
         train: None,
         quiet: true,
+        resume: false,
     };
     let start = Instant::now();
     let text = run_training(MATH_DEFAULTS, &args, MathRun::build).map_err(|e| e.to_string())?;

@@ -6,7 +6,8 @@
 //! ```
 //! Configuration: embedded defaults (`configs/train-code.toml`), then `--config`, then
 //! `--set`/flags. Before training, the reference solutions of the first rows are run
-//! through the sandbox as a check that the verifier works. Ctrl-C saves a checkpoint.
+//! through the sandbox as a check that the verifier works. Ctrl-C saves a checkpoint;
+//! the same command with `--resume` continues it.
 
 use clap::Parser;
 use cove::cli::train::{TrainArgs, training_main};

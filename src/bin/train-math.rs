@@ -8,8 +8,8 @@
 //! train-math --set trainer.loss.control.kind=clip-cov --steps 100 --out runs/clip
 //! ```
 //! Configuration: embedded defaults (`configs/train-math.toml`), then `--config`, then
-//! `--set`/flags. Ctrl-C saves a checkpoint and exits; rerunning with the same run
-//! folder resumes.
+//! `--set`/flags. Ctrl-C saves a checkpoint and exits; the same command with `--resume`
+//! continues it (a run folder that holds a run is refused without it).
 
 use clap::Parser;
 use cove::cli::train::{TrainArgs, training_main};

@@ -109,7 +109,10 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     if stopped {
         let path = trainer.save_checkpoint()?;
         if main {
-            eprintln!("interrupted: checkpoint saved to {}", path.display());
+            eprintln!(
+                "interrupted: checkpoint saved to {}; the same command with --resume continues",
+                path.display()
+            );
         }
     }
     if main {
@@ -171,6 +174,11 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Continue the run in the run folder from its newest checkpoint, with the
+    /// configuration it was started with (only `trainer.steps` may change). Without it,
+    /// a run folder that already holds a run is refused.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl TrainArgs {
@@ -216,6 +224,13 @@ where
     }
     let (cfg, table): (C, toml::Table) =
         resolve(defaults, args.config.as_deref(), &args.all_sets())?;
+    let out_dir: PathBuf = table
+        .get("trainer")
+        .and_then(|t| t.get("out_dir"))
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .ok_or("the configuration has no trainer.out_dir")?;
+    RunDir::check_start(&out_dir, &table, args.resume)?;
     let launch = Launch::from_env()?;
     let (trainer, run_opts) = make(&cfg, &launch)?;
     if run_opts.threads > 0 {
@@ -227,7 +242,6 @@ where
     }
     let timeout = std::time::Duration::from_secs_f64(trainer.config().dist.timeout_s);
     let mut trainer = trainer.with_collective(launch.connect(timeout)?)?;
-    let out_dir = trainer.config().out_dir.clone();
     let run = if trainer.is_main_rank() {
         RunDir::create(&out_dir, &table)?
     } else {

@@ -187,3 +187,62 @@ fn a_worker_command_that_is_not_a_worker_is_refused() {
         "{err}"
     );
 }
+
+/// Runs `train-math` on the tiny policy into `out` with extra arguments; returns whether
+/// it succeeded and its output.
+fn tiny_math(out: &Path, extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_train-math"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--quiet",
+            "--set",
+            "model.path=\"tiny\"",
+            "--set",
+            "data.eval_limit=2",
+        ])
+        .args(["--set", "trainer.checkpoint.every=1", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("the binary starts");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A new run into a folder that holds one is refused; `--resume` continues it with the
+/// stored configuration (only `trainer.steps` may change) and names any field that
+/// differs.
+#[test]
+fn a_run_folder_is_never_silently_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, text) = tiny_math(&out, &["--steps", "1"]);
+    assert!(ok, "{text}");
+    let (ok, text) = tiny_math(&out, &["--steps", "2"]);
+    assert!(
+        !ok && text.contains("already holds a run") && text.contains("--resume"),
+        "{text}"
+    );
+    let (ok, text) = tiny_math(
+        &out,
+        &["--steps", "2", "--resume", "--set", "trainer.optim.lr=1e-3"],
+    );
+    assert!(
+        !ok && text.contains("trainer.optim.lr: ") && !text.contains("trainer.steps: "),
+        "{text}"
+    );
+    let (ok, text) = tiny_math(&out, &["--steps", "2", "--resume"]);
+    assert!(
+        ok && text.contains("resumed from the checkpoint of step 1"),
+        "{text}"
+    );
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    let fresh = dir.path().join("fresh");
+    let (ok, text) = tiny_math(&fresh, &["--steps", "1", "--resume"]);
+    assert!(!ok && text.contains("holds no run to resume"), "{text}");
+}
