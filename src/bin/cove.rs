@@ -63,6 +63,19 @@ enum Command {
         #[arg(long)]
         base: Option<String>,
     },
+    /// Write a fully fine-tuned checkpoint as a Hugging Face folder that transformers
+    /// loads (config.json, model.safetensors in f32, tokenizer files); LoRA checkpoints
+    /// go through `merge-lora`.
+    Export {
+        /// The checkpoint folder (`runs/NAME/checkpoints/step-N`).
+        checkpoint: PathBuf,
+        /// Output folder (replaced atomically).
+        out: PathBuf,
+        /// Base model (a named model, `tiny` or a Hugging Face folder) instead of the
+        /// one the run's config.toml names.
+        #[arg(long)]
+        base: Option<String>,
+    },
     /// Write the tiny built-in policy (random weights from `--seed`) as a Hugging Face
     /// folder, loadable by transformers and by `cove::model::Policy::from_hf_dir`.
     ExportTiny {
@@ -303,6 +316,14 @@ fn main() -> ExitCode {
             base,
         } => report(
             cove::model::lora::merge_checkpoint(&checkpoint, base.as_deref(), &out)
+                .map_err(Into::into),
+        ),
+        Command::Export {
+            checkpoint,
+            out,
+            base,
+        } => report(
+            cove::model::export::export_checkpoint(&checkpoint, base.as_deref(), &out)
                 .map_err(Into::into),
         ),
         Command::ExportTiny { out, seed } => {

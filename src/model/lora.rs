@@ -507,24 +507,7 @@ pub fn merge_checkpoint(
     })?;
     let vars: Vec<(String, Tensor)> = policy.model.var_store().variables().into_iter().collect();
     let merged = merge_into(&vars, &adapter, &config, &weights_path)?;
-    let tmp = out.with_file_name(format!(
-        ".{}.partial-{}",
-        out.file_name()
-            .map_or("merged".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let io = |path: &Path, e: std::io::Error| LoraError::Adapter {
-        path: path.to_path_buf(),
-        why: e.to_string(),
-    };
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    }
-    policy.save_pretrained(&tmp)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
+    policy.save_pretrained_replacing(out)?;
     Ok(format!(
         "merged {merged} adapted projections (rank {}, alpha {}) of {} into {} over {}\n",
         config.rank,

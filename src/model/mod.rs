@@ -27,6 +27,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod export;
 pub mod hf;
 pub mod lora;
 pub mod named;
@@ -565,6 +566,28 @@ impl Policy {
             })?;
         self.model.var_store().save(dir.join("model.safetensors"))?;
         Ok(())
+    }
+
+    /// [`Policy::save_pretrained`] into `out` as a whole: written to a temporary sibling
+    /// folder, then renamed over `out` (replacing what was there), so `out` is never a
+    /// half-written model.
+    pub fn save_pretrained_replacing(&self, out: &Path) -> Result<(), ModelError> {
+        let name = out
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let io = |path: &Path, e: std::io::Error| ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        }
+        self.save_pretrained(&tmp)?;
+        if out.exists() {
+            std::fs::remove_dir_all(out).map_err(|e| io(out, e))?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| io(out, e))
     }
 
     fn tok_err(&self, message: String) -> ModelError {
