@@ -91,6 +91,8 @@ impl BackwardsRun {
         let data = load(&self.data.train)?;
         let policy = self.model.load(launch)?;
         let trainer = Trainer::new(self.trainer.clone(), policy, Backwards, data)?;
+        // `trainer.ref_kl`'s frozen reference, as the bundled binaries give it.
+        let trainer = cove::recipe::with_ref_kl_reference(trainer, &self.model, launch)?;
         Ok((trainer, self.run.clone()))
     }
 }

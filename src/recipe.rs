@@ -51,6 +51,33 @@ pub fn check_precision(model: &ModelSpec, trainer: &TrainConfig) -> Result<(), C
 /// What building a trainer from a task configuration can fail on.
 pub type BuildResult<R> = Result<(Trainer<R>, RunOptions), Box<dyn std::error::Error>>;
 
+/// Gives `trainer` the frozen reference of its `trainer.ref_kl` penalty, if it has one:
+/// the starting model as `model` loads it. Under LoRA that is the policy's own base
+/// weights with the adapters off (no second copy); otherwise the model is loaded again
+/// and cast to the policy's compute dtype (bf16 under `bf16-mixed`), so the penalty
+/// starts at exactly 0. Every recipe's `build` calls it, so `ref_kl` works from the
+/// binaries.
+pub fn with_ref_kl_reference<R: Reward>(
+    trainer: Trainer<R>,
+    model: &ModelSpec,
+    launch: &Launch,
+) -> Result<Trainer<R>, Box<dyn std::error::Error>> {
+    if trainer.config().ref_kl.is_none() {
+        return Ok(trainer);
+    }
+    if model.lora.is_some() {
+        return Ok(trainer.with_adapter_base_reference()?);
+    }
+    let frozen = ModelSpec {
+        lora: None,
+        ..model.clone()
+    };
+    let mut reference = frozen.load(launch)?;
+    let kind = trainer.policy().model.kind();
+    reference.model.var_store_mut().set_kind(kind);
+    Ok(trainer.with_reference(reference))
+}
+
 /// `train-math`'s embedded defaults (`configs/train-math.toml`).
 pub const MATH_DEFAULTS: &str = include_str!("../configs/train-math.toml");
 
@@ -159,6 +186,7 @@ impl MathRun {
             .collect();
         let reward = MathVerifier::new(self.verifier);
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
+        let trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
         Ok((trainer, self.run.clone()))
     }
 }
@@ -244,6 +272,7 @@ impl CodeRun {
         }
         let policy = self.model.load(launch)?;
         let trainer = Trainer::new(self.trainer.clone(), policy, verifier, data)?;
+        let trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
         Ok((trainer, self.run.clone()))
     }
 }

@@ -325,6 +325,27 @@ impl Drop for MergedAdapters<'_> {
     }
 }
 
+/// Runs a model with its adapters switched off while alive
+/// ([`CausalLm::set_adapters_off`]): every adapted projection computes with its base
+/// weight alone (shared, not copied), so the model is its frozen base; dropping the
+/// guard (also on an early return) turns the adapters back on. The `ref_kl` reference of
+/// a LoRA run is computed under it.
+pub struct AdaptersOff<'a>(&'a dyn CausalLm);
+
+impl<'a> AdaptersOff<'a> {
+    /// Switches `model`'s adapters off (nothing happens without adapters).
+    pub fn new(model: &'a dyn CausalLm) -> Self {
+        model.set_adapters_off(true);
+        AdaptersOff(model)
+    }
+}
+
+impl Drop for AdaptersOff<'_> {
+    fn drop(&mut self) {
+        self.0.set_adapters_off(false);
+    }
+}
+
 /// One projection's adapter: A `[rank, in]`, B `[out, rank]`.
 #[derive(Debug)]
 pub(crate) struct Adapter {
@@ -333,7 +354,8 @@ pub(crate) struct Adapter {
     scale: f64,
     dropout: f64,
     train: TrainSwitch,
-    /// `W + scale · B A` while merged for rollout.
+    /// The weight the projection computes with instead of base + adapter: `W + scale ·
+    /// B A` while merged for rollout, `W` itself while the adapters are off.
     merged: std::sync::Mutex<Option<Tensor>>,
 }
 
@@ -382,8 +404,13 @@ impl Adapter {
         *self.merged.lock().unwrap_or_else(|p| p.into_inner()) = merged;
     }
 
+    /// Computes with the base weight `weight` alone while `on` (shared, not copied).
+    pub(crate) fn set_off(&self, weight: &Tensor, on: bool) {
+        *self.merged.lock().unwrap_or_else(|p| p.into_inner()) = on.then(|| weight.shallow_clone());
+    }
+
     /// `x Wᵀ + b + scale · dropout(x) Aᵀ Bᵀ` (or `x (W + scale · B A)ᵀ + b` while
-    /// merged).
+    /// merged, `x Wᵀ + b` while off).
     pub(crate) fn forward(&self, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
         if let Some(w) = &*self.merged.lock().unwrap_or_else(|p| p.into_inner()) {
             return x.linear(w, bias);

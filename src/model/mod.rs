@@ -238,6 +238,10 @@ pub trait CausalLm: Send {
     /// base weights untouched) until called with `false`; rollout does this.
     fn set_adapters_merged(&self, on: bool);
 
+    /// Computes without the adapters (each adapted projection with its base weight
+    /// alone, no copy) until called with `false`: the frozen base under a LoRA run.
+    fn set_adapters_off(&self, on: bool);
+
     /// Number of logits per position.
     fn vocab_size(&self) -> i64;
 

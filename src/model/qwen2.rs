@@ -686,6 +686,14 @@ impl CausalLm for Qwen2 {
         }
     }
 
+    fn set_adapters_off(&self, on: bool) {
+        for lin in self.linears() {
+            if let Some(a) = &lin.adapter {
+                a.set_off(&lin.weight, on);
+            }
+        }
+    }
+
     fn var_store_mut(&mut self) -> &mut nn::VarStore {
         &mut self.vs
     }

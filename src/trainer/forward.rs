@@ -4,9 +4,9 @@
 
 use super::TrainError;
 use super::batch::{Seqs, StepTokens, pad_to, row_index};
-use super::learner::Learner;
+use super::learner::{Learner, Reference};
 use crate::batching::{MicroBatch, SeqShape, plan_micro_batches};
-use crate::config::ConfigError;
+use crate::model::lora::AdaptersOff;
 use crate::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
 };
@@ -125,15 +125,12 @@ pub(crate) fn step_tokens(
         logprobs_no_grad(l, &l.policy, seqs, width)?
     };
     let reference = match (&l.cfg.ref_kl, &l.reference) {
-        (Some(_), Some(r)) => Some(logprobs_no_grad(l, r, seqs, width)?.0),
-        (Some(_), None) => {
-            return Err(TrainError::Config(ConfigError::Invalid {
-                path: "<config>".into(),
-                field: "ref_kl",
-                why: "set, but the trainer has no reference policy (Trainer::with_reference)"
-                    .into(),
-            }));
+        (Some(_), Some(Reference::Policy(r))) => Some(logprobs_no_grad(l, r, seqs, width)?.0),
+        (Some(_), Some(Reference::AdapterBase)) => {
+            let _base = AdaptersOff::new(l.policy.model.as_ref());
+            Some(logprobs_no_grad(l, &l.policy, seqs, width)?.0)
         }
+        (Some(_), None) => return Err(l.missing_reference()),
         _ => None,
     };
     let adv = Tensor::from_slice(&adv.iter().map(|&a| a as f32).collect::<Vec<_>>())

@@ -8,6 +8,15 @@ use crate::loss::EntropyControl;
 use crate::model::Policy;
 use crate::optim::AdamW;
 
+/// The frozen policy the `ref_kl` penalty compares with.
+pub(crate) enum Reference {
+    /// A separate frozen model (full fine-tuning: the starting weights, loaded again).
+    Policy(Box<Policy>),
+    /// The trained policy's own base weights with its LoRA adapters switched off: the
+    /// starting model, with no second copy of the weights.
+    AdapterBase,
+}
+
 /// The learning side of a trainer: everything an update reads or changes. The trainer
 /// owns one; the stages in `forward`, `update`, `correction`, `shard` and
 /// `checkpointing` take it as an argument.
@@ -17,7 +26,7 @@ pub(crate) struct Learner {
     /// The policy being trained.
     pub policy: Policy,
     /// The frozen reference policy of the `ref_kl` penalty, if any.
-    pub reference: Option<Policy>,
+    pub reference: Option<Reference>,
     /// The entropy control (Clip-Cov, KL-Cov, ...).
     pub control: Box<dyn EntropyControl>,
     /// AdamW over the trainable parameters.
@@ -38,6 +47,25 @@ impl Learner {
             Some(tokens) => MicroBatching::Tokens(tokens),
             None => MicroBatching::Rows(rows_per_micro_batch),
         }
+    }
+
+    /// The error of a `ref_kl` run without a reference policy.
+    pub fn missing_reference(&self) -> super::TrainError {
+        super::TrainError::Config(crate::config::ConfigError::Invalid {
+            path: "<config>".into(),
+            field: "trainer.ref_kl",
+            why: "set, but the trainer has no reference policy (Trainer::with_reference, or \
+                  Trainer::with_adapter_base_reference under LoRA)"
+                .into(),
+        })
+    }
+
+    /// Fails before any work when `ref_kl` is set without a reference policy.
+    pub fn check_reference(&self) -> Result<(), super::TrainError> {
+        if self.cfg.ref_kl.is_some() && self.reference.is_none() {
+            return Err(self.missing_reference());
+        }
+        Ok(())
     }
 
     /// Whether this process writes the run's files (rank 0).

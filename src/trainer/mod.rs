@@ -76,7 +76,7 @@ use crate::run_dir::RunDir;
 use crate::seed::mix_seed;
 use cove_verifiers::Reward;
 use experience::Experience;
-use learner::Learner;
+use learner::{Learner, Reference};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -203,10 +203,26 @@ impl<R: Reward> Trainer<R> {
     }
 
     /// Sets the frozen reference policy of the `ref_kl` penalty (needed when
-    /// `ref_kl` is configured; typically the initial policy loaded a second time).
+    /// `ref_kl` is configured; typically the initial policy loaded a second time, in the
+    /// policy's compute dtype).
     pub fn with_reference(mut self, reference: Policy) -> Self {
-        self.learner.reference = Some(reference);
+        self.learner.reference = Some(Reference::Policy(Box::new(reference)));
         self
+    }
+
+    /// Makes the `ref_kl` reference the policy's own base weights with its LoRA
+    /// adapters switched off ([`crate::model::lora::AdaptersOff`]): the starting model,
+    /// with no second copy of the weights. Refused for a policy without adapters.
+    pub fn with_adapter_base_reference(mut self) -> Result<Self, TrainError> {
+        if self.learner.policy.model.lora().is_none() {
+            return Err(TrainError::Config(ConfigError::Invalid {
+                path: "<config>".into(),
+                field: "trainer.ref_kl",
+                why: "the adapter-base reference needs a policy with LoRA adapters".into(),
+            }));
+        }
+        self.learner.reference = Some(Reference::AdapterBase);
+        Ok(self)
     }
 
     /// The data-parallel process group this trainer runs in.
@@ -326,6 +342,7 @@ impl<R: Reward> Trainer<R> {
 
     /// Runs one training step (experience, then learning) and returns its metrics.
     pub fn step(&mut self) -> Result<StepMetrics, TrainError> {
+        self.learner.check_reference()?;
         let t_step = Instant::now();
         let mut secs = PhaseSeconds::default();
         let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
@@ -343,6 +360,7 @@ impl<R: Reward> Trainer<R> {
     /// `prompts_per_step / world` whole groups of `group_size`, trajectory `i` in group
     /// `i / group_size`.
     pub fn learn(&mut self, trajectories: &[Trajectory]) -> Result<StepMetrics, TrainError> {
+        self.learner.check_reference()?;
         let world = self.learner.comm.world_size();
         shard::check_share(
             &self.learner.cfg,

@@ -246,3 +246,48 @@ fn a_run_folder_is_never_silently_reused() {
     let (ok, text) = tiny_math(&fresh, &["--steps", "1", "--resume"]);
     assert!(!ok && text.contains("holds no run to resume"), "{text}");
 }
+
+/// The metrics lines of a tiny `train-math` run of 2 steps (one optimizer update per
+/// step) with extra `--set`s, without timings.
+fn ref_kl_run(extra: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = vec!["--steps", "2", "--set", "trainer.mini_batch_size=32"];
+    args.extend(["--set", "trainer.optim.lr=1e-2"]);
+    for s in extra {
+        args.extend(["--set", s]);
+    }
+    let (ok, text) = tiny_math(&out, &args);
+    assert!(ok, "{text}");
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v
+        })
+        .collect()
+}
+
+/// `trainer.ref_kl` works from the binaries, with the starting model as the frozen
+/// reference: the first update (policy = reference) is the run without the penalty's,
+/// the second is not. Under LoRA the reference is the base with the adapters off.
+#[test]
+fn ref_kl_runs_from_the_binaries_against_the_starting_model() {
+    let ref_kl = "trainer.ref_kl={coef=1.0,estimator=\"k3\"}";
+    for lora in [None, Some("model.lora={rank=4,alpha=8.0}")] {
+        let base: Vec<&str> = lora.into_iter().collect();
+        let plain = ref_kl_run(&base);
+        let with_kl = ref_kl_run(&[base.as_slice(), &[ref_kl]].concat());
+        assert_eq!(
+            plain[0], with_kl[0],
+            "lora {lora:?}: the first update is GRPO's"
+        );
+        assert_ne!(
+            plain[1]["loss"], with_kl[1]["loss"],
+            "lora {lora:?}: the penalty acts once the policy moved"
+        );
+    }
+}

@@ -515,3 +515,19 @@ fn decode_with_adapters_unmerged_vs_merged() {
         median(merged_ratio),
     );
 }
+
+/// With the adapters off the model is its base exactly (the `ref_kl` reference of a LoRA
+/// run, no second copy of the weights), and back on it is the adapted model again.
+#[test]
+fn adapters_off_computes_the_base_model_exactly() {
+    let policy = adapted(&lora(0.0), "tiny");
+    set_b(policy.model.as_ref());
+    let adapted_logits = logits(policy.model.as_ref());
+    let base_logits = logits(tiny().model.as_ref());
+    assert!(max_diff(&adapted_logits, &base_logits) > 1e-3);
+    {
+        let _off = cove::model::lora::AdaptersOff::new(policy.model.as_ref());
+        assert!(logits(policy.model.as_ref()).equal(&base_logits));
+    }
+    assert!(logits(policy.model.as_ref()).equal(&adapted_logits));
+}
