@@ -95,7 +95,8 @@ pub struct MathData {
     /// Use only the first N rows (after the level filter).
     pub limit: Option<usize>,
     /// Keep only rows whose `level` is one of these (MATH and the synthetic set have
-    /// levels); applies to `eval` too.
+    /// levels: a number, or MATH's "Level N"); applies to `eval` too. Empty or absent:
+    /// every row.
     pub levels: Option<Vec<u32>>,
     /// A held-out file: before training, the starting policy's pass@1 on it (one sample
     /// per problem at the rollout temperature) is measured and printed.
@@ -105,15 +106,27 @@ pub struct MathData {
 }
 
 impl MathData {
-    /// Loads `path` with the configured fields, level filter and `limit`.
+    /// Loads `path` with the configured fields, level filter and `limit`. A level
+    /// filter that keeps none of a file's rows is an error naming `data.levels` (a file
+    /// without levels, such as GSM8K, needs `data.levels = []`).
     fn load(
         &self,
         path: &std::path::Path,
         limit: Option<usize>,
-    ) -> Result<Vec<MathExample>, crate::data::DataError> {
+    ) -> Result<Vec<MathExample>, Box<dyn std::error::Error>> {
         let mut rows = load_math(path, self.fields.as_ref())?;
-        if let Some(levels) = &self.levels {
+        if let Some(levels) = self.levels.as_ref().filter(|l| !l.is_empty()) {
+            let before = rows.len();
             rows.retain(|r| r.level.is_some_and(|l| levels.contains(&l)));
+            if rows.is_empty() && before > 0 {
+                return Err(format!(
+                    "data.levels = {levels:?} keeps none of the {before} rows of {} (a row \
+                     matches by its `level`, a number or \"Level N\"); set `data.levels = []` \
+                     (`--set data.levels=[]`) to take every row",
+                    path.display()
+                )
+                .into());
+            }
         }
         rows.truncate(limit.unwrap_or(usize::MAX));
         Ok(rows)
@@ -121,7 +134,7 @@ impl MathData {
 
     /// What the data selection is, for the first lines of a run.
     fn describe(&self, path: &std::path::Path, rows: usize) -> String {
-        match &self.levels {
+        match self.levels.as_ref().filter(|l| !l.is_empty()) {
             Some(levels) => format!("{rows} problems of {} (levels {levels:?})", path.display()),
             None => format!("{rows} problems of {}", path.display()),
         }

@@ -14,7 +14,8 @@ pub struct MathExample {
     pub prompt: Prompt,
     /// The gold answer, in the dataset's form (a number, LaTeX, `27.0`, ...).
     pub answer: String,
-    /// Difficulty level when the dataset has one (`level` in MATH / the synthetic set).
+    /// Difficulty level when the dataset has one (`level` in MATH, a string "Level N",
+    /// and in the synthetic set, a number).
     pub level: Option<u32>,
 }
 
@@ -148,6 +149,9 @@ pub fn load_math(path: &Path, fields: Option<&MathFields>) -> Result<Vec<MathExa
             }
             let level = match super::field(&row.value, "level") {
                 Some(serde_json::Value::Number(n)) => n.as_u64().map(|l| l as u32),
+                Some(serde_json::Value::String(s)) => {
+                    s.trim().trim_start_matches("Level").trim().parse().ok()
+                }
                 _ => None,
             };
             Ok(MathExample {

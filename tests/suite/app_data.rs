@@ -310,3 +310,67 @@ fn real_reference_datasets_load_completely() {
         }
     }
 }
+
+/// Levels are read as numbers (the synthetic set) and as MATH's "Level N" strings.
+#[test]
+fn levels_read_as_numbers_and_as_math_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("math.jsonl");
+    std::fs::write(
+        &path,
+        "{\"problem\": \"1+1?\", \"answer\": \"2\", \"level\": \"Level 5\"}\n\
+         {\"problem\": \"2+2?\", \"answer\": \"4\", \"level\": 3}\n\
+         {\"problem\": \"3+3?\", \"answer\": \"6\"}\n",
+    )
+    .unwrap();
+    let levels: Vec<Option<u32>> = load_math(&path, None)
+        .unwrap()
+        .iter()
+        .map(|r| r.level)
+        .collect();
+    assert_eq!(levels, vec![Some(5), Some(3), None]);
+}
+
+/// `train-math --train FILE` on a file without levels: the default level filter names
+/// itself and the fix; `data.levels = []` takes every row.
+#[test]
+fn a_level_filter_that_keeps_nothing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gsm.jsonl");
+    std::fs::write(
+        &data,
+        "{\"question\": \"What is 2+3?\", \"answer\": \"#### 5\"}\n\
+         {\"question\": \"What is 4+4?\", \"answer\": \"#### 8\"}\n",
+    )
+    .unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_train-math"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--quiet", "--steps", "1", "--set", "model.path=\"tiny\""])
+            .args([
+                "--set",
+                "data.eval_limit=2",
+                "--set",
+                "trainer.prompts_per_step=2",
+            ])
+            .arg("--train")
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra.iter().flat_map(|s| ["--set", s]))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run("filtered", &[]);
+    assert!(
+        !ok && err.contains("data.levels = [1, 4] keeps none of the 2 rows"),
+        "{err}"
+    );
+    assert!(err.contains("data.levels=[]"), "{err}");
+    let (ok, err) = run("all", &["data.levels=[]"]);
+    assert!(ok, "{err}");
+}
