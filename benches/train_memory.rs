@@ -30,15 +30,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use cove::config::TrainConfig;
-use cove::model::qwen2::Qwen2;
-use cove::model::weights::RandomInit;
 use cove::model::{LogprobOptions, PackedItem, Policy, packed_response_logprobs};
 use cove::optim::Precision;
 use cove::rollout::FinishReason;
 use cove::rollout::Trajectory;
 use cove::trainer::{Example, Trainer};
 use cove::verifiers::{Reward, Score};
-use tch::{Device, Kind};
+use tch::Device;
 
 const CHILD_FLAG: &str = "--child";
 const PROMPT_TOKENS: usize = 32;
@@ -100,31 +98,7 @@ fn policy(model: &str) -> Policy {
             };
             Policy::from_hf_dir(&dir, cove::model::Dtype::F32, Device::Cpu).unwrap()
         }
-        "qwen0.5b" => {
-            let mut p = cove::model::tiny::policy(&Default::default(), 0, Device::Cpu).unwrap();
-            let mut cfg = cove::model::tiny::TinyConfig {
-                hidden_size: 896,
-                num_hidden_layers: 24,
-                num_attention_heads: 14,
-                num_key_value_heads: 2,
-                intermediate_size: 4864,
-                max_position_embeddings: 32768,
-            }
-            .to_qwen2();
-            cfg.vocab_size = 151_936;
-            cfg.rope_theta = 1_000_000.0;
-            cfg.attention_bias = true;
-            let qwen = Qwen2::new(
-                &cfg,
-                &mut RandomInit::new(1, 0.02),
-                Kind::Float,
-                Device::Cpu,
-            )
-            .unwrap();
-            p.model = Box::new(qwen);
-            p.config = cfg;
-            p
-        }
+        "qwen0.5b" => cove::model::tiny::qwen2_5_0_5b_shaped(1, Device::Cpu).unwrap(),
         other => panic!("unknown model {other} (smollm2, qwen0.5b)"),
     }
 }

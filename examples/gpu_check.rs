@@ -315,36 +315,6 @@ impl Reward for Unused {
     }
 }
 
-/// A randomly initialised model of Qwen2.5-0.5B's shape (24 layers, width 896, MLP
-/// 4,864, 14 query / 2 key-value heads, q/k/v bias, tied embeddings, vocabulary
-/// 151,936) in f32 on CUDA, with the tiny tokenizer.
-fn qwen05b_shaped() -> Result<Policy, String> {
-    let mut policy = cove::model::tiny::policy(&TinyConfig::default(), 0, Device::Cpu)
-        .map_err(|e| e.to_string())?;
-    let mut cfg = TinyConfig {
-        hidden_size: 896,
-        num_hidden_layers: 24,
-        num_attention_heads: 14,
-        num_key_value_heads: 2,
-        intermediate_size: 4864,
-        max_position_embeddings: 32768,
-    }
-    .to_qwen2();
-    cfg.vocab_size = 151_936;
-    cfg.rope_theta = 1_000_000.0;
-    cfg.attention_bias = true;
-    let model = Qwen2::new(
-        &cfg,
-        &mut RandomInit::new(1, 0.02),
-        Kind::Float,
-        Device::Cuda(0),
-    )
-    .map_err(|e| e.to_string())?;
-    policy.model = Box::new(model);
-    policy.config = cfg;
-    Ok(policy)
-}
-
 /// One update case in this process (run by [`update_memory`] as a child): a GRPO step
 /// with Clip-Cov over 64 responses of 1,024 tokens to one 32-token prompt, one optimizer
 /// mini-batch, packed micro-batches of at most 16,384 tokens. Old log-probs are computed
@@ -355,7 +325,8 @@ fn update_case(case: &str) -> CheckResult {
         .iter()
         .find(|c| c.0 == case)
         .ok_or_else(|| format!("unknown update case {case}"))?;
-    let policy = qwen05b_shaped()?;
+    let policy =
+        cove::model::tiny::qwen2_5_0_5b_shaped(1, Device::Cuda(0)).map_err(|e| e.to_string())?;
     let vocab = policy.model.vocab_size();
     let mut cfg = TrainConfig {
         prompts_per_step: 1,

@@ -173,3 +173,32 @@ pub fn policy(config: &TinyConfig, seed: u64, device: Device) -> Result<Policy, 
         source,
     })
 }
+
+/// A randomly initialised model of Qwen2.5-0.5B's shape (24 layers, width 896, MLP
+/// 4,864, 14 query / 2 key-value heads, q/k/v bias, tied embeddings, vocabulary
+/// 151,936, rope theta 1e6) in f32 on `device`, with the tiny tokenizer and template:
+/// a real model's compute and memory without its weights, for benchmarks and the GPU
+/// check (the tokenizer's ids are a subset of its vocabulary).
+pub fn qwen2_5_0_5b_shaped(seed: u64, device: Device) -> Result<Policy, ModelError> {
+    let mut policy = policy(&TinyConfig::default(), seed, Device::Cpu)?;
+    let mut cfg = TinyConfig {
+        hidden_size: 896,
+        num_hidden_layers: 24,
+        num_attention_heads: 14,
+        num_key_value_heads: 2,
+        intermediate_size: 4864,
+        max_position_embeddings: 32768,
+    }
+    .to_qwen2();
+    cfg.vocab_size = 151_936;
+    cfg.rope_theta = 1_000_000.0;
+    cfg.attention_bias = true;
+    policy.model = Box::new(Qwen2::new(
+        &cfg,
+        &mut RandomInit::new(seed, 0.02),
+        Dtype::F32.kind(),
+        device,
+    )?);
+    policy.config = cfg;
+    Ok(policy)
+}

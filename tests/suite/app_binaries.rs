@@ -3,26 +3,21 @@
 //! and scores its rollouts there; `train-math` scores with the math verifier. Both must
 //! leave a complete run folder.
 
+use crate::test_util::run_binary;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
 /// Runs a binary from the repository root (the defaults name `datasets/...`), one step,
 /// with extra `--set` flags.
 fn run(binary: &str, out: &Path, sets: &[&str]) -> String {
-    let output = Command::new(binary)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--steps", "1", "--quiet", "--out"])
-        .arg(out)
-        .args(sets.iter().flat_map(|s| ["--set", s]))
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("the binary starts");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let args = ["--steps", "1", "--quiet", "--out"].map(OsStr::new);
+    let sets = sets.iter().flat_map(|s| ["--set", s]).map(OsStr::new);
+    let (ok, text) = run_binary(
+        binary,
+        args.into_iter().chain([out.as_os_str()]).chain(sets),
     );
-    assert!(output.status.success(), "{binary} failed:\n{text}");
+    assert!(ok, "{binary} failed:\n{text}");
     text
 }
 
@@ -191,26 +186,21 @@ fn a_worker_command_that_is_not_a_worker_is_refused() {
 /// Runs `train-math` on the tiny policy into `out` with extra arguments; returns whether
 /// it succeeded and its output.
 fn tiny_math(out: &Path, extra: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_train-math"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--quiet",
-            "--set",
-            "model.path=\"tiny\"",
-            "--set",
-            "data.eval_limit=2",
-        ])
-        .args(["--set", "trainer.checkpoint.every=1", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("the binary starts");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let fixed = [
+        "--quiet",
+        "--set",
+        "model.path=\"tiny\"",
+        "--set",
+        "data.eval_limit=2",
+        "--set",
+        "trainer.checkpoint.every=1",
+        "--out",
+    ];
+    let args = fixed.map(OsStr::new).into_iter().chain([out.as_os_str()]);
+    run_binary(
+        env!("CARGO_BIN_EXE_train-math"),
+        args.chain(extra.iter().map(OsStr::new)),
+    )
 }
 
 /// A new run into a folder that holds one is refused; `--resume` continues it with the

@@ -6,6 +6,7 @@ use arrow_schema::{DataType, Field, Fields, Schema};
 use cove::data::code::{CodeLayout, load_code};
 use cove::data::math::{MathFields, load_math};
 use cove::data::{DataError, Prompt, read_rows};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -344,26 +345,23 @@ fn a_level_filter_that_keeps_nothing_says_so() {
     )
     .unwrap();
     let run = |out: &str, extra: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_train-math"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["--quiet", "--steps", "1", "--set", "model.path=\"tiny\""])
-            .args([
-                "--set",
-                "data.eval_limit=2",
-                "--set",
-                "trainer.prompts_per_step=2",
-            ])
-            .arg("--train")
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path().join(out))
-            .args(extra.iter().flat_map(|s| ["--set", s]))
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let out = dir.path().join(out);
+        let fixed = [
+            "--quiet",
+            "--steps",
+            "1",
+            "--set",
+            "model.path=\"tiny\"",
+            "--set",
+            "data.eval_limit=2",
+            "--set",
+            "trainer.prompts_per_step=2",
+            "--train",
+        ];
+        let mut args: Vec<&OsStr> = fixed.map(OsStr::new).to_vec();
+        args.extend([data.as_os_str(), OsStr::new("--out"), out.as_os_str()]);
+        args.extend(extra.iter().flat_map(|s| ["--set", s]).map(OsStr::new));
+        crate::test_util::run_binary(env!("CARGO_BIN_EXE_train-math"), args)
     };
     let (ok, err) = run("filtered", &[]);
     assert!(

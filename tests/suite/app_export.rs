@@ -2,46 +2,23 @@
 //! transformers loads, with the trained policy's logits; LoRA checkpoints are sent to
 //! `merge-lora`.
 
-use cove::model::{CausalLm, Policy};
+use crate::test_util::{IDS, logits, max_diff, run_binary};
+use cove::model::Policy;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tch::{Device, Kind, Tensor};
-
-const IDS: [i64; 12] = [5, 17, 42, 8, 60, 3, 98, 21, 33, 70, 12, 4];
+use tch::{Device, Tensor};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn logits(model: &dyn CausalLm) -> Tensor {
-    let t = IDS.len() as i64;
-    let x = Tensor::from_slice(&IDS).view([1, t]);
-    let pos = Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]);
-    let mask = Tensor::ones([1, t], (Kind::Int64, Device::Cpu));
-    let _guard = tch::no_grad_guard();
-    model.forward(&x, &pos, &mask, None).unwrap().squeeze_dim(0)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
-}
-
 fn cove(args: &[&str], paths: &[&Path]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_cove"))
-        .current_dir(root())
-        .args(args)
-        .args(paths)
-        .output()
-        .expect("cove starts");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let args = args
+        .iter()
+        .map(OsStr::new)
+        .chain(paths.iter().map(|p| p.as_os_str()));
+    run_binary(env!("CARGO_BIN_EXE_cove"), args)
 }
 
 #[test]
@@ -49,24 +26,23 @@ fn an_exported_checkpoint_loads_in_transformers_with_the_trained_logits() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     // Two steps of the tiny policy at a learning rate that moves it.
-    let trained = Command::new(env!("CARGO_BIN_EXE_train-math"))
-        .current_dir(root())
-        .args(["--quiet", "--steps", "2", "--set", "model.path=\"tiny\""])
-        .args([
-            "--set",
-            "data.eval_limit=2",
-            "--set",
-            "trainer.optim.lr=1e-2",
-        ])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        trained.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trained.stderr)
+    let args = [
+        "--quiet",
+        "--steps",
+        "2",
+        "--set",
+        "model.path=\"tiny\"",
+        "--set",
+        "data.eval_limit=2",
+        "--set",
+        "trainer.optim.lr=1e-2",
+        "--out",
+    ];
+    let (ok, text) = run_binary(
+        env!("CARGO_BIN_EXE_train-math"),
+        args.map(OsStr::new).into_iter().chain([run.as_os_str()]),
     );
+    assert!(ok, "{text}");
     let ckpt = cove::checkpoint::latest(&run.join("checkpoints"))
         .unwrap()
         .expect("a checkpoint");

@@ -4,6 +4,7 @@
 //! Hugging Face folder with the adapted model's logits; the `[model.lora]` section.
 
 use crate::learner_common::{Digits, dataset, small_config};
+use crate::test_util::{IDS, logits, max_diff};
 use cove::checkpoint::{self, TrainState};
 use cove::dist::Launch;
 use cove::model::ModelSpec;
@@ -50,24 +51,6 @@ fn set_b(model: &dyn CausalLm) {
             t.shallow_clone().copy_(&v.view(t.size().as_slice()));
         }
     }
-}
-
-const IDS: [i64; 12] = [5, 17, 42, 8, 60, 3, 98, 21, 33, 70, 12, 4];
-
-fn logits(model: &dyn CausalLm) -> Tensor {
-    let t = IDS.len() as i64;
-    let x = Tensor::from_slice(&IDS).view([1, t]);
-    let pos = Tensor::arange(t, (Kind::Int64, Device::Cpu)).view([1, t]);
-    let mask = Tensor::ones([1, t], (Kind::Int64, Device::Cpu));
-    let _guard = tch::no_grad_guard();
-    model.forward(&x, &pos, &mask, None).unwrap().squeeze_dim(0)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
 }
 
 fn adapter_tensors(model: &dyn CausalLm) -> Vec<(String, Tensor)> {

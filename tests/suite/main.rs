@@ -25,6 +25,7 @@ mod model_rollout;
 mod model_smollm2;
 mod serve;
 mod tch_smoke;
+mod test_util;
 
 /// Serialises the tests that seed and draw from libtorch's process-global generator
 /// (`tch::manual_seed`), which would otherwise race now that they share a process.
