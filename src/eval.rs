@@ -1,5 +1,6 @@
-//! Evaluation: the pass rate of a policy on math problems, the one measure `cove eval`,
-//! `train-math`'s held-out start and the demo share; and the entropy of a policy on a
+//! Evaluation: a policy's scores on math problems from k samples each ([`EvalScores`]:
+//! pass@1, pass@k, mean@k), the one measure `cove eval`, `train-math`'s held-out start,
+//! its `[eval]` during training and the demo share; and the entropy of a policy on a
 //! fixed probe.
 
 use crate::data::math::MathExample;
@@ -7,39 +8,74 @@ use crate::model::{LogprobOptions, ModelError, Policy, response_logprobs};
 use crate::rollout::{RolloutError, SamplingConfig, generate};
 use crate::verifiers::Reward;
 use crate::verifiers::math::MathVerifier;
+use serde::{Deserialize, Serialize};
 use tch::Kind;
 
+/// A policy's scores on a set of problems from `k` samples each.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalScores {
+    /// Samples per problem.
+    pub k: usize,
+    /// Problems.
+    pub problems: usize,
+    /// Correct samples, over all problems.
+    pub correct: usize,
+    /// Mean over problems of the fraction of its samples that are correct: the unbiased
+    /// estimate of pass@1 (with `k = 1`, the fraction of problems solved).
+    #[serde(rename = "pass@1")]
+    pub pass_at_1: f64,
+    /// Fraction of problems with at least one correct sample among its `k`.
+    #[serde(rename = "pass@k")]
+    pub pass_at_k: f64,
+    /// Mean reward over all samples (the verifier's reward, which may give partial
+    /// credit where correctness does not).
+    #[serde(rename = "mean@k")]
+    pub mean_at_k: f64,
+}
+
 /// Samples `cfg.n` responses per prompt and scores each against its prompt's answer with
-/// the math verifier (default options): `(correct, responses)`.
-pub fn pass_rate(
+/// the math verifier (default options).
+pub fn scores(
     policy: &Policy,
     prompts: &[Vec<i64>],
     answers: &[String],
     cfg: &SamplingConfig,
-) -> Result<(usize, usize), RolloutError> {
+) -> Result<EvalScores, RolloutError> {
     let verifier = MathVerifier::new(Default::default());
     let samples = generate(policy, prompts, cfg)?;
-    let correct = samples
-        .iter()
-        .filter(|s| verifier.score(&answers[s.prompt_index], &s.text).correct)
-        .count();
-    Ok((correct, samples.len()))
+    let mut correct = vec![0usize; prompts.len()];
+    let mut reward = 0.0;
+    for s in &samples {
+        let score = verifier.score(&answers[s.prompt_index], &s.text);
+        correct[s.prompt_index] += usize::from(score.correct);
+        reward += score.reward;
+    }
+    let (k, problems) = (cfg.n.max(1), prompts.len());
+    let per_problem = problems.max(1) as f64;
+    Ok(EvalScores {
+        k,
+        problems,
+        correct: correct.iter().sum(),
+        pass_at_1: correct.iter().map(|&c| c as f64 / k as f64).sum::<f64>() / per_problem,
+        pass_at_k: correct.iter().filter(|&&c| c > 0).count() as f64 / per_problem,
+        mean_at_k: reward / samples.len().max(1) as f64,
+    })
 }
 
-/// [`pass_rate`] on dataset rows: each prompt rendered as [`Policy::prompt_ids`] does
+/// [`scores`] on dataset rows: each prompt rendered as [`Policy::prompt_ids`] does
 /// (with the chat template when the policy has one).
-pub fn math_accuracy(
+pub fn math_scores(
     policy: &Policy,
     rows: &[MathExample],
     cfg: &SamplingConfig,
-) -> Result<(usize, usize), RolloutError> {
+) -> Result<EvalScores, RolloutError> {
     let templated = policy.chat_template.is_some();
     let prompts = rows
         .iter()
         .map(|r| policy.prompt_ids(&r.prompt.messages(), templated))
         .collect::<Result<Vec<_>, ModelError>>()?;
     let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
-    pass_rate(policy, &prompts, &answers, cfg)
+    scores(policy, &prompts, &answers, cfg)
 }
 
 /// A fixed probe of the policy's entropy: the same prompts and the same responses at

@@ -84,10 +84,10 @@ pub struct StepMetrics {
     /// `mini_batch` scope.
     #[serde(default)]
     pub selection_digest: Option<String>,
-    /// The held-out measure taken after this step (a [`crate::trainer::Evaluation`]),
-    /// when one was due.
+    /// The held-out scores taken after this step (a [`crate::trainer::Evaluation`]:
+    /// `pass@1`, `pass@k`, `mean@k` from `k` samples per problem), when one was due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_accuracy: Option<f64>,
+    pub eval: Option<crate::eval::EvalScores>,
     /// The policy's mean token entropy after this step on a fixed probe (the same
     /// prompts and responses every step; see [`crate::eval::Probe`]), when one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

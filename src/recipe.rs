@@ -9,10 +9,10 @@ use crate::config::{ConfigError, TrainConfig};
 use crate::data::code::{CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
 use crate::dist::Launch;
-use crate::eval::math_accuracy;
+use crate::eval::math_scores;
 use crate::model::{Dtype, ModelSpec};
 use crate::optim::Precision;
-use crate::trainer::{Example, Trainer};
+use crate::trainer::{Evaluation, Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
 use crate::verifiers::math::{MathOptions, MathVerifier};
@@ -155,6 +155,36 @@ pub struct MathRun {
     pub trainer: TrainConfig,
     /// The math-answer verifier's options.
     pub verifier: MathOptions,
+    /// Held-out evaluation during training.
+    #[serde(default)]
+    pub eval: EvalSection,
+}
+
+/// The `[eval]` section: held-out scores during training, written to each measured
+/// step's `eval` in `metrics.jsonl` (`pass@1`, `pass@k`, `mean@k`) and to
+/// `plots/eval.png`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSection {
+    /// Steps between measurements (and after the last step); 0: none.
+    pub every: u64,
+    /// Samples per problem (the `k` of pass@k and mean@k), at the rollout's temperature.
+    pub samples: usize,
+    /// The held-out file; absent: `data.eval`.
+    pub file: Option<PathBuf>,
+    /// Use only the first N rows; absent: `data.eval_limit`.
+    pub limit: Option<usize>,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            every: 0,
+            samples: 1,
+            file: None,
+            limit: None,
+        }
+    }
 }
 
 impl MathRun {
@@ -182,12 +212,14 @@ impl MathRun {
         if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
-            let (correct, total) = math_accuracy(&policy, &held_out, &sampling)?;
+            let s = math_scores(&policy, &held_out, &sampling)?;
             eprintln!(
-                "train-math: starting pass@1 at T = {} on {}: {:.1}% ({correct}/{total})",
+                "train-math: starting pass@1 at T = {} on {}: {:.1}% ({}/{})",
                 sampling.temperature,
                 self.data.describe(eval, held_out.len()),
-                100.0 * correct as f64 / total.max(1) as f64
+                100.0 * s.pass_at_1,
+                s.correct,
+                s.problems
             );
         }
         let data = rows
@@ -199,8 +231,43 @@ impl MathRun {
             .collect();
         let reward = MathVerifier::new(self.verifier);
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
-        let trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
+        let mut trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
+        if let Some(evaluation) = self.evaluation(main)? {
+            trainer = trainer.with_evaluation(evaluation);
+        }
         Ok((trainer, self.run.clone()))
+    }
+
+    /// The `[eval]` measure, on rank 0 (which alone writes metrics), when it is on and
+    /// names a held-out file.
+    fn evaluation(&self, main: bool) -> Result<Option<Evaluation>, Box<dyn std::error::Error>> {
+        let e = &self.eval;
+        let Some(file) = e.file.as_ref().or(self.data.eval.as_ref()) else {
+            if e.every > 0 {
+                return Err(
+                    "eval.every is set but there is no held-out file (eval.file or \
+                            data.eval)"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        if e.every == 0 || !main {
+            return Ok(None);
+        }
+        if e.samples == 0 {
+            return Err("eval.samples must be at least 1".into());
+        }
+        let rows = self.data.load(file, e.limit.or(self.data.eval_limit))?;
+        let (rollout, seed, k) = (self.trainer.rollout.clone(), self.trainer.seed, e.samples);
+        Ok(Some(Evaluation {
+            every: e.every,
+            probe: None,
+            measure: Box::new(move |policy, step| {
+                let sampling = rollout.sampling(k, crate::seed::mix_seed(seed, step));
+                math_scores(policy, &rows, &sampling).map_err(|e| e.to_string())
+            }),
+        }))
     }
 }
 

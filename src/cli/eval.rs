@@ -1,7 +1,7 @@
 //! `cove eval`: math accuracy of a policy on a dataset.
 
 use crate::dist::Launch;
-use crate::eval::math_accuracy;
+use crate::eval::math_scores;
 use crate::model::ModelSpec;
 use std::path::PathBuf;
 
@@ -62,12 +62,18 @@ pub fn run_eval(args: &EvalArgs) -> Result<String, Box<dyn std::error::Error>> {
         seed: args.seed,
         ..Default::default()
     };
-    let (correct, total) = math_accuracy(&policy, &rows, &cfg)?;
+    let s = math_scores(&policy, &rows, &cfg)?;
     Ok(format!(
-        "{}: {} problems x {} samples, accuracy {:.2}% ({correct}/{total})\n",
+        "{}: {} problems x {} samples, accuracy {:.2}% ({}/{}), pass@{} {:.2}%, mean@{} reward {:.4}\n",
         args.data.display(),
         rows.len(),
         args.samples,
-        100.0 * correct as f64 / total.max(1) as f64,
+        100.0 * s.pass_at_1,
+        s.correct,
+        s.problems * s.k,
+        s.k,
+        100.0 * s.pass_at_k,
+        s.k,
+        s.mean_at_k,
     ))
 }

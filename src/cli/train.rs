@@ -125,7 +125,8 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     })
 }
 
-/// Draws `plots/entropy.png` and `plots/accuracy.png` from the run's metrics.
+/// Draws `plots/entropy.png`, `plots/accuracy.png` and, when the run measured held-out
+/// scores, `plots/eval.png` (pass@1 and pass@k) from the run's metrics.
 pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
     let steps = crate::metrics::read_metrics(&run.metrics())?;
     if steps.is_empty() {
@@ -150,6 +151,27 @@ pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
         "accuracy",
         &[series(|m| m.accuracy, "accuracy")],
     )?;
+    let measured: Vec<(f64, crate::eval::EvalScores)> = steps
+        .iter()
+        .filter_map(|m| m.eval.map(|e| (m.step as f64, e)))
+        .collect();
+    if let Some((_, first)) = measured.first() {
+        let eval_series = |f: fn(&crate::eval::EvalScores) -> f64, label: String| Series {
+            label,
+            points: measured.iter().map(|(step, e)| (*step, f(e))).collect(),
+            ..Series::default()
+        };
+        line_chart(
+            &run.plots().join("eval.png"),
+            "Held-out scores",
+            "step",
+            "score",
+            &[
+                eval_series(|e| e.pass_at_1, "pass@1".into()),
+                eval_series(|e| e.pass_at_k, format!("pass@{}", first.k)),
+            ],
+        )?;
+    }
     Ok(())
 }
 

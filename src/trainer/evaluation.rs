@@ -1,15 +1,15 @@
 //! [`Evaluation`]: held-out measures of the policy taken during training.
 
-use crate::eval::Probe;
+use crate::eval::{EvalScores, Probe};
 use crate::model::Policy;
 
 /// What an [`Evaluation`] runs: the policy and the step after which it is measured, to
-/// the value, or a message saying why it failed.
-pub type Measure = Box<dyn FnMut(&Policy, u64) -> Result<f64, String>>;
+/// its scores, or a message saying why it failed.
+pub type Measure = Box<dyn FnMut(&Policy, u64) -> Result<EvalScores, String>>;
 
 /// Held-out measures of the policy taken during training: every `every` steps (and
-/// after the last), `measure(policy, step)` gives the value written as the step's
-/// `eval_accuracy`; after every step, the entropy on `probe` is its `probe_entropy`.
+/// after the last), `measure(policy, step)` gives the scores written as the step's
+/// `eval`; after every step, the entropy on `probe` is its `probe_entropy`.
 pub struct Evaluation {
     /// Steps between measurements.
     pub every: u64,

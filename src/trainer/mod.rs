@@ -176,8 +176,8 @@ impl<R: Reward> Trainer<R> {
         Ok(self)
     }
 
-    /// Measures the policy during training (see [`Evaluation`]); the value lands in the
-    /// metrics of the steps it is taken after, as `eval_accuracy`.
+    /// Measures the policy during training (see [`Evaluation`]); the scores land in the
+    /// metrics of the steps they are taken after, as `eval`.
     pub fn with_evaluation(mut self, evaluation: Evaluation) -> Self {
         self.evaluation = Some(evaluation);
         self
@@ -314,9 +314,9 @@ impl<R: Reward> Trainer<R> {
                     m.probe_entropy = Some(probe.entropy(policy)?);
                 }
                 if m.step.is_multiple_of(eval.every.max(1)) || last {
-                    let value = (eval.measure)(policy, m.step)
+                    let scores = (eval.measure)(policy, m.step)
                         .map_err(|why| TrainError::Eval { step: m.step, why })?;
-                    m.eval_accuracy = Some(value);
+                    m.eval = Some(scores);
                 }
             }
             let flow = on_step(&m);

@@ -281,3 +281,62 @@ fn ref_kl_runs_from_the_binaries_against_the_starting_model() {
         );
     }
 }
+
+/// `[eval]`: held-out scores every `every` steps and after the last, from `samples`
+/// samples per problem, in `metrics.jsonl` and `plots/eval.png`.
+#[test]
+fn eval_during_training_writes_pass_at_1_pass_at_k_and_mean_at_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, text) = tiny_math(
+        &out,
+        &[
+            "--steps",
+            "3",
+            "--set",
+            "eval.every=2",
+            "--set",
+            "eval.samples=3",
+        ],
+    );
+    assert!(ok, "{text}");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<(u64, serde_json::Value)> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|m| Some((m["step"].as_u64()?, m.get("eval")?.clone())))
+        .collect();
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3]);
+    for (_, e) in &evals {
+        let (k, problems, correct) = (
+            e["k"].as_f64().unwrap(),
+            e["problems"].as_f64().unwrap(),
+            e["correct"].as_f64().unwrap(),
+        );
+        assert_eq!((k, problems), (3.0, 2.0), "{e}");
+        let (p1, pk, mean) = (
+            e["pass@1"].as_f64().unwrap(),
+            e["pass@k"].as_f64().unwrap(),
+            e["mean@k"].as_f64().unwrap(),
+        );
+        assert!((p1 - correct / (k * problems)).abs() < 1e-12, "{e}");
+        assert!(pk >= p1 && pk <= 1.0 && (0.0..=1.0).contains(&mean), "{e}");
+    }
+    assert!(out.join("plots/eval.png").is_file());
+    // Off, and a measure without a held-out file is refused before any work.
+    let (ok, text) = tiny_math(
+        &dir.path().join("no-file"),
+        &[
+            "--steps",
+            "1",
+            "--set",
+            "eval.every=1",
+            "--set",
+            "data = { train = \"datasets/math/train.jsonl\" }",
+        ],
+    );
+    assert!(
+        !ok && text.contains("eval.every is set but there is no held-out file"),
+        "{text}"
+    );
+}

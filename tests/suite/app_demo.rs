@@ -37,7 +37,7 @@ fn demo_pipeline_writes_a_complete_report() {
         assert_eq!(lines.lines().count(), 3, "{}", m.name);
         let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
         assert!(first["entropy"].as_f64().unwrap() > 0.0);
-        assert!(first["eval_accuracy"].is_number());
+        assert!(first["eval"]["pass@1"].is_number() && first["eval"]["k"] == 1);
         assert!(first["probe_entropy"].as_f64().unwrap() > 0.0);
     }
     for f in [

@@ -19,7 +19,7 @@
 //! ```text
 //! OUT/config.toml                    resolved configuration
 //! OUT/sft.safetensors                the warm-start weights (tiny set-up)
-//! OUT/<method>/                      each run's folder: metrics.jsonl (with `eval_accuracy`),
+//! OUT/<method>/                      each run's folder: metrics.jsonl (with `eval`),
 //!                                    checkpoints/ (a rerun resumes), plots/
 //! OUT/plots/entropy_vs_step.png      entropy of the three runs
 //! OUT/plots/accuracy_vs_step.png     task accuracy of the three runs
@@ -62,7 +62,7 @@ use super::train::{LoopOptions, LoopOutcome, interrupt_flag, train_loop};
 use crate::config::resolve;
 use crate::data::synth::{self, SynthProblem};
 use crate::dist::Launch;
-use crate::eval::{Probe, pass_rate};
+use crate::eval::{EvalScores, Probe, scores};
 use crate::law::{self, LawPoint};
 use crate::metrics::read_metrics;
 use crate::model::{Message, Policy};
@@ -90,7 +90,8 @@ fn prompt_ids(policy: &Policy, problems: &[SynthProblem]) -> Result<Vec<Vec<i64>
         .collect()
 }
 
-/// Task accuracy: one sample per problem at `temperature` (0 = greedy).
+/// Task accuracy: one sample per problem at `temperature` (0 = greedy); its `pass@1`
+/// is the fraction of problems solved.
 pub fn accuracy(
     policy: &Policy,
     prompts: &[Vec<i64>],
@@ -98,7 +99,7 @@ pub fn accuracy(
     temperature: f64,
     max_new_tokens: usize,
     seed: u64,
-) -> Result<f64, DemoError> {
+) -> Result<EvalScores, DemoError> {
     let cfg = SamplingConfig {
         n: 1,
         temperature,
@@ -107,8 +108,7 @@ pub fn accuracy(
         ..Default::default()
     };
     let answers: Vec<String> = problems.iter().map(|p| p.answer.clone()).collect();
-    let (correct, _) = pass_rate(policy, prompts, &answers, &cfg)?;
-    Ok(correct as f64 / problems.len().max(1) as f64)
+    Ok(scores(policy, prompts, &answers, &cfg)?)
 }
 
 /// The task's problems (training) and the evaluation's.
@@ -187,6 +187,7 @@ pub fn run(
             rollout.max_new_tokens,
             seed,
         )
+        .map(|s| s.pass_at_1)
     };
     // With a warm start, every run starts from its weights; else from the model as loaded.
     let (sft_steps, warm_weights) = match &cfg.sft {
@@ -354,7 +355,7 @@ fn method_result(
         if let Some(h) = m.probe_entropy {
             probe_entropy.push((m.step as f64, h));
         }
-        if let Some(acc) = m.eval_accuracy {
+        if let Some(acc) = m.eval.map(|e| e.pass_at_1) {
             accuracy.push((m.step as f64, acc));
             points.push(LawPoint {
                 step: m.step as f64,

@@ -29,6 +29,7 @@ pub(super) fn warm_start(
             cfg.grpo.rollout.max_new_tokens,
             cfg.seed,
         )
+        .map(|s| s.pass_at_1)
     };
     let mut acc = eval()?;
     log(format!(
