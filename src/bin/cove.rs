@@ -25,10 +25,12 @@ enum Command {
     Fit(cove::cli::commands::FitArgs),
     /// Regenerate the synthetic math set (datasets/math/) from its seed.
     SynthMath(cove::cli::commands::SynthArgs),
-    /// The embedded-default demo: tiny policy, warm start, GRPO vs Clip-Cov vs KL-Cov,
-    /// report folder with plots and the fitted entropy-performance law.
+    /// The embedded-default demo: SmolLM2-135M-Instruct's four arms (GRPO with clip 0.2
+    /// and 1, Clip-Cov, KL-Cov) from the same start, a report folder with summary.json,
+    /// plots and the fitted entropy-performance law (`--model tiny`: the fast toy).
     Demo(cove::cli::demo::DemoArgs),
-    /// Math accuracy of a policy on a dataset (sampling + the math verifier).
+    /// Math scores of a policy on a dataset (sampling + the math verifier): accuracy
+    /// (pass@1), pass@k and mean@k over `--samples` samples per problem.
     Eval(cove::cli::eval::EvalArgs),
     /// Serve the verifiers over HTTP: SandboxFusion's `POST /run_code` (python), `POST
     /// /verify/math`, `POST /verify/code` and `GET /health`. Runs until Ctrl-C.
