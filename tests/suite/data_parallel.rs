@@ -441,9 +441,13 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
 
     let mut cut_sets = sets(&control, steps, &cut);
     cut_sets.push("trainer.dist.timeout_s=5".into());
-    let spawn = || {
-        command(2, &cut_sets)
-            .stdout(Stdio::piped())
+    // The first job starts the run; the later ones continue it (`--resume`).
+    let spawn = |resume: bool| {
+        let mut cmd = command(2, &cut_sets);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
@@ -451,7 +455,7 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
 
     // Rank 1 hangs (stopped) after the first checkpoint: rank 0 waits at its next
     // collective, then stops with an error naming rank 1.
-    let (hung, said, took) = signal_rank_1(spawn(), &cut, 1, "-STOP");
+    let (hung, said, took) = signal_rank_1(spawn(false), &cut, 1, "-STOP");
     assert!(
         said.contains("timed out") && said.contains("rank(s) [1] did not arrive or answer"),
         "the error names the hung rank:\n{said}"
@@ -466,7 +470,7 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
     // Rank 1 is killed outright mid-run: mpirun stops rank 0 and names rank 1.
     let resumed_from = cove::checkpoint::list(&cut.join("checkpoints")).unwrap();
     let from = resumed_from.last().unwrap().0;
-    let (_, said, took) = signal_rank_1(spawn(), &cut, from + 1, "-KILL");
+    let (_, said, took) = signal_rank_1(spawn(true), &cut, from + 1, "-KILL");
     assert!(
         said.contains("rank 1"),
         "mpirun names the dead rank:\n{said}"
@@ -483,7 +487,12 @@ fn a_hung_or_killed_rank_stops_the_job_and_the_run_resumes_exactly() {
     );
 
     // Resuming from the newest checkpoint reproduces the uninterrupted run.
-    train(2, &cut_sets);
+    let output = command(2, &cut_sets).arg("--resume").output().unwrap();
+    assert!(
+        output.status.success(),
+        "resuming failed:\n{}",
+        text(&output)
+    );
     let (a, b) = (final_weights(&whole), final_weights(&cut));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x.equal(y), "{name} differs after resuming");
