@@ -135,13 +135,15 @@ pub fn covariance_share(scope: &TokenTensors, selected: &Tensor) -> f64 {
         .to_kind(Kind::Double)
         .clamp_min(0.0);
     let chosen = positive.masked_fill(&selected.logical_and(scope.valid).logical_not(), 0.0);
-    let sums = Tensor::stack(&[chosen.sum(Kind::Double), positive.sum(Kind::Double)], 0);
+    let [carried, total] = read_sums(&chosen, &positive);
+    if total > 0.0 { carried / total } else { 0.0 }
+}
+
+/// The sums of `a` and `b` (any shapes) as f64, read back from the device in one go.
+fn read_sums(a: &Tensor, b: &Tensor) -> [f64; 2] {
+    let sums = Tensor::stack(&[a.sum(Kind::Double), b.sum(Kind::Double)], 0);
     let sums = Vec::<f64>::try_from(&sums).expect("two doubles");
-    if sums[1] > 0.0 {
-        sums[0] / sums[1]
-    } else {
-        0.0
-    }
+    [sums[0], sums[1]]
 }
 
 /// How many of `masses` (non-negative, in the order they would be taken) the fewest
@@ -278,18 +280,14 @@ pub fn clip_cov_select_share(
     let cov = token_covariance(scope.logp, scope.adv, scope.valid).to_kind(Kind::Double);
     let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
     let positive = cov.clamp_min(0.0).flatten(0, -1);
-    let totals = Tensor::stack(
-        &[positive.sum(Kind::Double), candidates.sum(Kind::Double)],
-        0,
-    );
-    let totals = Vec::<f64>::try_from(&totals).expect("two doubles");
+    let [total, n_candidates] = read_sums(&positive, &candidates);
     let positions = Tensor::arange(candidates.size()[0], (Kind::Int64, candidates.device()));
     let keys = hash_keys(&positions, seed).masked_fill(&candidates.logical_not(), i64::MAX);
     let (_, order) = keys.sort(0, false);
     let masses = positive
         .masked_fill(&candidates.logical_not(), 0.0)
         .index_select(0, &order);
-    let n = count_for_share(&masses, totals[0], share, totals[1] as i64);
+    let n = count_for_share(&masses, total, share, n_candidates as i64);
     candidates
         .zeros_like()
         .index_fill(0, &order.narrow(0, 0, n), 1)
@@ -345,12 +343,8 @@ pub fn kl_cov_select_share(scope: &TokenTensors, share: f64) -> Tensor {
         .flatten(0, -1);
     let (sorted, order) = cov.sort(0, true);
     let masses = sorted.clamp_min(0.0);
-    let totals = Tensor::stack(
-        &[masses.sum(Kind::Double), masses.gt(0.0).sum(Kind::Double)],
-        0,
-    );
-    let totals = Vec::<f64>::try_from(&totals).expect("two doubles");
-    let n = count_for_share(&masses, totals[0], share, totals[1] as i64);
+    let [total, n_positive] = read_sums(&masses, &masses.gt(0.0));
+    let n = count_for_share(&masses, total, share, n_positive as i64);
     scope
         .valid
         .flatten(0, -1)

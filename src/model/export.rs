@@ -6,9 +6,8 @@
 //! folder's `config.toml` (`[model] path`, two folders above the checkpoint) or given.
 
 use super::lora::ADAPTER_CONFIG;
-use super::named::{ModelSource, resolve};
-use super::tiny::{TinyConfig, policy as tiny_policy};
-use super::{Dtype, ModelError, Policy};
+use super::{Dtype, ModelError, ModelSpec};
+use crate::dist::Launch;
 use std::path::{Path, PathBuf};
 
 /// Why a checkpoint could not be exported.
@@ -44,9 +43,9 @@ pub enum ExportError {
     Model(#[from] ModelError),
 }
 
-/// The base model recorded in the run folder of `checkpoint` (`../../config.toml`,
-/// `[model] path` and `tiny_seed`).
-fn recorded_base(checkpoint: &Path) -> Result<(String, u64), ExportError> {
+/// The `[model]` section recorded in the run folder of `checkpoint`
+/// (`../../config.toml`).
+fn recorded_model(checkpoint: &Path) -> Result<ModelSpec, ExportError> {
     let config = checkpoint
         .parent()
         .and_then(Path::parent)
@@ -61,17 +60,12 @@ fn recorded_base(checkpoint: &Path) -> Result<(String, u64), ExportError> {
             "{e} (the run's configuration names the base; or pass --base)"
         ))
     })?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let model = table.get("model").and_then(|m| m.as_table());
-    let path = model
-        .and_then(|m| m.get("path"))
-        .and_then(|p| p.as_str())
-        .ok_or_else(|| bad("no [model] path".into()))?;
-    let seed = model
-        .and_then(|m| m.get("tiny_seed"))
-        .and_then(|s| s.as_integer())
-        .unwrap_or(0);
-    Ok((path.to_string(), seed as u64))
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    table
+        .remove("model")
+        .ok_or_else(|| bad("no [model] section".into()))?
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(format!("[model]: {e}")))
 }
 
 /// Writes the policy of the fully fine-tuned `checkpoint` (its `model.safetensors`) as a
@@ -96,18 +90,34 @@ pub fn export_checkpoint(
             why: "missing (not a checkpoint folder: `runs/NAME/checkpoints/step-N`)".into(),
         });
     }
-    let (name, seed) = match base {
-        Some(b) => (b.to_string(), 0),
-        None => recorded_base(checkpoint)?,
+    let recorded = match base {
+        Some(path) => ModelSpec {
+            path: path.to_string(),
+            dtype: Dtype::F32,
+            device: "cpu".into(),
+            tiny_seed: 0,
+            weights: None,
+            lora: None,
+        },
+        None => recorded_model(checkpoint)?,
     };
-    let base_err = |why: String| ExportError::Base {
-        name: name.clone(),
-        why,
+    // The base as the run loaded it, in f32 on the CPU: its warm-start weights and
+    // adapters are not needed, the checkpoint replaces every variable.
+    let spec = ModelSpec {
+        dtype: Dtype::F32,
+        device: "cpu".into(),
+        weights: None,
+        lora: None,
+        ..recorded
     };
-    let mut policy = match resolve(&name).map_err(|e| base_err(e.to_string()))? {
-        ModelSource::Tiny => tiny_policy(&TinyConfig::default(), seed, tch::Device::Cpu)?,
-        ModelSource::Folder(dir) => Policy::from_hf_dir(&dir, Dtype::F32, tch::Device::Cpu)?,
-    };
+    let name = spec.path.clone();
+    let mut policy = Launch::from_vars(|_| None)
+        .map_err(|e| e.to_string())
+        .and_then(|launch| spec.load(&launch).map_err(|e| e.to_string()))
+        .map_err(|why| ExportError::Base {
+            name: name.clone(),
+            why,
+        })?;
     policy
         .model
         .var_store_mut()
