@@ -33,10 +33,9 @@ use cove::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
     response_logprobs,
 };
-use cove::recipe::{MATH_DEFAULTS, MathRun};
+use cove::recipe::{MATH_DEFAULTS, MathReward, MathRun};
 use cove::rollout::generate;
 use cove::trainer::Trainer;
-use cove::verifiers::math::MathVerifier;
 use tch::{Kind, Tensor};
 
 /// Command-line options (everything after `--`).
@@ -85,7 +84,7 @@ fn parse_args() -> Args {
 
 /// A `train-math` trainer on SmolLM2 with the embedded defaults plus `sets`, without
 /// the held-out evaluation; `None` (with a note) when SmolLM2 is not installed.
-fn trainer(sets: &[String]) -> Option<Trainer<MathVerifier>> {
+fn trainer(sets: &[String]) -> Option<Trainer<MathReward>> {
     let mut all = vec![
         "trainer.steps=1000".to_string(),
         "trainer.optim.lr=1e-6".to_string(),
@@ -158,7 +157,7 @@ fn peak_rss_gib() -> f64 {
 /// selection still runs as in training (it cannot know the weights did not move).
 fn selection(args: &Args) {
     for (mini, micro) in [(8usize, 8usize), (4, 4), (8, 4)] {
-        let mut runs: Vec<(&str, Trainer<MathVerifier>)> = Vec::new();
+        let mut runs: Vec<(&str, Trainer<MathReward>)> = Vec::new();
         for (name, _) in paper_controls() {
             let sets = vec![
                 format!("trainer.mini_batch_size={mini}"),

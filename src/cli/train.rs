@@ -2,11 +2,12 @@
 //! warning, Ctrl-C checkpointing, final plots; and the shared `train-*` command line.
 
 use super::plot::{Series, line_chart};
-use crate::config::resolve;
+use crate::config::{ConfigError, resolve_table};
 use crate::dist::Launch;
 use crate::recipe::RunOptions;
 use crate::reproducible::{CpuMath, strict_cpu_math};
 use crate::run_dir::RunDir;
+use crate::tensorboard::TensorBoardWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,30 @@ pub struct LoopOptions {
     pub progress: bool,
     /// Entropy-collapse warning threshold, as a fraction of the start entropy.
     pub entropy_warn_fraction: f64,
+    /// Also write each step's metrics as TensorBoard scalars into the run folder.
+    pub tensorboard: bool,
+}
+
+/// The `[logging]` section every training binary accepts: where metrics go besides
+/// `metrics.jsonl` and the plots. The training loop owns it, so the loop takes it off the
+/// resolved configuration before a task's own sections are read.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logging {
+    /// TensorBoard event files in the run folder (`tensorboard --logdir runs/`).
+    pub tensorboard: bool,
+}
+
+impl Logging {
+    /// Removes `[logging]` from `table` and reads it (absent: the defaults).
+    pub fn take(table: &mut toml::Table) -> Result<Logging, Box<dyn std::error::Error>> {
+        match table.remove("logging") {
+            None => Ok(Logging::default()),
+            Some(section) => section
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("[logging]: {}", e.message()).into()),
+        }
+    }
 }
 
 /// How a [`train_loop`] ended.
@@ -86,9 +111,20 @@ pub fn train_loop<R: crate::verifiers::Reward>(
     bar.set_position(trainer.state().step);
     let mut watch = crate::law::EntropyWatch::new(opts.entropy_warn_fraction);
     let mut warning = None;
+    let mut board = match opts.tensorboard && main {
+        true => Some(TensorBoardWriter::create(&trainer.run_dir().root)?),
+        false => None,
+    };
+    let mut board_error = None;
     trainer.run(|m| {
         if main {
             bar.suspend(|| eprintln!("{}", m.summary()));
+        }
+        if let Some(writer) = board.as_mut()
+            && let Err(e) = writer.write_step(m)
+        {
+            board_error = Some(format!("{}: {e}", writer.path().display()));
+            return std::ops::ControlFlow::Break(());
         }
         if let Some(w) = watch.observe(m.step, m.entropy) {
             if main {
@@ -105,6 +141,9 @@ pub fn train_loop<R: crate::verifiers::Reward>(
         }
     })?;
     bar.finish_and_clear();
+    if let Some(e) = board_error {
+        return Err(format!("writing TensorBoard events: {e}").into());
+    }
     let stopped = interrupted.load(Ordering::SeqCst);
     if stopped {
         let path = trainer.save_checkpoint()?;
@@ -197,7 +236,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Continue the run in the run folder from its newest checkpoint, with the
-    /// configuration it was started with (only `trainer.steps` may change). Without it,
+    /// configuration it was started with (only `trainer.steps` and `logging.tensorboard` may change). Without it,
     /// a run folder that already holds a run is refused.
     #[arg(long)]
     pub resume: bool,
@@ -244,8 +283,12 @@ where
              CPU results may depend on the thread count"
         );
     }
-    let (cfg, table): (C, toml::Table) =
-        resolve(defaults, args.config.as_deref(), &args.all_sets())?;
+    let table = resolve_table(defaults, args.config.as_deref(), &args.all_sets())?;
+    let mut task = table.clone();
+    let logging = Logging::take(&mut task)?;
+    let cfg: C = toml::Value::Table(task)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Unfit(e.message().to_string()))?;
     let out_dir: PathBuf = table
         .get("trainer")
         .and_then(|t| t.get("out_dir"))
@@ -274,6 +317,7 @@ where
         &LoopOptions {
             progress: !args.quiet,
             entropy_warn_fraction: run_opts.entropy_warn_fraction,
+            tensorboard: logging.tensorboard,
         },
     )?;
     Ok(format!(

@@ -57,6 +57,9 @@ pub enum TrainError {
         /// What does not match.
         why: String,
     },
+    /// The reward's endpoint (`[reward] url`) failed.
+    #[error(transparent)]
+    Reward(#[from] crate::reward::RemoteError),
     /// An evaluation during training failed.
     #[error("evaluation at step {step}: {why}")]
     Eval {

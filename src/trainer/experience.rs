@@ -7,6 +7,7 @@ use super::shard::global_prompt;
 use crate::checkpoint::TrainState;
 use crate::data::Prompt;
 use crate::metrics::PhaseSeconds;
+use crate::reward::Shaping;
 use crate::rollout::{RolloutEngine, RolloutRequest, Trajectory};
 use crate::seed::mix_seed;
 use cove_verifiers::{Reward, Score};
@@ -27,9 +28,11 @@ pub struct Example<T> {
 }
 
 /// Where experience comes from: the dataset with its prompts' token ids, the reward
-/// that scores it, the engine that samples it, and the data order.
+/// that scores it (and the trajectory-level terms added after it), the engine that
+/// samples it, and the data order.
 pub(crate) struct Experience<R: Reward> {
     pub reward: R,
+    pub shaping: Option<Shaping>,
     pub data: Vec<Example<R::Task>>,
     /// Token ids of every example's prompt.
     pub prompt_ids: Vec<Vec<i64>>,
@@ -48,6 +51,7 @@ impl<R: Reward> Experience<R> {
     ) -> Self {
         Experience {
             reward,
+            shaping: None,
             data,
             prompt_ids,
             engine,
@@ -67,16 +71,22 @@ impl<R: Reward> Experience<R> {
         self.order.1[(position % n) as usize]
     }
 
-    /// Scores the unscored `trajectories`, in parallel.
-    pub fn score(&self, trajectories: &mut [Trajectory]) {
+    /// Scores the unscored `trajectories`: the reward in parallel, then the shaping's
+    /// trajectory-level terms (an endpoint's batches included).
+    pub fn score(&self, trajectories: &mut [Trajectory]) -> Result<(), TrainError> {
         let (reward, data) = (&self.reward, &self.data);
-        trajectories
-            .par_iter_mut()
+        let mut unscored: Vec<&mut Trajectory> = trajectories
+            .iter_mut()
             .filter(|t| t.score.is_none())
-            .for_each(|t| {
-                let score: Score = reward.score(&data[t.task].task, &t.text);
-                t.score = Some(score);
-            });
+            .collect();
+        unscored.par_iter_mut().for_each(|t| {
+            let score: Score = reward.score(&data[t.task].task, &t.text);
+            t.score = Some(score);
+        });
+        if let Some(shaping) = &self.shaping {
+            shaping.apply(&mut unscored)?;
+        }
+        Ok(())
     }
 
     /// Samples and scores this rank's share of one step (with dynamic-sampling refills:
@@ -128,7 +138,7 @@ impl<R: Reward> Experience<R> {
             )?;
             secs.rollout += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            self.score(&mut sampled);
+            self.score(&mut sampled)?;
             secs.reward += t.elapsed().as_secs_f64();
             let mut sampled = sampled.into_iter();
             for _ in 0..tasks.len() {

@@ -71,6 +71,7 @@ use crate::loss::EntropyControl;
 use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
 use crate::model::Policy;
 use crate::optim::{AdamW, Precision, cast_variables};
+use crate::reward::Shaping;
 use crate::rollout::{LocalEngine, RolloutEngine, Trajectory};
 use crate::run_dir::RunDir;
 use crate::seed::mix_seed;
@@ -180,6 +181,14 @@ impl<R: Reward> Trainer<R> {
     /// metrics of the steps they are taken after, as `eval`.
     pub fn with_evaluation(mut self, evaluation: Evaluation) -> Self {
         self.evaluation = Some(evaluation);
+        self
+    }
+
+    /// Adds the reward terms that read whole trajectories or batches (DAPO's overlong
+    /// punishment, a remote endpoint; see [`crate::reward`]) to every score, after the
+    /// reward's own.
+    pub fn with_shaping(mut self, shaping: Shaping) -> Self {
+        self.experience.shaping = Some(shaping);
         self
     }
 
@@ -369,7 +378,7 @@ impl<R: Reward> Trainer<R> {
             trajectories,
         )?;
         let mut scored = trajectories.to_vec();
-        self.experience.score(&mut scored);
+        self.experience.score(&mut scored)?;
         let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
         self.learn_step(
             &scored,

@@ -5,6 +5,7 @@ mod app_binaries;
 mod app_data;
 mod app_demo;
 mod app_export;
+mod app_reward;
 mod data_parallel;
 mod doctor;
 mod learner_common;

@@ -29,6 +29,20 @@ pub trait Reward: Send + Sync {
     fn score(&self, task: &Self::Task, response: &str) -> Score;
 }
 
+/// A boxed reward is a reward: rewards composed at run time (from configuration, as
+/// `train-math`'s `[reward]` section does) are `Box<dyn Reward<Task = T>>`.
+impl<R: Reward + ?Sized> Reward for Box<R> {
+    type Task = R::Task;
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn score(&self, task: &R::Task, response: &str) -> Score {
+        (**self).score(task, response)
+    }
+}
+
 /// Weighted sum of rewards over the same task type: `sum_i w_i * r_i(task, response)`.
 /// `correct` is the first component's (the primary verifier); `details` joins all.
 pub struct WeightedSum<T> {
@@ -114,9 +128,23 @@ impl<R: Reward> Reward for FormatBonus<R> {
     }
 }
 
-/// DAPO's soft overlong penalty on the inner reward, measured in characters (this
-/// crate has no tokenizer): 0 up to `max_chars - buffer`, then falling linearly to
-/// `-penalty` at `max_chars`, and `-penalty` beyond.
+/// The shape of DAPO's soft overlong punishment (Yu et al. 2025, eq. 13): 0 for a length
+/// up to `max - buffer`, then falling linearly to `-penalty` at `max`, and `-penalty`
+/// beyond (`buffer` 0: a step at `max`). [`LengthPenalty`] applies it to characters; the
+/// trainer's `[reward] overlong` to tokens.
+pub fn soft_length_penalty(len: usize, max: usize, buffer: usize, penalty: f64) -> f64 {
+    let start = max - buffer.min(max);
+    if len >= max {
+        -penalty
+    } else if len <= start {
+        0.0
+    } else {
+        -penalty * (len - start) as f64 / (max - start) as f64
+    }
+}
+
+/// [`soft_length_penalty`] on the inner reward, measured in characters (this crate has
+/// no tokenizer).
 pub struct LengthPenalty<R> {
     inner: R,
     max_chars: usize,
@@ -140,14 +168,7 @@ impl<R: Reward> LengthPenalty<R> {
 
     /// The penalty (<= 0) for a response of `len` characters.
     pub fn penalty_for(&self, len: usize) -> f64 {
-        let start = self.max_chars - self.buffer;
-        if len <= start {
-            0.0
-        } else if len >= self.max_chars || self.buffer == 0 {
-            -self.penalty
-        } else {
-            -self.penalty * (len - start) as f64 / self.buffer as f64
-        }
+        soft_length_penalty(len, self.max_chars, self.buffer, self.penalty)
     }
 }
 

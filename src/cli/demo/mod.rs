@@ -267,6 +267,7 @@ pub fn run(
                 &LoopOptions {
                     progress,
                     entropy_warn_fraction: cfg.entropy_warn_fraction,
+                    tensorboard: false,
                 },
             )?;
             let result = method_result(
