@@ -84,6 +84,12 @@ impl Drop for Server {
 
 #[test]
 fn the_readme_python_server_scores_batches() {
+    let file = std::fs::read_to_string(root().join("examples/reward_server.py")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{file}```")),
+        "README.md shows examples/reward_server.py whole"
+    );
     let server = Server::start(&["examples/reward_server.py"]);
     let client = RemoteReward::new(&server.url, Duration::from_secs(10), 0, 2).unwrap();
     let prompt = json!("What is 2+2?");
