@@ -1,13 +1,18 @@
-//! Evaluation: a policy's scores on math problems from k samples each ([`EvalScores`]:
-//! pass@1, pass@k, mean@k), the one measure `cove eval`, `train-math`'s held-out start,
-//! its `[eval]` during training and the demo share; and the entropy of a policy on a
-//! fixed probe.
+//! Evaluation: a policy's scores on a task's problems from k samples each
+//! ([`EvalScores`]: pass@1, pass@k, mean@k), the one measure `cove eval`, the training
+//! binaries' held-out start, their `[eval]` during training and the demo share (math
+//! through [`math_scores`], code through [`code_scores`]); and the entropy of a policy on
+//! a fixed probe.
 
+use crate::data::Prompt;
+use crate::data::code::CodeExample;
 use crate::data::math::MathExample;
 use crate::model::{LogprobOptions, ModelError, Policy, response_logprobs};
 use crate::rollout::{RolloutError, SamplingConfig, generate};
-use crate::verifiers::Reward;
+use crate::verifiers::code::{CodeVerifier, TestSuite};
 use crate::verifiers::math::MathVerifier;
+use crate::verifiers::{Reward, Score};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
@@ -33,22 +38,30 @@ pub struct EvalScores {
     pub mean_at_k: f64,
 }
 
-/// Samples `cfg.n` responses per prompt and scores each against its prompt's answer with
-/// the math verifier (default options).
-pub fn scores(
+/// Samples `cfg.n` responses per prompt and scores each against its prompt's task with
+/// `reward` (in parallel).
+pub fn scores<R: Reward>(
     policy: &Policy,
     prompts: &[Vec<i64>],
-    answers: &[String],
+    tasks: &[R::Task],
+    reward: &R,
     cfg: &SamplingConfig,
 ) -> Result<EvalScores, RolloutError> {
-    let verifier = MathVerifier::new(Default::default());
     let samples = generate(policy, prompts, cfg)?;
+    let scored: Vec<(usize, Score)> = samples
+        .par_iter()
+        .map(|s| {
+            (
+                s.prompt_index,
+                reward.score(&tasks[s.prompt_index], &s.text),
+            )
+        })
+        .collect();
     let mut correct = vec![0usize; prompts.len()];
-    let mut reward = 0.0;
-    for s in &samples {
-        let score = verifier.score(&answers[s.prompt_index], &s.text);
-        correct[s.prompt_index] += usize::from(score.correct);
-        reward += score.reward;
+    let mut total = 0.0;
+    for (index, score) in &scored {
+        correct[*index] += usize::from(score.correct);
+        total += score.reward;
     }
     let (k, problems) = (cfg.n.max(1), prompts.len());
     let per_problem = problems.max(1) as f64;
@@ -58,24 +71,51 @@ pub fn scores(
         correct: correct.iter().sum(),
         pass_at_1: correct.iter().map(|&c| c as f64 / k as f64).sum::<f64>() / per_problem,
         pass_at_k: correct.iter().filter(|&&c| c > 0).count() as f64 / per_problem,
-        mean_at_k: reward / samples.len().max(1) as f64,
+        mean_at_k: total / samples.len().max(1) as f64,
     })
 }
 
-/// [`scores`] on dataset rows: each prompt rendered as [`Policy::prompt_ids`] does
-/// (with the chat template when the policy has one).
+/// Each prompt's token ids as [`Policy::prompt_ids`] renders them (with the chat
+/// template when the policy has one).
+fn prompt_ids<'a>(
+    policy: &Policy,
+    prompts: impl Iterator<Item = &'a Prompt>,
+) -> Result<Vec<Vec<i64>>, ModelError> {
+    let templated = policy.chat_template.is_some();
+    prompts
+        .map(|p| policy.prompt_ids(&p.messages(), templated))
+        .collect()
+}
+
+/// [`scores`] on math rows with the math verifier (default options).
 pub fn math_scores(
     policy: &Policy,
     rows: &[MathExample],
     cfg: &SamplingConfig,
 ) -> Result<EvalScores, RolloutError> {
-    let templated = policy.chat_template.is_some();
-    let prompts = rows
-        .iter()
-        .map(|r| policy.prompt_ids(&r.prompt.messages(), templated))
-        .collect::<Result<Vec<_>, ModelError>>()?;
+    let prompts = prompt_ids(policy, rows.iter().map(|r| &r.prompt))?;
     let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
-    scores(policy, &prompts, &answers, cfg)
+    let verifier = MathVerifier::new(Default::default());
+    scores(policy, &prompts, &answers, &verifier, cfg)
+}
+
+/// [`scores`] on code rows with `verifier` (a row whose `tests` the verifier cannot read
+/// is an error naming it).
+pub fn code_scores(
+    policy: &Policy,
+    rows: &[CodeExample],
+    verifier: &CodeVerifier,
+    cfg: &SamplingConfig,
+) -> Result<EvalScores, Box<dyn std::error::Error>> {
+    let prompts = prompt_ids(policy, rows.iter().map(|r| &r.prompt))?;
+    let suites = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_value::<TestSuite>(r.tests.clone())
+                .map_err(|e| format!("row `{}`: field `tests`: {e}", r.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(scores(policy, &prompts, &suites, verifier, cfg)?)
 }
 
 /// A fixed probe of the policy's entropy: the same prompts and the same responses at

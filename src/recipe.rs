@@ -6,10 +6,10 @@
 //! check that every recipe in `configs/` resolves and validates.
 
 use crate::config::{ConfigError, TrainConfig};
-use crate::data::code::{CodeLayout, load_code};
+use crate::data::code::{CodeExample, CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
 use crate::dist::Launch;
-use crate::eval::math_scores;
+use crate::eval::{code_scores, math_scores};
 use crate::model::{Dtype, ModelSpec};
 use crate::optim::Precision;
 use crate::reward::RewardSection;
@@ -18,6 +18,7 @@ use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
 use crate::verifiers::math::{MathOptions, MathVerifier};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The `[run]` section of a training binary's configuration.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -98,6 +99,41 @@ fn prompts_json<T>(data: &[Example<T>]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Keeps the rows whose level is one of `levels` (empty or absent: every row), then the
+/// first `limit`. A filter that keeps none of a file's rows is an error naming
+/// `data.levels` (a file without levels, such as GSM8K, needs `data.levels = []`).
+fn select<T>(
+    mut rows: Vec<T>,
+    level: impl Fn(&T) -> Option<u32>,
+    levels: Option<&[u32]>,
+    path: &std::path::Path,
+    limit: Option<usize>,
+) -> Result<Vec<T>, Box<dyn std::error::Error>> {
+    if let Some(levels) = levels.filter(|l| !l.is_empty()) {
+        let before = rows.len();
+        rows.retain(|r| level(r).is_some_and(|l| levels.contains(&l)));
+        if rows.is_empty() && before > 0 {
+            return Err(format!(
+                "data.levels = {levels:?} keeps none of the {before} rows of {} (a row \
+                 matches by its `level`, a number or \"Level N\"); set `data.levels = []` \
+                 (`--set data.levels=[]`) to take every row",
+                path.display()
+            )
+            .into());
+        }
+    }
+    rows.truncate(limit.unwrap_or(usize::MAX));
+    Ok(rows)
+}
+
+/// What a data selection is, for the first lines of a run.
+fn describe(path: &std::path::Path, rows: usize, levels: Option<&[u32]>) -> String {
+    match levels.filter(|l| !l.is_empty()) {
+        Some(levels) => format!("{rows} problems of {} (levels {levels:?})", path.display()),
+        None => format!("{rows} problems of {}", path.display()),
+    }
+}
+
 /// `train-math`'s embedded defaults (`configs/train-math.toml`).
 pub const MATH_DEFAULTS: &str = include_str!("../configs/train-math.toml");
 
@@ -134,30 +170,13 @@ impl MathData {
         path: &std::path::Path,
         limit: Option<usize>,
     ) -> Result<Vec<MathExample>, Box<dyn std::error::Error>> {
-        let mut rows = load_math(path, self.fields.as_ref())?;
-        if let Some(levels) = self.levels.as_ref().filter(|l| !l.is_empty()) {
-            let before = rows.len();
-            rows.retain(|r| r.level.is_some_and(|l| levels.contains(&l)));
-            if rows.is_empty() && before > 0 {
-                return Err(format!(
-                    "data.levels = {levels:?} keeps none of the {before} rows of {} (a row \
-                     matches by its `level`, a number or \"Level N\"); set `data.levels = []` \
-                     (`--set data.levels=[]`) to take every row",
-                    path.display()
-                )
-                .into());
-            }
-        }
-        rows.truncate(limit.unwrap_or(usize::MAX));
-        Ok(rows)
+        let rows = load_math(path, self.fields.as_ref())?;
+        select(rows, |r| r.level, self.levels.as_deref(), path, limit)
     }
 
     /// What the data selection is, for the first lines of a run.
     fn describe(&self, path: &std::path::Path, rows: usize) -> String {
-        match self.levels.as_ref().filter(|l| !l.is_empty()) {
-            Some(levels) => format!("{rows} problems of {} (levels {levels:?})", path.display()),
-            None => format!("{rows} problems of {}", path.display()),
-        }
+        describe(path, rows, self.levels.as_deref())
     }
 }
 
@@ -197,6 +216,44 @@ pub struct EvalSection {
     pub file: Option<PathBuf>,
     /// Use only the first N rows; absent: `data.eval_limit`.
     pub limit: Option<usize>,
+}
+
+/// Where `[eval]` measures: a held-out file and how many of its rows.
+struct HeldOut<'a> {
+    file: &'a std::path::Path,
+    limit: Option<usize>,
+}
+
+impl EvalSection {
+    /// The held-out file and row limit this section measures on, when it is on and this
+    /// is the rank that writes metrics: `file` else the task's `data.eval`, `limit` else
+    /// `data.eval_limit`. `every` without a file and `samples = 0` are refused.
+    fn target<'a>(
+        &'a self,
+        data_eval: Option<&'a std::path::Path>,
+        data_eval_limit: Option<usize>,
+        main: bool,
+    ) -> Result<Option<HeldOut<'a>>, Box<dyn std::error::Error>> {
+        let Some(file) = self.file.as_deref().or(data_eval) else {
+            if self.every > 0 {
+                return Err(
+                    "eval.every is set but there is no held-out file (eval.file or data.eval)"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        if self.every == 0 || !main {
+            return Ok(None);
+        }
+        if self.samples == 0 {
+            return Err("eval.samples must be at least 1".into());
+        }
+        Ok(Some(HeldOut {
+            file,
+            limit: self.limit.or(data_eval_limit),
+        }))
+    }
 }
 
 impl Default for EvalSection {
@@ -277,27 +334,20 @@ impl MathRun {
     /// The `[eval]` measure, on rank 0 (which alone writes metrics), when it is on and
     /// names a held-out file.
     fn evaluation(&self, main: bool) -> Result<Option<Evaluation>, Box<dyn std::error::Error>> {
-        let e = &self.eval;
-        let Some(file) = e.file.as_ref().or(self.data.eval.as_ref()) else {
-            if e.every > 0 {
-                return Err(
-                    "eval.every is set but there is no held-out file (eval.file or \
-                            data.eval)"
-                        .into(),
-                );
-            }
+        let target = self
+            .eval
+            .target(self.data.eval.as_deref(), self.data.eval_limit, main)?;
+        let Some(HeldOut { file, limit }) = target else {
             return Ok(None);
         };
-        if e.every == 0 || !main {
-            return Ok(None);
-        }
-        if e.samples == 0 {
-            return Err("eval.samples must be at least 1".into());
-        }
-        let rows = self.data.load(file, e.limit.or(self.data.eval_limit))?;
-        let (rollout, seed, k) = (self.trainer.rollout.clone(), self.trainer.seed, e.samples);
+        let rows = self.data.load(file, limit)?;
+        let (rollout, seed, k) = (
+            self.trainer.rollout.clone(),
+            self.trainer.seed,
+            self.eval.samples,
+        );
         Ok(Some(Evaluation {
-            every: e.every,
+            every: self.eval.every,
             probe: None,
             measure: Box::new(move |policy, step| {
                 let sampling = rollout.sampling(k, crate::seed::mix_seed(seed, step));
@@ -315,11 +365,36 @@ pub struct CodeData {
     pub train: PathBuf,
     /// Layout (default: detected from the first row).
     pub layout: Option<CodeLayout>,
-    /// Use only the first N rows.
+    /// Use only the first N rows (after the level filter).
     pub limit: Option<usize>,
+    /// Keep only rows whose `level` is one of these; applies to `eval` too. Empty or
+    /// absent: every row.
+    pub levels: Option<Vec<u32>>,
+    /// A held-out file: before training, the starting policy's pass@1 on it (one sample
+    /// per problem at the rollout temperature) is measured and printed.
+    pub eval: Option<PathBuf>,
+    /// Use only the first N rows of `eval`.
+    pub eval_limit: Option<usize>,
     /// Run this many reference solutions through the verifier before training, as a
-    /// check that the sandbox works.
+    /// check that the sandbox works (rank 0 alone, data-parallel).
     pub check_solutions: usize,
+}
+
+impl CodeData {
+    /// Loads `path` with the configured layout, level filter and `limit`.
+    fn load(
+        &self,
+        path: &std::path::Path,
+        limit: Option<usize>,
+    ) -> Result<Vec<CodeExample>, Box<dyn std::error::Error>> {
+        let rows = load_code(path, self.layout)?;
+        select(rows, |r| r.level, self.levels.as_deref(), path, limit)
+    }
+
+    /// What the data selection is, for the first lines of a run.
+    fn describe(&self, path: &std::path::Path, rows: usize) -> String {
+        describe(path, rows, self.levels.as_deref())
+    }
 }
 
 /// The whole configuration of `train-code`.
@@ -337,11 +412,15 @@ pub struct CodeRun {
     /// How the reward is composed around the verifier.
     #[serde(default)]
     pub reward: RewardSection,
+    /// Held-out evaluation during training.
+    #[serde(default)]
+    pub eval: EvalSection,
 }
 
 impl CodeRun {
     /// Loads the data (checking the first reference solutions in the sandbox, with a
-    /// warning for each that fails) and the policy, and builds the trainer.
+    /// warning for each that fails) and the policy, prints what will be trained (and,
+    /// with `data.eval`, the starting policy's held-out pass@1), and builds the trainer.
     ///
     /// Programs run in one worker process per core this rank is given (all cores for a
     /// single process), started from the current executable:
@@ -351,16 +430,21 @@ impl CodeRun {
         check_precision(&self.model, &self.trainer)?;
         self.reward.validate(self.trainer.rollout.max_new_tokens)?;
         let train = &self.data.train;
-        let mut rows = load_code(train, self.data.layout)?;
-        rows.truncate(self.data.limit.unwrap_or(usize::MAX));
+        let rows = self.data.load(train, self.data.limit)?;
+        if rows.is_empty() {
+            return Err(format!("data.train: {}: no rows selected", train.display()).into());
+        }
         // One worker per core this rank is given (ranks on one machine share it).
-        let verifier = CodeVerifier::with_worker_processes(
+        let verifier = Arc::new(CodeVerifier::with_worker_processes(
             CodeConfig {
                 threads: launch.cores_per_rank(),
                 ..CodeConfig::default()
             },
             WorkerCommand::current_exe()?,
-        )?;
+        )?);
+        // Data-parallel, rank 0 alone checks solutions and measures the held-out start.
+        let main = launch.rank == 0;
+        let described = self.data.describe(train, rows.len());
         let mut data = Vec::with_capacity(rows.len());
         let mut tasks_json = Vec::with_capacity(rows.len());
         let (mut accepted, mut checked) = (0, 0);
@@ -371,7 +455,7 @@ impl CodeRun {
             if let Some(solution) = row
                 .solution
                 .as_deref()
-                .filter(|_| checked < self.data.check_solutions)
+                .filter(|_| main && checked < self.data.check_solutions)
             {
                 let score = verifier.score(&suite, solution);
                 checked += 1;
@@ -397,14 +481,66 @@ impl CodeRun {
             prompts_json(&data),
             tasks_json,
         )?;
-        let reward = self.reward.compose(verifier, CODE_FORMAT)?;
         let policy = self.model.load(launch)?;
+        eprintln!(
+            "train-code: policy {} ({}), GRPO on {described}",
+            self.model.path,
+            policy.source.display(),
+        );
+        if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
+            let held_out = self.data.load(eval, self.data.eval_limit)?;
+            let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
+            let s = code_scores(&policy, &held_out, &verifier, &sampling)?;
+            eprintln!(
+                "train-code: starting pass@1 at T = {} on {}: {:.1}% ({}/{})",
+                sampling.temperature,
+                self.data.describe(eval, held_out.len()),
+                100.0 * s.pass_at_1,
+                s.correct,
+                s.problems
+            );
+        }
+        let evaluation = self.evaluation(main, &verifier)?;
+        let reward = self.reward.compose(verifier, CODE_FORMAT)?;
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
         let mut trainer = with_ref_kl_reference(trainer, &self.model, launch)?;
         if let Some(shaping) = shaping {
             trainer = trainer.with_shaping(shaping);
         }
+        if let Some(evaluation) = evaluation {
+            trainer = trainer.with_evaluation(evaluation);
+        }
         Ok((trainer, self.run.clone()))
+    }
+
+    /// The `[eval]` measure on rank 0, when it is on and names a held-out file; it
+    /// shares the training reward's sandbox workers.
+    fn evaluation(
+        &self,
+        main: bool,
+        verifier: &Arc<CodeVerifier>,
+    ) -> Result<Option<Evaluation>, Box<dyn std::error::Error>> {
+        let target = self
+            .eval
+            .target(self.data.eval.as_deref(), self.data.eval_limit, main)?;
+        let Some(HeldOut { file, limit }) = target else {
+            return Ok(None);
+        };
+        let rows = self.data.load(file, limit)?;
+        let (rollout, seed, k) = (
+            self.trainer.rollout.clone(),
+            self.trainer.seed,
+            self.eval.samples,
+        );
+        let verifier = verifier.clone();
+        Ok(Some(Evaluation {
+            every: self.eval.every,
+            probe: None,
+            measure: Box::new(move |policy, step| {
+                let sampling = rollout.sampling(k, crate::seed::mix_seed(seed, step));
+                code_scores(policy, &rows, &verifier, &sampling).map_err(|e| e.to_string())
+            }),
+        }))
     }
 }
 

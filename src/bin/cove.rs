@@ -29,8 +29,8 @@ enum Command {
     /// and 1, Clip-Cov, KL-Cov) from the same start, a report folder with summary.json,
     /// plots and the fitted entropy-performance law (`--model tiny`: the fast toy).
     Demo(cove::cli::demo::DemoArgs),
-    /// Math scores of a policy on a dataset (sampling + the math verifier): accuracy
-    /// (pass@1), pass@k and mean@k over `--samples` samples per problem.
+    /// Scores of a policy on a math or code dataset (sampling + the task's verifier):
+    /// pass@1, pass@k and mean@k over `--samples` samples per problem, per level too.
     Eval(cove::cli::eval::EvalArgs),
     /// Serve the verifiers over HTTP: SandboxFusion's `POST /run_code` (python), `POST
     /// /verify/math`, `POST /verify/code` and `GET /health`. Runs until Ctrl-C.

@@ -34,6 +34,8 @@ pub struct CodeExample {
     pub tests: Value,
     /// A reference solution when the dataset has one.
     pub solution: Option<String>,
+    /// Difficulty level when the row has one (`level`: a number, or "Level N").
+    pub level: Option<u32>,
 }
 
 /// The public layouts this loader understands.
@@ -111,6 +113,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
         Some(Value::String(s)) => s.clone(),
         _ => layout.name().to_string(),
     };
+    let level = super::level(row);
     let optional_string = |key: &str| match field(row, key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         _ => None,
@@ -122,6 +125,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
             Ok(CodeExample {
                 id: ctx.id(Some("id")),
                 data_source: source(),
+                level,
                 prompt: ctx.prompt("prompt")?,
                 tests,
                 solution: optional_string("solution"),
@@ -144,6 +148,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
             Ok(CodeExample {
                 id: ctx.id(Some("problem_id")),
                 data_source: source(),
+                level,
                 prompt: ctx.prompt("question")?,
                 tests,
                 solution,
@@ -156,6 +161,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
             Ok(CodeExample {
                 id: ctx.id(Some("task_id")),
                 data_source: source(),
+                level,
                 prompt: Prompt::Text(format!(
                     "Complete the following Python function.\n\n```python\n{prompt}```"
                 )),
@@ -196,6 +202,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
             Ok(CodeExample {
                 id: ctx.id(Some("task_id")),
                 data_source: source(),
+                level,
                 prompt: Prompt::Text(format!(
                     "{text}\nYour code should pass this test:\n{}",
                     asserts[0]
@@ -211,6 +218,7 @@ fn convert(ctx: &RowCtx<'_>, layout: CodeLayout) -> Result<CodeExample, DataErro
         CodeLayout::Verl => Ok(CodeExample {
             id: ctx.id(Some("extra_info.index")),
             data_source: source(),
+            level,
             prompt: ctx.prompt("prompt")?,
             tests: input_output_tests(ctx, "reward_model.ground_truth")?,
             solution: None,

@@ -147,13 +147,7 @@ pub fn load_math(path: &Path, fields: Option<&MathFields>) -> Result<Vec<MathExa
             if answer.is_empty() {
                 return Err(ctx.bad(format!("field `{}` is an empty answer", fields.answer)));
             }
-            let level = match super::field(&row.value, "level") {
-                Some(serde_json::Value::Number(n)) => n.as_u64().map(|l| l as u32),
-                Some(serde_json::Value::String(s)) => {
-                    s.trim().trim_start_matches("Level").trim().parse().ok()
-                }
-                _ => None,
-            };
+            let level = super::level(&row.value);
             Ok(MathExample {
                 id: ctx.id(fields.id.as_deref()),
                 data_source: match &fields.data_source {

@@ -184,6 +184,18 @@ pub(crate) fn field<'v>(value: &'v serde_json::Value, key: &str) -> Option<&'v s
     }
 }
 
+/// A row's difficulty level, when it has one: `level` as a number (the synthetic sets) or
+/// as MATH's string "Level N".
+pub(crate) fn level(value: &serde_json::Value) -> Option<u32> {
+    match field(value, "level") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|l| u32::try_from(l).ok()),
+        Some(serde_json::Value::String(s)) => {
+            s.trim().trim_start_matches("Level").trim().parse().ok()
+        }
+        _ => None,
+    }
+}
+
 /// Error-building context for one row.
 pub(crate) struct RowCtx<'a> {
     pub path: &'a Path,

@@ -42,11 +42,16 @@ fn one_step_metrics(out: &Path) -> serde_json::Value {
 fn train_code_checks_solutions_and_trains_a_step_in_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let text = run(env!("CARGO_BIN_EXE_train-code"), &out, &[]);
+    let text = run(
+        env!("CARGO_BIN_EXE_train-code"),
+        &out,
+        &["model.path=\"tiny\"", "data.eval_limit=8"],
+    );
     assert!(
         text.contains("sandbox check: 4/4 reference solutions accepted"),
         "{text}"
     );
+    assert!(text.contains("train-code: starting pass@1"), "{text}");
     let m = one_step_metrics(&out);
     assert!(m["seconds"]["reward"].as_f64().unwrap() > 0.0, "{m}");
 }

@@ -652,3 +652,36 @@ fn collective_operations_work_across_two_mpi_ranks() {
     assert!(output.status.success(), "{said}");
     assert_eq!(said.matches("every operation checked").count(), 2, "{said}");
 }
+
+/// `train-code` on two ranks: rank 0 alone runs the reference-solution check and
+/// measures the held-out start (each rank used to repeat both), and the step completes.
+#[test]
+fn train_code_checks_reference_solutions_on_rank_0_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = launch(2, env!("CARGO_BIN_EXE_train-code"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--quiet", "--steps", "1", "--out"])
+        .arg(&out)
+        .args([
+            "--set",
+            "model.path=\"tiny\"",
+            "--set",
+            "model.device=\"cpu\"",
+        ])
+        .args(["--set", "data.eval_limit=8", "--set", "eval.every=0"])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let text = text(&output);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(text.matches("sandbox check: 4/4").count(), 1, "{text}");
+    assert_eq!(text.matches("starting pass@1").count(), 1, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}

@@ -43,6 +43,20 @@ impl<R: Reward + ?Sized> Reward for Box<R> {
     }
 }
 
+/// A shared reward is a reward: `train-code` scores training and held-out responses with
+/// one `Arc<CodeVerifier>` (one pool of sandbox workers).
+impl<R: Reward + ?Sized> Reward for std::sync::Arc<R> {
+    type Task = R::Task;
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn score(&self, task: &R::Task, response: &str) -> Score {
+        (**self).score(task, response)
+    }
+}
+
 /// Weighted sum of rewards over the same task type: `sum_i w_i * r_i(task, response)`.
 /// `correct` is the first component's (the primary verifier); `details` joins all.
 pub struct WeightedSum<T> {

@@ -108,7 +108,8 @@ pub fn accuracy(
         ..Default::default()
     };
     let answers: Vec<String> = problems.iter().map(|p| p.answer.clone()).collect();
-    Ok(scores(policy, prompts, &answers, &cfg)?)
+    let verifier = MathVerifier::new(Default::default());
+    Ok(scores(policy, prompts, &answers, &verifier, &cfg)?)
 }
 
 /// The task's problems (training) and the evaluation's.
