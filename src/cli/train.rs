@@ -165,7 +165,7 @@ pub fn train_loop<R: crate::verifiers::Reward>(
 }
 
 /// Draws `plots/entropy.png`, `plots/accuracy.png` and, when the run measured held-out
-/// scores, `plots/eval.png` (pass@1 and pass@k) from the run's metrics.
+/// scores, `plots/eval.png` (pass@1, and pass@k when k > 1) from the run's metrics.
 pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
     let steps = crate::metrics::read_metrics(&run.metrics())?;
     if steps.is_empty() {
@@ -200,15 +200,16 @@ pub fn plot_metrics(run: &RunDir) -> Result<(), Box<dyn std::error::Error>> {
             points: measured.iter().map(|(step, e)| (*step, f(e))).collect(),
             ..Series::default()
         };
+        let mut lines = vec![eval_series(|e| e.pass_at_1, "pass@1".into())];
+        if first.k > 1 {
+            lines.push(eval_series(|e| e.pass_at_k, format!("pass@{}", first.k)));
+        }
         line_chart(
             &run.plots().join("eval.png"),
             "Held-out scores",
             "step",
             "score",
-            &[
-                eval_series(|e| e.pass_at_1, "pass@1".into()),
-                eval_series(|e| e.pass_at_k, format!("pass@{}", first.k)),
-            ],
+            &lines,
         )?;
     }
     Ok(())
