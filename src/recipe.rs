@@ -9,10 +9,11 @@ use crate::config::{ConfigError, TrainConfig};
 use crate::data::code::{CodeExample, CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
 use crate::dist::Launch;
-use crate::eval::{code_scores, math_scores};
+use crate::eval::{EvalScores, code_scores, math_scores};
 use crate::model::{Dtype, ModelSpec};
 use crate::optim::Precision;
 use crate::reward::RewardSection;
+use crate::rollout::SamplingConfig;
 use crate::trainer::{Evaluation, Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
@@ -254,6 +255,26 @@ impl EvalSection {
             limit: self.limit.or(data_eval_limit),
         }))
     }
+
+    /// The [`Evaluation`] of this section: every `every` steps, `score` with `samples`
+    /// samples per problem at the rollout's settings, seeded by the run's seed and step.
+    fn measure(
+        &self,
+        trainer: &TrainConfig,
+        score: impl Fn(&crate::model::Policy, &SamplingConfig) -> Result<EvalScores, String> + 'static,
+    ) -> Evaluation {
+        let (rollout, seed, k) = (trainer.rollout.clone(), trainer.seed, self.samples);
+        Evaluation {
+            every: self.every,
+            probe: None,
+            measure: Box::new(move |policy, step| {
+                score(
+                    policy,
+                    &rollout.sampling(k, crate::seed::mix_seed(seed, step)),
+                )
+            }),
+        }
+    }
 }
 
 impl Default for EvalSection {
@@ -341,19 +362,11 @@ impl MathRun {
             return Ok(None);
         };
         let rows = self.data.load(file, limit)?;
-        let (rollout, seed, k) = (
-            self.trainer.rollout.clone(),
-            self.trainer.seed,
-            self.eval.samples,
-        );
-        Ok(Some(Evaluation {
-            every: self.eval.every,
-            probe: None,
-            measure: Box::new(move |policy, step| {
-                let sampling = rollout.sampling(k, crate::seed::mix_seed(seed, step));
-                math_scores(policy, &rows, &sampling).map_err(|e| e.to_string())
+        Ok(Some(
+            self.eval.measure(&self.trainer, move |policy, sampling| {
+                math_scores(policy, &rows, sampling).map_err(|e| e.to_string())
             }),
-        }))
+        ))
     }
 }
 
@@ -527,20 +540,13 @@ impl CodeRun {
             return Ok(None);
         };
         let rows = self.data.load(file, limit)?;
-        let (rollout, seed, k) = (
-            self.trainer.rollout.clone(),
-            self.trainer.seed,
-            self.eval.samples,
-        );
         let verifier = verifier.clone();
-        Ok(Some(Evaluation {
-            every: self.eval.every,
-            probe: None,
-            measure: Box::new(move |policy, step| {
-                let sampling = rollout.sampling(k, crate::seed::mix_seed(seed, step));
-                code_scores(policy, &rows, &verifier, &sampling).map_err(|e| e.to_string())
-            }),
-        }))
+        Ok(Some(self.eval.measure(
+            &self.trainer,
+            move |policy, sampling| {
+                code_scores(policy, &rows, &verifier, sampling).map_err(|e| e.to_string())
+            },
+        )))
     }
 }
 
