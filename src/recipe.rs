@@ -302,6 +302,9 @@ impl MathRun {
             )
             .into());
         }
+        // Data-parallel, rank 0 alone measures the held-out scores.
+        let main = launch.rank == 0;
+        let evaluation = self.evaluation(main)?;
         let policy = self.model.load(launch)?;
         eprintln!(
             "train-math: policy {} ({}), GRPO on {}",
@@ -309,8 +312,6 @@ impl MathRun {
             policy.source.display(),
             self.data.describe(&self.data.train, rows.len())
         );
-        // Data-parallel, rank 0 alone measures the held-out start.
-        let main = launch.rank == 0;
         if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
@@ -346,7 +347,7 @@ impl MathRun {
         if let Some(shaping) = shaping {
             trainer = trainer.with_shaping(shaping);
         }
-        if let Some(evaluation) = self.evaluation(main)? {
+        if let Some(evaluation) = evaluation {
             trainer = trainer.with_evaluation(evaluation);
         }
         Ok((trainer, self.run.clone()))
@@ -455,8 +456,9 @@ impl CodeRun {
             },
             WorkerCommand::current_exe()?,
         )?);
-        // Data-parallel, rank 0 alone checks solutions and measures the held-out start.
+        // Data-parallel, rank 0 alone checks solutions and measures the held-out scores.
         let main = launch.rank == 0;
+        let evaluation = self.evaluation(main, &verifier)?;
         let described = self.data.describe(train, rows.len());
         let mut data = Vec::with_capacity(rows.len());
         let mut tasks_json = Vec::with_capacity(rows.len());
@@ -513,7 +515,6 @@ impl CodeRun {
                 s.problems
             );
         }
-        let evaluation = self.evaluation(main, &verifier)?;
         let reward = self.reward.compose(verifier, CODE_FORMAT)?;
         let trainer = Trainer::new(self.trainer.clone(), policy, reward, data)?;
         let mut trainer = with_ref_kl_reference(trainer, &self.model, launch)?;

@@ -344,4 +344,8 @@ fn eval_during_training_writes_pass_at_1_pass_at_k_and_mean_at_k() {
         !ok && text.contains("eval.every is set but there is no held-out file"),
         "{text}"
     );
+    assert!(
+        !text.contains("train-math: policy"),
+        "refused before the model loads: {text}"
+    );
 }
