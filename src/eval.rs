@@ -9,7 +9,7 @@ use crate::data::code::CodeExample;
 use crate::data::math::MathExample;
 use crate::model::{LogprobOptions, ModelError, Policy, response_logprobs};
 use crate::rollout::{RolloutError, SamplingConfig, generate};
-use crate::verifiers::code::{CodeVerifier, TestSuite};
+use crate::verifiers::code::CodeVerifier;
 use crate::verifiers::math::MathVerifier;
 use crate::verifiers::{Reward, Score};
 use rayon::prelude::*;
@@ -110,10 +110,7 @@ pub fn code_scores(
     let prompts = prompt_ids(policy, rows.iter().map(|r| &r.prompt))?;
     let suites = rows
         .iter()
-        .map(|r| {
-            serde_json::from_value::<TestSuite>(r.tests.clone())
-                .map_err(|e| format!("row `{}`: field `tests`: {e}", r.id))
-        })
+        .map(CodeExample::test_suite)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(scores(policy, &prompts, &suites, verifier, cfg)?)
 }

@@ -127,6 +127,17 @@ fn select<T>(
     Ok(rows)
 }
 
+/// Prints the starting policy's held-out pass@1, the first figure of a run.
+fn print_start(binary: &str, sampling: &SamplingConfig, held_out: &str, s: &EvalScores) {
+    eprintln!(
+        "{binary}: starting pass@1 at T = {} on {held_out}: {:.1}% ({}/{})",
+        sampling.temperature,
+        100.0 * s.pass_at_1,
+        s.correct,
+        s.problems
+    );
+}
+
 /// What a data selection is, for the first lines of a run.
 fn describe(path: &std::path::Path, rows: usize, levels: Option<&[u32]>) -> String {
     match levels.filter(|l| !l.is_empty()) {
@@ -316,13 +327,11 @@ impl MathRun {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
             let s = math_scores(&policy, &held_out, &sampling)?;
-            eprintln!(
-                "train-math: starting pass@1 at T = {} on {}: {:.1}% ({}/{})",
-                sampling.temperature,
-                self.data.describe(eval, held_out.len()),
-                100.0 * s.pass_at_1,
-                s.correct,
-                s.problems
+            print_start(
+                "train-math",
+                &sampling,
+                &self.data.describe(eval, held_out.len()),
+                &s,
             );
         }
         let data: Vec<Example<String>> = rows
@@ -464,9 +473,9 @@ impl CodeRun {
         let mut tasks_json = Vec::with_capacity(rows.len());
         let (mut accepted, mut checked) = (0, 0);
         for row in rows {
-            let suite: TestSuite = serde_json::from_value(row.tests.clone()).map_err(|e| {
-                format!("{}: row `{}`: field `tests`: {e}", train.display(), row.id)
-            })?;
+            let suite = row
+                .test_suite()
+                .map_err(|e| format!("{}: {e}", train.display()))?;
             if let Some(solution) = row
                 .solution
                 .as_deref()
@@ -506,13 +515,11 @@ impl CodeRun {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
             let s = code_scores(&policy, &held_out, &verifier, &sampling)?;
-            eprintln!(
-                "train-code: starting pass@1 at T = {} on {}: {:.1}% ({}/{})",
-                sampling.temperature,
-                self.data.describe(eval, held_out.len()),
-                100.0 * s.pass_at_1,
-                s.correct,
-                s.problems
+            print_start(
+                "train-code",
+                &sampling,
+                &self.data.describe(eval, held_out.len()),
+                &s,
             );
         }
         let reward = self.reward.compose(verifier, CODE_FORMAT)?;

@@ -2,7 +2,7 @@
 //! warning, Ctrl-C checkpointing, final plots; and the shared `train-*` command line.
 
 use super::plot::{Series, line_chart};
-use crate::config::{ConfigError, resolve_table};
+use crate::config::{from_table, resolve_table};
 use crate::dist::Launch;
 use crate::recipe::RunOptions;
 use crate::reproducible::{CpuMath, strict_cpu_math};
@@ -287,9 +287,7 @@ where
     let table = resolve_table(defaults, args.config.as_deref(), &args.all_sets())?;
     let mut task = table.clone();
     let logging = Logging::take(&mut task)?;
-    let cfg: C = toml::Value::Table(task)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Unfit(e.message().to_string()))?;
+    let cfg: C = from_table(task)?;
     let out_dir: PathBuf = table
         .get("trainer")
         .and_then(|t| t.get("out_dir"))

@@ -102,10 +102,14 @@ pub fn resolve<T: serde::de::DeserializeOwned>(
     sets: &[String],
 ) -> Result<(T, toml::Table), ConfigError> {
     let table = resolve_table(defaults, file, sets)?;
-    let config = toml::Value::Table(table.clone())
+    Ok((from_table(table.clone())?, table))
+}
+
+/// Deserialises a resolved table into the config type `T`.
+pub fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, ConfigError> {
+    toml::Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Unfit(e.message().to_string()))?;
-    Ok((config, table))
+        .map_err(|e: toml::de::Error| ConfigError::Unfit(e.message().to_string()))
 }
 
 #[cfg(test)]

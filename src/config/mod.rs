@@ -8,7 +8,7 @@
 
 pub mod layers;
 
-pub use layers::{apply_set, merge, parse_set, resolve, resolve_table};
+pub use layers::{apply_set, from_table, merge, parse_set, resolve, resolve_table};
 
 use crate::advantage::AdvantageEstimator;
 use crate::loss::LossConfig;

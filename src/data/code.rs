@@ -38,6 +38,14 @@ pub struct CodeExample {
     pub level: Option<u32>,
 }
 
+impl CodeExample {
+    /// The code verifier's test suite of this row (`tests`, parsed).
+    pub fn test_suite(&self) -> Result<cove_verifiers::code::TestSuite, String> {
+        serde_json::from_value(self.tests.clone())
+            .map_err(|e| format!("row `{}`: field `tests`: {e}", self.id))
+    }
+}
+
 /// The public layouts this loader understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
