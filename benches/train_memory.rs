@@ -206,6 +206,7 @@ fn child(model: &str, case: &str, tokens: usize) {
                 details: String::new(),
             }),
             finish: FinishReason::Length,
+            episode: None,
         });
     }
     std::fs::write("/proc/self/clear_refs", "5").unwrap();

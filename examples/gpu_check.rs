@@ -402,6 +402,7 @@ fn update_case(case: &str) -> CheckResult {
                     details: String::new(),
                 }),
                 finish: FinishReason::Length,
+                episode: None,
             });
         }
     }

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# A failing test's message (a binary's own error output) is what the end of a CI log
+# should hold, not the backtraces that RUST_BACKTRACE=1 would print after it.
+export RUST_BACKTRACE=0
 cargo test --workspace --exclude cove-verifiers-python --lib --tests
 cargo test --workspace --exclude cove-verifiers-python --doc
 example_run="$(mktemp -d)"

@@ -8,7 +8,7 @@ use crate::data::Prompt;
 use crate::data::code::CodeExample;
 use crate::data::math::MathExample;
 use crate::model::{LogprobOptions, ModelError, Policy, response_logprobs};
-use crate::rollout::{RolloutError, SamplingConfig, generate};
+use crate::rollout::{RolloutEngine, RolloutError, RolloutRequest, SamplingConfig, generate};
 use crate::verifiers::code::CodeVerifier;
 use crate::verifiers::math::MathVerifier;
 use crate::verifiers::{Reward, Score};
@@ -57,27 +57,66 @@ pub fn scores<R: Reward>(
             )
         })
         .collect();
-    let mut correct = vec![0usize; prompts.len()];
+    Ok(tally(&scored, prompts.len(), cfg.n))
+}
+
+/// Samples `cfg.n` episodes per prompt from `engine`, which scores them itself (a
+/// [`crate::rollout::MultiTurnEngine`] whose environment holds the tasks of `prompts`,
+/// in order).
+pub fn episode_scores(
+    policy: &Policy,
+    engine: &mut dyn RolloutEngine,
+    prompts: &[Vec<i64>],
+    cfg: &SamplingConfig,
+) -> Result<EvalScores, RolloutError> {
+    let indices: Vec<usize> = (0..prompts.len()).collect();
+    let keys: Vec<u64> = (0..prompts.len() as u64).collect();
+    let episodes = engine.generate(
+        policy,
+        &RolloutRequest {
+            prompts,
+            tasks: &indices,
+            keys: &keys,
+            sampling: cfg,
+            policy_version: 0,
+        },
+    )?;
+    let scored = episodes
+        .into_iter()
+        .map(|t| match t.score {
+            Some(score) => Ok((t.group, score)),
+            None => Err(RolloutError::Environment {
+                name: engine.name().to_string(),
+                message: "an episode came back unscored".into(),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tally(&scored, prompts.len(), cfg.n))
+}
+
+/// The scores of `problems` problems from `k` samples each, `(problem, score)` pairs.
+fn tally(scored: &[(usize, Score)], problems: usize, k: usize) -> EvalScores {
+    let mut correct = vec![0usize; problems];
     let mut total = 0.0;
-    for (index, score) in &scored {
+    for (index, score) in scored {
         correct[*index] += usize::from(score.correct);
         total += score.reward;
     }
-    let (k, problems) = (cfg.n.max(1), prompts.len());
+    let k = k.max(1);
     let per_problem = problems.max(1) as f64;
-    Ok(EvalScores {
+    EvalScores {
         k,
         problems,
         correct: correct.iter().sum(),
         pass_at_1: correct.iter().map(|&c| c as f64 / k as f64).sum::<f64>() / per_problem,
         pass_at_k: correct.iter().filter(|&&c| c > 0).count() as f64 / per_problem,
-        mean_at_k: total / samples.len().max(1) as f64,
-    })
+        mean_at_k: total / scored.len().max(1) as f64,
+    }
 }
 
 /// Each prompt's token ids as [`Policy::prompt_ids`] renders them (with the chat
 /// template when the policy has one).
-fn prompt_ids<'a>(
+pub fn prompt_ids<'a>(
     policy: &Policy,
     prompts: impl Iterator<Item = &'a Prompt>,
 ) -> Result<Vec<Vec<i64>>, ModelError> {

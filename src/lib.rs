@@ -22,6 +22,7 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod doctor;
+pub mod env;
 pub mod eval;
 pub mod law;
 pub mod loss;

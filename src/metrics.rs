@@ -92,6 +92,75 @@ pub struct StepMetrics {
     /// prompts and responses every step; see [`crate::eval::Probe`]), when one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_entropy: Option<f64>,
+    /// Tool use of the step's episodes, when a multi-turn engine sampled them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolMetrics>,
+}
+
+/// What the step's multi-turn episodes did with their tools, and the entropy where the
+/// policy reads a tool's result (agentic-RL work reports it spikes there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolMetrics {
+    /// Tool calls per episode.
+    pub call_rate: f64,
+    /// Fraction of tool calls that failed (an exception, a limit, a sandbox failure).
+    pub error_rate: f64,
+    /// Seconds spent in tool calls, summed over the step's calls (they run in
+    /// parallel, so this can exceed the rollout's wall time).
+    pub seconds: f64,
+    /// Mean behaviour entropy of the first [`ToolMetrics::AFTER`] policy tokens after
+    /// each observation (`None` when no episode saw one).
+    pub entropy_after_tool: Option<f64>,
+    /// Mean behaviour entropy of every other policy token.
+    pub entropy_elsewhere: Option<f64>,
+}
+
+impl ToolMetrics {
+    /// How many policy tokens after an observation count as "after the tool".
+    pub const AFTER: usize = 8;
+
+    /// The sums over `trajectories` that [`ToolMetrics::from_sums`] turns into metrics
+    /// (summed across data-parallel ranks first): episodes, calls, errors, seconds,
+    /// entropy after tools (sum, count), entropy elsewhere (sum, count).
+    pub fn sums(trajectories: &[crate::rollout::Trajectory]) -> [f64; 8] {
+        let mut s = [0.0; 8];
+        for t in trajectories {
+            let Some(episode) = &t.episode else { continue };
+            s[0] += 1.0;
+            s[1] += episode.tool_calls as f64;
+            s[2] += episode.tool_errors as f64;
+            s[3] += episode.tool_seconds;
+            let Some(entropies) = &t.entropies else {
+                continue;
+            };
+            let mask = t.response_mask();
+            let mut after = vec![false; mask.len()];
+            for &start in &episode.resumes {
+                (start..mask.len())
+                    .filter(|&i| mask[i])
+                    .take(Self::AFTER)
+                    .for_each(|i| after[i] = true);
+            }
+            for (i, &h) in entropies.iter().enumerate().filter(|&(i, _)| mask[i]) {
+                let k = if after[i] { 4 } else { 6 };
+                s[k] += f64::from(h);
+                s[k + 1] += 1.0;
+            }
+        }
+        s
+    }
+
+    /// The metrics of [`ToolMetrics::sums`] (`None` when no trajectory was an episode).
+    pub fn from_sums(s: [f64; 8]) -> Option<ToolMetrics> {
+        let mean = |sum: f64, n: f64| (n > 0.0).then(|| sum / n);
+        (s[0] > 0.0).then(|| ToolMetrics {
+            call_rate: s[1] / s[0],
+            error_rate: mean(s[2], s[1]).unwrap_or(0.0),
+            seconds: s[3],
+            entropy_after_tool: mean(s[4], s[5]),
+            entropy_elsewhere: mean(s[6], s[7]),
+        })
+    }
 }
 
 impl StepMetrics {

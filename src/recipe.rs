@@ -9,11 +9,12 @@ use crate::config::{ConfigError, TrainConfig};
 use crate::data::code::{CodeExample, CodeLayout, load_code};
 use crate::data::math::{MathExample, MathFields, load_math};
 use crate::dist::Launch;
-use crate::eval::{EvalScores, code_scores, math_scores};
+use crate::env::{CodeInterpreter, EnvKind, EnvSection, Environment};
+use crate::eval::{EvalScores, code_scores, episode_scores, math_scores, prompt_ids};
 use crate::model::{Dtype, ModelSpec};
 use crate::optim::Precision;
 use crate::reward::RewardSection;
-use crate::rollout::SamplingConfig;
+use crate::rollout::{MultiTurnEngine, SamplingConfig};
 use crate::trainer::{Evaluation, Example, Trainer};
 use crate::verifiers::Reward;
 use crate::verifiers::code::{CodeConfig, CodeVerifier, TestSuite, WorkerCommand};
@@ -212,6 +213,10 @@ pub struct MathRun {
     /// Held-out evaluation during training.
     #[serde(default)]
     pub eval: EvalSection,
+    /// The environment of the episodes: `single-turn` (one response per prompt) or
+    /// `code-interpreter` (the Python tool over several turns).
+    #[serde(default)]
+    pub env: EnvSection,
 }
 
 /// The `[eval]` section: held-out scores during training, written to each measured
@@ -272,7 +277,8 @@ impl EvalSection {
     fn measure(
         &self,
         trainer: &TrainConfig,
-        score: impl Fn(&crate::model::Policy, &SamplingConfig) -> Result<EvalScores, String> + 'static,
+        mut score: impl FnMut(&crate::model::Policy, &SamplingConfig) -> Result<EvalScores, String>
+        + 'static,
     ) -> Evaluation {
         let (rollout, seed, k) = (trainer.rollout.clone(), trainer.seed, self.samples);
         Evaluation {
@@ -313,20 +319,29 @@ impl MathRun {
             )
             .into());
         }
+        self.env.validate()?;
+        let tools = self.tool_runner(launch)?;
         // Data-parallel, rank 0 alone measures the held-out scores.
         let main = launch.rank == 0;
-        let evaluation = self.evaluation(main)?;
+        let evaluation = self.evaluation(main, tools.clone())?;
         let policy = self.model.load(launch)?;
         eprintln!(
-            "train-math: policy {} ({}), GRPO on {}",
+            "train-math: policy {} ({}), GRPO on {}{}",
             self.model.path,
             policy.source.display(),
-            self.data.describe(&self.data.train, rows.len())
+            self.data.describe(&self.data.train, rows.len()),
+            match &tools {
+                Some(_) => format!(
+                    ", episodes with the Python tool (up to {} turns, {} calls)",
+                    self.env.max_turns, self.env.max_tool_calls
+                ),
+                None => String::new(),
+            }
         );
         if let Some(eval) = self.data.eval.as_ref().filter(|_| main) {
             let held_out = self.data.load(eval, self.data.eval_limit)?;
             let sampling = self.trainer.rollout.sampling(1, self.trainer.seed);
-            let s = math_scores(&policy, &held_out, &sampling)?;
+            let s = self.held_out_scores(&policy, &held_out, &sampling, tools.as_ref())?;
             print_start(
                 "train-math",
                 &sampling,
@@ -334,10 +349,18 @@ impl MathRun {
                 &s,
             );
         }
+        let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
+        let interpreter = tools
+            .as_ref()
+            .map(|runner| self.interpreter(runner.clone()))
+            .transpose()?;
         let data: Vec<Example<String>> = rows
             .into_iter()
             .map(|r| Example {
-                prompt: r.prompt,
+                prompt: match &interpreter {
+                    Some(env) => env.opening(&r.prompt),
+                    None => r.prompt,
+                },
                 task: r.answer,
             })
             .collect();
@@ -359,12 +382,85 @@ impl MathRun {
         if let Some(evaluation) = evaluation {
             trainer = trainer.with_evaluation(evaluation);
         }
+        if let Some(env) = interpreter {
+            let engine = MultiTurnEngine::new(env, answers, self.env.episode_limits());
+            trainer = trainer.with_engine(Box::new(engine));
+        }
         Ok((trainer, self.run.clone()))
+    }
+
+    /// The sandbox that runs the Python tool's calls, when `env.kind` needs one: one
+    /// worker process per core this rank is given, started from the current executable
+    /// (whose `main` calls [`crate::verifiers::code::serve_if_worker`] first, as
+    /// `train-math`'s does).
+    fn tool_runner(
+        &self,
+        launch: &Launch,
+    ) -> Result<Option<Arc<CodeVerifier>>, Box<dyn std::error::Error>> {
+        if self.env.kind == EnvKind::SingleTurn {
+            return Ok(None);
+        }
+        let config = CodeConfig {
+            threads: launch.cores_per_rank(),
+            limits: self.env.limits(),
+            ..CodeConfig::default()
+        };
+        Ok(Some(Arc::new(CodeVerifier::with_worker_processes(
+            config,
+            WorkerCommand::current_exe()?,
+        )?)))
+    }
+
+    /// The Python tool over `runner`, its final answers scored by the reward `[reward]`
+    /// composes.
+    fn interpreter(
+        &self,
+        runner: Arc<CodeVerifier>,
+    ) -> Result<CodeInterpreter<MathReward>, Box<dyn std::error::Error>> {
+        let reward = self
+            .reward
+            .compose(MathVerifier::new(self.verifier), MATH_FORMAT)?;
+        Ok(CodeInterpreter::new(
+            reward,
+            runner,
+            self.env.limits(),
+            self.env.max_output_chars,
+        ))
+    }
+
+    /// The held-out scores of `policy` on `rows`: single responses scored by the math
+    /// verifier, or, with the Python tool (`tools`), whole episodes in the environment
+    /// the run trains in.
+    fn held_out_scores(
+        &self,
+        policy: &crate::model::Policy,
+        rows: &[MathExample],
+        sampling: &SamplingConfig,
+        tools: Option<&Arc<CodeVerifier>>,
+    ) -> Result<EvalScores, Box<dyn std::error::Error>> {
+        let Some(runner) = tools else {
+            return Ok(math_scores(policy, rows, sampling)?);
+        };
+        let env = self.interpreter(runner.clone())?;
+        let prompts = prompt_ids(
+            policy,
+            rows.iter()
+                .map(|r| env.opening(&r.prompt))
+                .collect::<Vec<_>>()
+                .iter(),
+        )?;
+        let answers = rows.iter().map(|r| r.answer.clone()).collect();
+        let mut engine = MultiTurnEngine::new(env, answers, self.env.episode_limits());
+        Ok(episode_scores(policy, &mut engine, &prompts, sampling)?)
     }
 
     /// The `[eval]` measure, on rank 0 (which alone writes metrics), when it is on and
     /// names a held-out file.
-    fn evaluation(&self, main: bool) -> Result<Option<Evaluation>, Box<dyn std::error::Error>> {
+    fn evaluation(
+        &self,
+        main: bool,
+        tools: Option<Arc<CodeVerifier>>,
+    ) -> Result<Option<Evaluation>, Box<dyn std::error::Error>> {
         let target = self
             .eval
             .target(self.data.eval.as_deref(), self.data.eval_limit, main)?;
@@ -372,11 +468,14 @@ impl MathRun {
             return Ok(None);
         };
         let rows = self.data.load(file, limit)?;
-        Ok(Some(
-            self.eval.measure(&self.trainer, move |policy, sampling| {
-                math_scores(policy, &rows, sampling).map_err(|e| e.to_string())
-            }),
-        ))
+        let run = self.clone();
+        Ok(Some(self.eval.measure(
+            &self.trainer,
+            move |policy, sampling| {
+                run.held_out_scores(policy, &rows, sampling, tools.as_ref())
+                    .map_err(|e| e.to_string())
+            },
+        )))
     }
 }
 

@@ -32,6 +32,10 @@ enum Command {
     /// Scores of a policy on a math or code dataset (sampling + the task's verifier):
     /// pass@1, pass@k and mean@k over `--samples` samples per problem, per level too.
     Eval(cove::cli::eval::EvalArgs),
+    /// Sample episodes of an environment (the Python tool: `--env code-interpreter`) on
+    /// math problems and write one JSON line per episode: `messages`, `tool_calls`,
+    /// `reward`, `token_ids`, `loss_mask`.
+    Rollout(cove::cli::rollout::RolloutArgs),
     /// Serve the verifiers over HTTP: SandboxFusion's `POST /run_code` (python), `POST
     /// /verify/math`, `POST /verify/code` and `GET /health`. Runs until Ctrl-C.
     Serve(cove_serve::ServeArgs),
@@ -286,6 +290,7 @@ fn main() -> ExitCode {
         Command::SynthMath(args) => report(cove::cli::commands::run_synth(&args)),
         Command::Demo(args) => report(cove::cli::demo::run_cli(&args)),
         Command::Eval(args) => report(cove::cli::eval::run_eval(&args)),
+        Command::Rollout(args) => report(cove::cli::rollout::run_rollout(&args)),
         Command::Serve(args) => match cove_serve::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

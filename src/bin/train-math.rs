@@ -25,6 +25,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The Python tool's sandbox workers (`env.kind = "code-interpreter"`) are this
+    // executable started again.
+    cove::verifiers::code::serve_if_worker();
     let cli = Cli::parse();
     training_main("train-math", MATH_DEFAULTS, &cli.args, MathRun::build)
 }

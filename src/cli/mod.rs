@@ -5,4 +5,5 @@ pub mod commands;
 pub mod demo;
 pub mod eval;
 pub mod plot;
+pub mod rollout;
 pub mod train;

@@ -52,27 +52,7 @@ pub fn generate_keyed(
     cfg: &SamplingConfig,
 ) -> Result<Vec<Sample>, RolloutError> {
     cfg.validate()?;
-    if keys.len() != prompts.len() {
-        return Err(RolloutError::Config {
-            field: "keys".into(),
-            message: format!("{} keys for {} prompts", keys.len(), prompts.len()),
-        });
-    }
-    let vocab = policy.model.vocab_size();
-    for (index, p) in prompts.iter().enumerate() {
-        if p.is_empty() {
-            return Err(RolloutError::Prompt {
-                index,
-                message: "empty prompt".into(),
-            });
-        }
-        if let Some(bad) = p.iter().find(|&&t| t < 0 || t >= vocab) {
-            return Err(RolloutError::Prompt {
-                index,
-                message: format!("token id {bad} outside the vocabulary (size {vocab})"),
-            });
-        }
-    }
+    check_prompts(policy, prompts, keys)?;
     let total = prompts.len() * cfg.n;
     let mut runs: Vec<Running> = (0..total)
         .map(|i| {
@@ -111,6 +91,37 @@ pub fn generate_keyed(
             })
         })
         .collect()
+}
+
+/// Checks a request's prompts (not empty, ids inside the vocabulary) and that there is one
+/// random-stream key per prompt.
+pub(super) fn check_prompts(
+    policy: &Policy,
+    prompts: &[Vec<i64>],
+    keys: &[u64],
+) -> Result<(), RolloutError> {
+    if keys.len() != prompts.len() {
+        return Err(RolloutError::Config {
+            field: "keys".into(),
+            message: format!("{} keys for {} prompts", keys.len(), prompts.len()),
+        });
+    }
+    let vocab = policy.model.vocab_size();
+    for (index, p) in prompts.iter().enumerate() {
+        if p.is_empty() {
+            return Err(RolloutError::Prompt {
+                index,
+                message: "empty prompt".into(),
+            });
+        }
+        if let Some(bad) = p.iter().find(|&&t| t < 0 || t >= vocab) {
+            return Err(RolloutError::Prompt {
+                index,
+                message: format!("token id {bad} outside the vocabulary (size {vocab})"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn decode(
@@ -268,6 +279,7 @@ impl RolloutEngine for LocalEngine {
                     text: s.text,
                     score: None,
                     finish: s.finish_reason,
+                    episode: None,
                 }
             })
             .collect())

@@ -5,6 +5,9 @@
 //! The learner ([`crate::trainer`]) consumes trajectories only, so a new engine (an
 //! inference server, a multi-turn loop with tools) is a new file beside [`local`].
 //!
+//! [`multi_turn::MultiTurnEngine`] runs episodes of a [`crate::env::Environment`] (tools,
+//! several turns) on the same KV-cached decoding.
+//!
 //! [`local::LocalEngine`] is the in-process engine: batched, KV-cached decoding on the
 //! [`crate::model::Policy`] being trained ([`generate`], [`generate_keyed`]), with the sampling rules of
 //! [`sampler`].
@@ -20,12 +23,14 @@
 //! ```
 
 pub mod local;
+pub mod multi_turn;
 pub mod sampler;
 mod trajectory;
 
 pub use local::{LocalEngine, generate, generate_keyed};
+pub use multi_turn::{EpisodeLimits, MultiTurnEngine};
 pub use sampler::sample_step;
-pub use trajectory::{RolloutEngine, RolloutRequest, Trajectory};
+pub use trajectory::{Episode, RolloutEngine, RolloutRequest, Trajectory};
 
 use crate::model::ModelError;
 use serde::{Deserialize, Serialize};
@@ -99,8 +104,13 @@ pub enum FinishReason {
     Eos,
     /// Its text contains a stop string.
     Stop,
-    /// It reached `max_new_tokens`.
+    /// It reached `max_new_tokens` (or, multi-turn, `env.max_total_tokens`).
     Length,
+    /// Multi-turn: its last allowed turn (`env.max_turns`) waited for the environment.
+    Turns,
+    /// Multi-turn: a turn asked for a tool call beyond `env.max_tool_calls`.
+    #[serde(rename = "tool_calls")]
+    ToolCalls,
 }
 
 /// One generated response.
@@ -144,6 +154,14 @@ pub enum RolloutError {
     /// The model or tokenizer failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// An environment failed (not a tool call's program: those fail into the episode).
+    #[error("environment `{name}`: {message}")]
+    Environment {
+        /// The environment's name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl From<tch::TchError> for RolloutError {

@@ -2,7 +2,7 @@
 //! [`RolloutEngine`].
 
 use super::{FinishReason, RolloutError, SamplingConfig};
-use crate::model::Policy;
+use crate::model::{Message, Policy};
 use cove_verifiers::Score;
 
 /// One sampled episode, as the learner needs it and nothing about how it was sampled.
@@ -26,7 +26,8 @@ pub struct Trajectory {
     /// One per token of `tokens`: whether the loss trains on it.
     pub loss_mask: Vec<bool>,
     /// The behaviour policy's log-prob of each token after the prompt
-    /// (`tokens[prompt_len..]`), when the engine has them.
+    /// (`tokens[prompt_len..]`), when the engine has them (0 for tokens it did not
+    /// sample: observations).
     pub logprobs: Option<Vec<f32>>,
     /// The behaviour policy's entropy at each token after the prompt, when known.
     pub entropies: Option<Vec<f32>>,
@@ -38,6 +39,26 @@ pub struct Trajectory {
     pub score: Option<Score>,
     /// Why it ended.
     pub finish: FinishReason,
+    /// What a multi-turn episode did besides its tokens (`None` from a single-turn
+    /// engine).
+    pub episode: Option<Episode>,
+}
+
+/// What a multi-turn episode did besides its tokens: its messages and its tool calls.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Episode {
+    /// The messages after the prompt, in order: each assistant turn (`assistant`) and
+    /// each observation (`tool` for an inline tool output, else the role it was given).
+    pub messages: Vec<Message>,
+    /// Tool calls made.
+    pub tool_calls: usize,
+    /// Tool calls that failed (an exception, a limit, a sandbox failure).
+    pub tool_errors: usize,
+    /// Seconds spent in tool calls.
+    pub tool_seconds: f64,
+    /// Offsets into the response (`tokens[prompt_len..]`) where the policy's tokens
+    /// resume after an observation: where agentic-RL work finds entropy spikes.
+    pub resumes: Vec<usize>,
 }
 
 impl Trajectory {
@@ -104,8 +125,8 @@ pub struct RolloutRequest<'a> {
     pub policy_version: u64,
 }
 
-/// Makes trajectories: the in-process sampler ([`super::LocalEngine`]) today; an
-/// inference server or a multi-turn loop with tools next. Returns prompt-major order (all
+/// Makes trajectories: the in-process sampler ([`super::LocalEngine`]), the multi-turn
+/// loop with an environment and its tools ([`super::MultiTurnEngine`]). Returns prompt-major order (all
 /// trajectories of prompt 0, then prompt 1, ...), `group` set to the prompt's index in
 /// the request and `score` unset.
 pub trait RolloutEngine: Send {

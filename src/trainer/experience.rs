@@ -71,20 +71,25 @@ impl<R: Reward> Experience<R> {
         self.order.1[(position % n) as usize]
     }
 
-    /// Scores the unscored `trajectories`: the reward in parallel, then the shaping's
-    /// trajectory-level terms (an endpoint's batches included).
-    pub fn score(&self, trajectories: &mut [Trajectory]) -> Result<(), TrainError> {
+    /// Scores the unscored `trajectories` with the reward, in parallel, then adds the
+    /// shaping's trajectory-level terms (an endpoint's batches included) to those it
+    /// scored, or to all of them when they are `fresh` from this trainer's engine (a
+    /// multi-turn engine's environment scores its own episodes).
+    pub fn score(&self, trajectories: &mut [Trajectory], fresh: bool) -> Result<(), TrainError> {
         let (reward, data) = (&self.reward, &self.data);
-        let mut unscored: Vec<&mut Trajectory> = trajectories
+        let mut shaped: Vec<&mut Trajectory> = trajectories
             .iter_mut()
-            .filter(|t| t.score.is_none())
+            .filter(|t| fresh || t.score.is_none())
             .collect();
-        unscored.par_iter_mut().for_each(|t| {
-            let score: Score = reward.score(&data[t.task].task, &t.text);
-            t.score = Some(score);
-        });
+        shaped
+            .par_iter_mut()
+            .filter(|t| t.score.is_none())
+            .for_each(|t| {
+                let score: Score = reward.score(&data[t.task].task, &t.text);
+                t.score = Some(score);
+            });
         if let Some(shaping) = &self.shaping {
-            shaping.apply(&mut unscored)?;
+            shaping.apply(&mut shaped)?;
         }
         Ok(())
     }
@@ -138,7 +143,7 @@ impl<R: Reward> Experience<R> {
             )?;
             secs.rollout += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            self.score(&mut sampled)?;
+            self.score(&mut sampled, true)?;
             secs.reward += t.elapsed().as_secs_f64();
             let mut sampled = sampled.into_iter();
             for _ in 0..tasks.len() {

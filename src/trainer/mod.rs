@@ -68,7 +68,7 @@ use crate::checkpoint::TrainState;
 use crate::config::{ConfigError, TrainConfig};
 use crate::dist::{Collective, ReduceOp, Single};
 use crate::loss::EntropyControl;
-use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics};
+use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics, ToolMetrics};
 use crate::model::Policy;
 use crate::optim::{AdamW, Precision, cast_variables};
 use crate::reward::Shaping;
@@ -378,7 +378,7 @@ impl<R: Reward> Trainer<R> {
             trajectories,
         )?;
         let mut scored = trajectories.to_vec();
-        self.experience.score(&mut scored)?;
+        self.experience.score(&mut scored, false)?;
         let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
         self.learn_step(
             &scored,
@@ -387,6 +387,18 @@ impl<R: Reward> Trainer<R> {
             PhaseSeconds::default(),
             Instant::now(),
         )
+    }
+
+    /// The step's [`ToolMetrics`], over every rank's episodes.
+    fn tool_metrics(&self, trajectories: &[Trajectory]) -> Result<Option<ToolMetrics>, TrainError> {
+        let mut sums = Tensor::from_slice(&ToolMetrics::sums(trajectories));
+        self.learner
+            .comm
+            .all_reduce(&mut sums, ReduceOp::Sum, "tool metrics")?;
+        let sums: Vec<f64> = Vec::try_from(&sums).map_err(crate::model::ModelError::Torch)?;
+        Ok(ToolMetrics::from_sums(
+            sums.try_into().expect("eight sums in, eight out"),
+        ))
     }
 
     /// The learning half of a step: advantages, the update, metrics (all over the
@@ -429,6 +441,7 @@ impl<R: Reward> Trainer<R> {
                 )?;
             }
         }
+        m.tools = self.tool_metrics(trajectories)?;
         let control = &mut self.learner.control;
         control.observe_entropy(m.entropy);
         self.state.control_strength = control.strength();

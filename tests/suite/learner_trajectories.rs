@@ -83,6 +83,7 @@ fn params_after(tool: [i64; 2], tool_mask: bool) -> Vec<(String, tch::Tensor)> {
                     details: String::new(),
                 }),
                 finish: FinishReason::Stop,
+                episode: None,
             }
         })
         .collect();

@@ -8,6 +8,7 @@ mod app_export;
 mod app_reward;
 mod data_parallel;
 mod doctor;
+mod env_tools;
 mod learner_common;
 mod learner_cov_share;
 mod learner_digests;

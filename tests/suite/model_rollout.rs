@@ -181,7 +181,7 @@ fn generation_shapes_determinism_and_limits() {
         match s.finish_reason {
             FinishReason::Length => assert_eq!(s.token_ids.len(), 12),
             FinishReason::Eos => assert!(p.eos_token_ids.contains(s.token_ids.last().unwrap())),
-            FinishReason::Stop => panic!("no stop strings configured"),
+            other => panic!("{other:?}: no stop strings configured, one turn"),
         }
     }
     assert_eq!(

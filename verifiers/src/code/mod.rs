@@ -208,6 +208,16 @@ impl CodeVerifier {
         }
     }
 
+    /// Runs `code` once with `stdin` under `limits` (in a worker process when the
+    /// verifier has them): the code-interpreter tool's calls. An error means a worker
+    /// failed, not the program (whose failures are in the [`Execution`]).
+    pub fn run(&self, code: &str, stdin: &[u8], limits: &Limits) -> Result<Execution, String> {
+        match &self.workers {
+            Some(workers) => workers.run(code, stdin, limits),
+            None => Ok(self.sandbox.run(code, stdin, limits)),
+        }
+    }
+
     /// [`CodeVerifier::verify`] in this process.
     fn verify_here(&self, response: &str, tests: &TestSuite) -> Report {
         let total = tests.len();
