@@ -166,8 +166,15 @@ impl ToolMetrics {
 impl StepMetrics {
     /// The one-line human summary.
     pub fn summary(&self) -> String {
+        let tools = match &self.tools {
+            Some(t) => format!(
+                " | tools {:.2}/ep err {:.2} {:.2}s",
+                t.call_rate, t.error_rate, t.seconds
+            ),
+            None => String::new(),
+        };
         format!(
-            "step {:>5} | reward {:.3} acc {:.3} | H {:.4} | cov mean {:.2e} p99.9 {:.2e} | sel {:.2e} clip {:.3} kl {:+.2e} | loss {:+.4} gnorm {:.3} lr {:.2e} | len {:.1}/{} trunc {:.2} | {:.2}s {:.0} tok/s",
+            "step {:>5} | reward {:.3} acc {:.3} | H {:.4} | cov mean {:.2e} p99.9 {:.2e} | sel {:.2e} clip {:.3} kl {:+.2e} | loss {:+.4} gnorm {:.3} lr {:.2e} | len {:.1}/{} trunc {:.2}{tools} | {:.2}s {:.0} tok/s",
             self.step,
             self.reward_mean,
             self.accuracy,

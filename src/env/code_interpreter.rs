@@ -81,6 +81,21 @@ pub fn program_in(text: &str) -> Option<&str> {
         .map(|m| m.as_str())
 }
 
+/// Where the tool's programs run: the code verifier's sandbox (in this process or in its
+/// worker processes, [`CodeVerifier`]) in training; the benchmark also plugs in
+/// `cove serve`'s HTTP endpoint and plain `python3` subprocesses to compare against.
+pub trait ToolRunner: Send + Sync {
+    /// Runs `code` once with `stdin` under `limits`. An error means the runner failed,
+    /// not the program (whose failures are in the [`Execution`]).
+    fn run(&self, code: &str, stdin: &[u8], limits: &Limits) -> Result<Execution, String>;
+}
+
+impl ToolRunner for CodeVerifier {
+    fn run(&self, code: &str, stdin: &[u8], limits: &Limits) -> Result<Execution, String> {
+        CodeVerifier::run(self, code, stdin, limits)
+    }
+}
+
 /// One episode's Python session: the programs run so far that the next call replays.
 #[derive(Debug, Default, Clone)]
 pub struct PythonSession {
@@ -90,7 +105,7 @@ pub struct PythonSession {
 /// Tool-integrated reasoning with a stateful Python tool; see the module docs.
 pub struct CodeInterpreter<R> {
     reward: R,
-    runner: Arc<CodeVerifier>,
+    runner: Arc<dyn ToolRunner>,
     limits: Limits,
     max_output_chars: usize,
 }
@@ -101,7 +116,7 @@ impl<R> CodeInterpreter<R> {
     /// final answers scored by `reward`.
     pub fn new(
         reward: R,
-        runner: Arc<CodeVerifier>,
+        runner: Arc<dyn ToolRunner>,
         limits: Limits,
         max_output_chars: usize,
     ) -> Self {

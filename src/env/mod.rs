@@ -15,7 +15,62 @@
 //!   block; the final answer is scored by a [`Reward`](cove_verifiers::Reward) (the math verifier in `train-math`).
 //!
 //! A user's environment is one implementation of [`Environment`] plus a dataset loader,
-//! as a [`Reward`](cove_verifiers::Reward) is.
+//! as a [`Reward`](cove_verifiers::Reward) is; [`crate::trainer::Trainer::with_engine`]
+//! trains on its episodes. A guessing game that answers "higher" or "lower" as a user
+//! turn, rewarded by how few guesses it took:
+//!
+//! ```no_run
+//! use cove::env::{Environment, Observation, Placement, Reply};
+//! use cove::rollout::{EpisodeLimits, MultiTurnEngine};
+//! use cove::trainer::{Example, Trainer};
+//! use cove::verifiers::{Reward, Score};
+//!
+//! struct Guess;
+//! impl Environment for Guess {
+//!     type Task = i64; // the secret
+//!     type Session = usize; // guesses so far
+//!     fn name(&self) -> &str { "guess" }
+//!     fn start(&self, _secret: &i64) -> usize { 0 }
+//!     fn reply(&self, secret: &i64, guesses: &mut usize, turn: &str, _calls_left: usize) -> Reply {
+//!         *guesses += 1;
+//!         let text = match turn.trim().parse::<i64>() {
+//!             Ok(g) if g == *secret => return Reply::End,
+//!             Ok(g) if g < *secret => "Higher.",
+//!             Ok(_) => "Lower.",
+//!             Err(_) => "Answer with a number.",
+//!         };
+//!         let placement = Placement::Message("user".into());
+//!         Reply::Observe(Observation { text: text.into(), placement, tool_call: None })
+//!     }
+//!     fn score(&self, secret: &i64, guesses: &usize, transcript: &str) -> Score {
+//!         let won = transcript.trim_end().ends_with(&secret.to_string());
+//!         let reward = if won { 1.0 / *guesses as f64 } else { 0.0 };
+//!         Score { reward, correct: won, details: format!("{guesses} guesses") }
+//!     }
+//! }
+//!
+//! /// The trainer's own reward scores only trajectories that come unscored (none here).
+//! struct Unused;
+//! impl Reward for Unused {
+//!     type Task = i64;
+//!     fn name(&self) -> &str { "unused" }
+//!     fn score(&self, _: &i64, _: &str) -> Score {
+//!         Score { reward: 0.0, correct: false, details: String::new() }
+//!     }
+//! }
+//!
+//! let secrets: Vec<i64> = (1..=32).collect();
+//! let data = secrets.iter()
+//!     .map(|&s| Example { prompt: "Guess my number from 1 to 32.".into(), task: s })
+//!     .collect();
+//! let limits = EpisodeLimits { max_turns: 6, max_tool_calls: 0, max_total_tokens: 256 };
+//! let engine = MultiTurnEngine::new(Guess, secrets.clone(), limits);
+//! let policy = cove::model::tiny::policy(&Default::default(), 0, tch::Device::Cpu).unwrap();
+//! let mut trainer = Trainer::new(Default::default(), policy, Unused, data)
+//!     .unwrap()
+//!     .with_engine(Box::new(engine));
+//! trainer.run(|m| { println!("{}", m.summary()); std::ops::ControlFlow::Continue(()) }).unwrap();
+//! ```
 
 pub mod code_interpreter;
 mod config;

@@ -57,11 +57,6 @@ impl<E: Environment> MultiTurnEngine<E> {
     pub fn new(env: E, tasks: Vec<E::Task>, limits: EpisodeLimits) -> Self {
         MultiTurnEngine { env, tasks, limits }
     }
-
-    /// The environment.
-    pub fn env(&self) -> &E {
-        &self.env
-    }
 }
 
 /// Where an episode is.
