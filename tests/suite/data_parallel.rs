@@ -139,7 +139,8 @@ fn initial_weights(lora: bool) -> Vec<(String, Tensor)> {
     v
 }
 
-/// Max |Δ| between two runs' updates from `init`, and the largest update.
+/// Max |Δ| between two runs' updates from `init` beyond the last bit of the weights, and
+/// the largest update.
 fn update_gap(
     init: &[(String, Tensor)],
     a: &[(String, Tensor)],
