@@ -352,7 +352,7 @@ impl MathRun {
         let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
         let interpreter = tools
             .as_ref()
-            .map(|runner| self.interpreter(runner.clone()))
+            .map(|runner| self.interpreter(runner.clone(), &policy))
             .transpose()?;
         let data: Vec<Example<String>> = rows
             .into_iter()
@@ -411,21 +411,20 @@ impl MathRun {
         )?)))
     }
 
-    /// The Python tool over `runner`, its final answers scored by the reward `[reward]`
-    /// composes.
+    /// The Python tool over `runner` in `env.tool_format` (resolved for `policy`), its
+    /// final answers scored by the reward `[reward]` composes.
     fn interpreter(
         &self,
         runner: Arc<CodeVerifier>,
+        policy: &crate::model::Policy,
     ) -> Result<CodeInterpreter<MathReward>, Box<dyn std::error::Error>> {
         let reward = self
             .reward
             .compose(MathVerifier::new(self.verifier), MATH_FORMAT)?;
-        Ok(CodeInterpreter::new(
-            reward,
-            runner,
-            self.env.limits(),
-            self.env.max_output_chars,
-        ))
+        Ok(
+            CodeInterpreter::new(reward, runner, self.env.limits(), self.env.max_output_chars)
+                .with_format(self.env.tool_format.resolve(policy)),
+        )
     }
 
     /// The held-out scores of `policy` on `rows`: single responses scored by the math
@@ -441,7 +440,7 @@ impl MathRun {
         let Some(runner) = tools else {
             return Ok(math_scores(policy, rows, sampling)?);
         };
-        let env = self.interpreter(runner.clone())?;
+        let env = self.interpreter(runner.clone(), policy)?;
         let prompts = prompt_ids(
             policy,
             rows.iter()

@@ -3,7 +3,7 @@
 
 use crate::data::math::load_math;
 use crate::dist::Launch;
-use crate::env::{CodeInterpreter, EnvKind, EnvSection, Environment, SingleTurn};
+use crate::env::{CodeInterpreter, EnvKind, EnvSection, Environment, SingleTurn, ToolFormat};
 use crate::eval::prompt_ids;
 use crate::model::{Message, ModelSpec};
 use crate::rollout::{MultiTurnEngine, RolloutEngine, RolloutRequest, SamplingConfig, Trajectory};
@@ -50,6 +50,10 @@ pub struct RolloutArgs {
     /// Most tokens after the prompt, tool output included.
     #[arg(long, default_value_t = 1024)]
     pub max_total_tokens: usize,
+    /// How the policy calls the tool: `auto` (its chat template's `<tool_call>` format
+    /// when it has one, else fenced programs), `fenced` or `tool-call`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tool_format: FormatChoice,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -67,6 +71,17 @@ pub enum EnvChoice {
     CodeInterpreter,
 }
 
+/// `--tool-format`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatChoice {
+    /// The chat template's `<tool_call>` format when it has one, else fenced.
+    Auto,
+    /// Fenced ```` ```python ```` programs, output in a fenced block.
+    Fenced,
+    /// `<tool_call>` JSON, output as a `tool` message.
+    ToolCall,
+}
+
 /// Runs `cove rollout`; returns the summary line.
 pub fn run_rollout(args: &RolloutArgs) -> Result<String, Box<dyn std::error::Error>> {
     let section = EnvSection {
@@ -77,6 +92,11 @@ pub fn run_rollout(args: &RolloutArgs) -> Result<String, Box<dyn std::error::Err
         max_turns: args.max_turns,
         max_tool_calls: args.max_tool_calls,
         max_total_tokens: args.max_total_tokens,
+        tool_format: match args.tool_format {
+            FormatChoice::Auto => ToolFormat::Auto,
+            FormatChoice::Fenced => ToolFormat::Fenced,
+            FormatChoice::ToolCall => ToolFormat::ToolCall,
+        },
         ..EnvSection::default()
     };
     section.validate()?;
@@ -94,6 +114,7 @@ pub fn run_rollout(args: &RolloutArgs) -> Result<String, Box<dyn std::error::Err
         weights: None,
         lora: None,
     };
+    let policy = spec.load(&launch)?;
     let answers: Vec<String> = rows.iter().map(|r| r.answer.clone()).collect();
     let verifier = MathVerifier::new(Default::default());
     let limits = section.episode_limits();
@@ -120,7 +141,8 @@ pub fn run_rollout(args: &RolloutArgs) -> Result<String, Box<dyn std::error::Err
                 Arc::new(runner),
                 section.limits(),
                 section.max_output_chars,
-            );
+            )
+            .with_format(section.tool_format.resolve(&policy));
             let openings = rows.iter().map(|r| env.opening(&r.prompt)).collect();
             (
                 Box::new(MultiTurnEngine::new(env, answers, limits)),
@@ -128,7 +150,6 @@ pub fn run_rollout(args: &RolloutArgs) -> Result<String, Box<dyn std::error::Err
             )
         }
     };
-    let policy = spec.load(&launch)?;
     let prompts = prompt_ids(&policy, openings.iter())?;
     let indices: Vec<usize> = (0..rows.len()).collect();
     let keys: Vec<u64> = (0..rows.len() as u64).collect();

@@ -1,11 +1,14 @@
 //! The Python tool: tool-integrated reasoning in the code verifier's sandbox.
 //!
-//! The policy calls the tool by writing a fenced program (```` ```python ... ``` ````, the
-//! format of ReTool and SimpleTIR); the turn stops at the block's closing fence, the
-//! program runs in the embedded sandbox under the code verifier's per-call limits (time,
-//! memory, output), and its output comes back inline as a fenced `output` block, after
-//! which the policy continues its message. A turn without a program is the final answer,
-//! scored by the wrapped [`Reward`] over the whole transcript.
+//! The policy calls the tool in one of two formats ([`ToolFormat`]): a fenced program
+//! (```` ```python ... ``` ````, the format of ReTool and SimpleTIR), whose output comes
+//! back inline as a fenced `output` block after which the policy continues its message;
+//! or, where the model's chat template has one, Qwen2.5's function call
+//! (`<tool_call>{"name": "python", "arguments": {"code": ...}}</tool_call>`), whose output
+//! comes back as a `tool` message rendered by that template. The turn stops where the
+//! call is complete, and the program runs in the embedded sandbox under the code
+//! verifier's per-call limits (time, memory, output). A turn without a call is the final
+//! answer, scored by the wrapped [`Reward`] over the whole transcript.
 //!
 //! **Sessions.** A name defined in one call is visible in the next call of the same
 //! episode, and in no other episode. Each call runs in a fresh sandbox instance (the
@@ -18,23 +21,64 @@
 //!
 //! **Output.** What the program prints, then (on an exception) its traceback; a last
 //! line that is an expression prints its `repr`, as a REPL does. Cut at
-//! `max_output_chars`. A limit or a sandbox failure becomes an error message in the
-//! output block, never a failed run.
+//! `max_output_chars` (head and tail kept). A limit, a malformed call or a sandbox
+//! failure becomes an error message in the output, never a failed run.
 
 use super::{Environment, Observation, Placement, Reply, ToolCall};
 use crate::data::Prompt;
-use crate::model::Message;
+use crate::model::{Message, Policy};
 use cove_verifiers::code::{CodeVerifier, Execution, Limits, Termination};
 use cove_verifiers::{Reward, Score};
 use regex::Regex;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-/// The system prompt that tells the policy how to call the tool.
-pub const INSTRUCTIONS: &str = "You can run Python code. To run a program, write it in a \
-```python block; its output comes back in an ```output block, and the variables you \
+/// The system prompt that tells the policy how to call the tool in [`ToolFormat::Fenced`].
+pub const FENCED_INSTRUCTIONS: &str = "You can run Python code. To run a program, write it \
+in a ```python block; its output comes back in an ```output block, and the variables you \
 define stay available to later programs. When you know the answer, write it as \
 \\boxed{ANSWER}.";
+
+/// The system prompt that tells the policy how to call the tool in
+/// [`ToolFormat::ToolCall`] (the function-call JSON of Qwen2.5's template).
+pub const TOOL_CALL_INSTRUCTIONS: &str = "You can run Python code with the `python` tool. \
+To call it, write\n<tool_call>\n{\"name\": \"python\", \"arguments\": {\"code\": \
+\"print(2 + 2)\"}}\n</tool_call>\nIts output comes back as the tool's reply, and the \
+variables you define stay available to later calls. When you know the answer, write it \
+as \\boxed{ANSWER}.";
+
+/// How the policy calls the tool and reads its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToolFormat {
+    /// The model's own: [`ToolFormat::ToolCall`] when its chat template has a
+    /// `<tool_call>` format (Qwen2.5's), else [`ToolFormat::Fenced`].
+    #[default]
+    Auto,
+    /// A fenced ```` ```python ```` program; the output comes back inline in a fenced
+    /// `output` block and the policy continues its message (ReTool, SimpleTIR).
+    Fenced,
+    /// `<tool_call>{"name": "python", "arguments": {"code": ...}}</tool_call>`; the output
+    /// comes back as a `tool` message through the chat template.
+    ToolCall,
+}
+
+impl ToolFormat {
+    /// [`ToolFormat::Auto`] decided for `policy`'s chat template; the others as they are.
+    pub fn resolve(self, policy: &Policy) -> ToolFormat {
+        let has_tool_calls = || {
+            policy
+                .chat_template
+                .as_ref()
+                .is_some_and(|t| t.source().contains("<tool_call>"))
+        };
+        match self {
+            ToolFormat::Auto if has_tool_calls() => ToolFormat::ToolCall,
+            ToolFormat::Auto => ToolFormat::Fenced,
+            other => other,
+        }
+    }
+}
 
 /// The driver that runs one call: it reads `{"history": [...], "cell": "..."}` from
 /// stdin, replays the history silently, then runs the cell (see the module docs).
@@ -73,12 +117,42 @@ static PROGRAM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?s)```(?:python|py)[ \t]*\n(.*?)```").expect("the program pattern compiles")
 });
 
+/// A complete `<tool_call>` block: the JSON between its tags.
+static TOOL_CALL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)<tool_call>(.*?)</tool_call>").expect("the tool-call pattern compiles")
+});
+
 /// The first complete fenced Python program in `text`, if any.
 pub fn program_in(text: &str) -> Option<&str> {
     PROGRAM
         .captures(text)
         .and_then(|c| c.get(1))
         .map(|m| m.as_str())
+}
+
+/// The program of the first complete `<tool_call>` in `text`: `None` when there is none,
+/// `Some(Err(why))` when it does not call `python` with a `code` string (its `arguments`
+/// an object, or that object as a JSON string, as some models write it).
+pub fn tool_call_in(text: &str) -> Option<Result<String, String>> {
+    let body = TOOL_CALL.captures(text)?.get(1)?.as_str().trim();
+    let call: serde_json::Value = match serde_json::from_str(body) {
+        Ok(call) => call,
+        Err(e) => return Some(Err(format!("the tool call is not JSON: {e}"))),
+    };
+    if call["name"] != "python" {
+        return Some(Err(format!(
+            "unknown tool {}; the tool is `python`",
+            call["name"]
+        )));
+    }
+    let arguments = match &call["arguments"] {
+        serde_json::Value::String(text) => serde_json::from_str(text).unwrap_or_default(),
+        other => other.clone(),
+    };
+    Some(match arguments["code"].as_str() {
+        Some(code) => Ok(code.to_string()),
+        None => Err("the call's arguments have no `code` string".to_string()),
+    })
 }
 
 /// Where the tool's programs run: the code verifier's sandbox (in this process or in its
@@ -108,6 +182,7 @@ pub struct CodeInterpreter<R> {
     runner: Arc<dyn ToolRunner>,
     limits: Limits,
     max_output_chars: usize,
+    format: ToolFormat,
 }
 
 impl<R> CodeInterpreter<R> {
@@ -125,6 +200,22 @@ impl<R> CodeInterpreter<R> {
             runner,
             limits,
             max_output_chars,
+            format: ToolFormat::Fenced,
+        }
+    }
+
+    /// The same tool called in `format` (resolve [`ToolFormat::Auto`] for the policy
+    /// first; it reads as fenced). The default is [`ToolFormat::Fenced`].
+    pub fn with_format(mut self, format: ToolFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The program a turn calls the tool with, if it does (`Err`: a malformed call).
+    fn called(&self, turn: &str) -> Option<Result<String, String>> {
+        match self.format {
+            ToolFormat::ToolCall => tool_call_in(turn),
+            _ => program_in(turn).map(|p| Ok(p.to_string())),
         }
     }
 
@@ -209,20 +300,28 @@ impl<R: Reward> Environment for CodeInterpreter<R> {
         "code-interpreter"
     }
 
-    /// The prompt with [`INSTRUCTIONS`] as (or at the end of) its system message.
+    /// The prompt with the format's instructions ([`FENCED_INSTRUCTIONS`],
+    /// [`TOOL_CALL_INSTRUCTIONS`]) as (or at the end of) its system message.
     fn opening(&self, prompt: &Prompt) -> Prompt {
+        let instructions = match self.format {
+            ToolFormat::ToolCall => TOOL_CALL_INSTRUCTIONS,
+            _ => FENCED_INSTRUCTIONS,
+        };
         let mut messages = prompt.messages();
         match messages.first_mut() {
             Some(first) if first.role == "system" => {
-                first.content = format!("{}\n\n{INSTRUCTIONS}", first.content)
+                first.content = format!("{}\n\n{instructions}", first.content)
             }
-            _ => messages.insert(0, Message::system(INSTRUCTIONS)),
+            _ => messages.insert(0, Message::system(instructions)),
         }
         Prompt::Chat(messages)
     }
 
     fn turn_ends(&self, turn: &str) -> bool {
-        program_in(turn).is_some()
+        match self.format {
+            ToolFormat::ToolCall => TOOL_CALL.is_match(turn),
+            _ => program_in(turn).is_some(),
+        }
     }
 
     fn start(&self, _task: &R::Task) -> PythonSession {
@@ -236,19 +335,31 @@ impl<R: Reward> Environment for CodeInterpreter<R> {
         turn: &str,
         calls_left: usize,
     ) -> Reply {
-        let Some(program) = program_in(turn) else {
+        let Some(program) = self.called(turn) else {
             return Reply::End;
         };
         if calls_left == 0 {
             return Reply::OverBudget;
         }
         let t = Instant::now();
-        let (output, error) = self.call(session, program);
-        let open = if turn.ends_with('\n') { "" } else { "\n" };
+        let (output, error) = match program {
+            Ok(program) => self.call(session, &program),
+            Err(why) => (format!("Error: {why}"), true),
+        };
         let output = output.trim_end_matches('\n');
+        let (text, placement) = match self.format {
+            ToolFormat::ToolCall => (output.to_string(), Placement::Message("tool".into())),
+            _ => {
+                let open = if turn.ends_with('\n') { "" } else { "\n" };
+                (
+                    format!("{open}```output\n{output}\n```\n"),
+                    Placement::Inline,
+                )
+            }
+        };
         Reply::Observe(Observation {
-            text: format!("{open}```output\n{output}\n```\n"),
-            placement: Placement::Inline,
+            text,
+            placement,
             tool_call: Some(ToolCall {
                 error,
                 seconds: t.elapsed().as_secs_f64(),
@@ -274,6 +385,28 @@ mod tests {
         );
         assert_eq!(program_in("```py\nx = 2\n```\nmore"), Some("x = 2\n"));
         assert_eq!(program_in("```\nnot python\n```"), None);
+    }
+
+    #[test]
+    fn a_tool_call_names_python_and_carries_code() {
+        let call = |json: &str| {
+            tool_call_in(&format!(
+                "Let me run it.\n<tool_call>\n{json}\n</tool_call>"
+            ))
+        };
+        assert_eq!(tool_call_in("<tool_call>\n{\"name\": \"python\""), None);
+        assert_eq!(
+            call(r#"{"name": "python", "arguments": {"code": "print(1)"}}"#),
+            Some(Ok("print(1)".into()))
+        );
+        assert_eq!(
+            call(r#"{"name": "python", "arguments": "{\"code\": \"x = 2\"}"}"#),
+            Some(Ok("x = 2".into()))
+        );
+        let err = |json: &str| call(json).unwrap().unwrap_err();
+        assert!(err("{not json").contains("not JSON"));
+        assert!(err(r#"{"name": "search", "arguments": {}}"#).contains("unknown tool \"search\""));
+        assert!(err(r#"{"name": "python", "arguments": {"src": "1"}}"#).contains("no `code`"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `[env]` section: which environment the episodes run in, and their limits.
 
+use super::code_interpreter::ToolFormat;
 use crate::config::ConfigError;
 use cove_verifiers::code::Limits;
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub enum EnvKind {
 pub struct EnvSection {
     /// Which environment.
     pub kind: EnvKind,
+    /// How the policy calls the Python tool (`auto`: the chat template's `<tool_call>`
+    /// format when it has one, else fenced programs).
+    pub tool_format: ToolFormat,
     /// Most assistant turns per episode (each ends at a tool call or an EOS token).
     pub max_turns: usize,
     /// Most tool calls per episode; a turn asking for one more ends the episode
@@ -46,6 +50,7 @@ impl Default for EnvSection {
     fn default() -> Self {
         EnvSection {
             kind: EnvKind::SingleTurn,
+            tool_format: ToolFormat::Auto,
             max_turns: 4,
             max_tool_calls: 3,
             max_total_tokens: 1024,

@@ -9,10 +9,12 @@
 //!
 //! - [`SingleTurn`]: any [`Reward`](cove_verifiers::Reward) as an environment with no observations (one
 //!   assistant turn, scored by the reward): a single-turn task is the degenerate episode.
-//! - [`code_interpreter::CodeInterpreter`]: tool-integrated reasoning: the policy writes
-//!   fenced Python programs, each runs in the code verifier's sandbox in a session that
-//!   keeps its state for the episode, and the output comes back as a fenced `output`
-//!   block; the final answer is scored by a [`Reward`](cove_verifiers::Reward) (the math verifier in `train-math`).
+//! - [`code_interpreter::CodeInterpreter`]: tool-integrated reasoning: the policy calls a
+//!   Python tool (fenced programs, or its chat template's `<tool_call>` format), each
+//!   call runs in the code verifier's sandbox in a session that keeps its state for the
+//!   episode, and the output comes back as a fenced `output` block or a `tool` message;
+//!   the final answer is scored by a [`Reward`](cove_verifiers::Reward) (the math
+//!   verifier in `train-math`).
 //!
 //! A user's environment is one implementation of [`Environment`] plus a dataset loader,
 //! as a [`Reward`](cove_verifiers::Reward) is; [`crate::trainer::Trainer::with_engine`]
@@ -76,7 +78,7 @@ pub mod code_interpreter;
 mod config;
 mod single_turn;
 
-pub use code_interpreter::CodeInterpreter;
+pub use code_interpreter::{CodeInterpreter, ToolFormat};
 pub use config::{EnvKind, EnvSection};
 pub use single_turn::SingleTurn;
 

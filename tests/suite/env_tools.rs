@@ -646,3 +646,115 @@ fn a_killed_run_with_tool_episodes_resumes_exactly() {
             .all(|m| m.tools.unwrap().call_rate > 1.0)
     );
 }
+
+/// The tiny policy with a template that has Qwen2.5's `<tool_call>` format.
+fn tiny_with_tool_calls() -> Policy {
+    let mut policy = tiny();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools/chat_template.jinja");
+    let source = std::fs::read_to_string(&path).unwrap();
+    policy.chat_template =
+        Some(cove::model::ChatTemplate::new(&source, Vec::new(), &path).unwrap());
+    policy
+}
+
+#[test]
+fn the_tool_call_format_is_the_templates_and_answers_with_a_tool_message() {
+    use cove::env::ToolFormat;
+    let qwen_like = tiny_with_tool_calls();
+    assert_eq!(ToolFormat::Auto.resolve(&qwen_like), ToolFormat::ToolCall);
+    assert_eq!(ToolFormat::Auto.resolve(&tiny()), ToolFormat::Fenced);
+    assert_eq!(ToolFormat::Fenced.resolve(&qwen_like), ToolFormat::Fenced);
+    let tool = interpreter().with_format(ToolFormat::ToolCall);
+    let opening = tool.opening(&"What is 6*7?".into()).messages();
+    assert!(opening[0].role == "system" && opening[0].content.contains("<tool_call>"));
+    let turn = "I will compute.\n<tool_call>\n{\"name\": \"python\", \"arguments\": {\"code\": \"x = 6 * 7\\nx\"}}\n</tool_call>";
+    assert!(tool.turn_ends(turn) && !tool.turn_ends(&turn[..turn.len() - 3]));
+    let mut session = tool.start(&());
+    let Reply::Observe(seen) = tool.reply(&(), &mut session, turn, 3) else {
+        panic!("no observation")
+    };
+    assert_eq!(
+        (seen.text.as_str(), &seen.placement),
+        ("42", &Placement::Message("tool".into()))
+    );
+    assert!(!seen.tool_call.unwrap().error);
+    // A malformed call is a failed call the policy reads about, not a failed run.
+    let bad = "<tool_call>\n{\"name\": \"python\", \"arguments\": {\"cmd\": \"ls\"}}\n</tool_call>";
+    let Reply::Observe(seen) = tool.reply(&(), &mut session, bad, 3) else {
+        panic!("no observation")
+    };
+    assert!(
+        seen.tool_call.unwrap().error && seen.text.contains("no `code`"),
+        "{}",
+        seen.text
+    );
+    assert_eq!(
+        tool.reply(&(), &mut session, "The answer is \\boxed{42}.", 3),
+        Reply::End
+    );
+    assert_eq!(tool.reply(&(), &mut session, turn, 0), Reply::OverBudget);
+}
+
+/// Every turn of the tiny policy stands for a `<tool_call>` of a counting program.
+struct ForcedCall(CodeInterpreter<Digits>);
+
+impl Environment for ForcedCall {
+    type Task = ();
+    type Session = PythonSession;
+    fn name(&self) -> &str {
+        "forced-call"
+    }
+    fn turn_ends(&self, turn: &str) -> bool {
+        turn.chars().count() >= 3
+    }
+    fn start(&self, _task: &()) -> PythonSession {
+        PythonSession::default()
+    }
+    fn reply(
+        &self,
+        task: &(),
+        session: &mut PythonSession,
+        _turn: &str,
+        calls_left: usize,
+    ) -> Reply {
+        let call = "<tool_call>{\"name\": \"python\", \"arguments\": {\"code\": \"n = globals().get('n', 0) + 1\\nn\"}}</tool_call>";
+        self.0.reply(task, session, call, calls_left)
+    }
+    fn score(&self, _task: &(), _session: &PythonSession, _transcript: &str) -> Score {
+        Score {
+            reward: 0.0,
+            correct: false,
+            details: String::new(),
+        }
+    }
+}
+
+#[test]
+fn tool_call_episodes_read_tool_messages_through_the_template() {
+    use cove::env::ToolFormat;
+    let policy = tiny_with_tool_calls();
+    let env = ForcedCall(interpreter().with_format(ToolFormat::ToolCall));
+    let episodes = check_against_one_forward(&policy, env, 1.0);
+    let t = episodes
+        .iter()
+        .find(|t| t.episode.as_ref().unwrap().resumes.len() >= 2)
+        .unwrap();
+    let resume = t.episode.as_ref().unwrap().resumes[1];
+    let text = policy
+        .tokenizer
+        .decode(
+            &t.response()[..resume]
+                .iter()
+                .map(|&i| i as u32)
+                .collect::<Vec<_>>(),
+            false,
+        )
+        .unwrap();
+    assert!(text.ends_with("<|im_end|>\n<|im_start|>user\n<tool_response>\n2\n</tool_response><|im_end|>\n<|im_start|>assistant\n"), "{text:?}");
+    let messages = &t.episode.as_ref().unwrap().messages;
+    assert_eq!(
+        (messages[1].role.as_str(), messages[1].content.as_str()),
+        ("tool", "1")
+    );
+}
