@@ -18,8 +18,8 @@ use super::sampler::sample_step;
 use super::{
     FinishReason, RolloutEngine, RolloutError, RolloutRequest, Sample, SamplingConfig, Trajectory,
 };
-use crate::model::Policy;
 use crate::model::lora::MergedAdapters;
+use crate::model::{KvCache, Policy};
 
 /// Per-sample state while decoding.
 struct Running {
@@ -124,16 +124,23 @@ pub(super) fn check_prompts(
     Ok(())
 }
 
-fn decode(
+/// The decoding state after the prefill: the KV cache, the attention mask over it and the
+/// last position's logits (f32), one row per sample.
+pub(super) struct Prefilled {
+    pub cache: KvCache,
+    pub attn: Tensor,
+    pub last: Tensor,
+}
+
+/// One batched prefill of the left-padded `prompts`, expanded to `cfg.n` rows per prompt
+/// (prompt-major): the start of the local and the multi-turn engines' decoding. Call
+/// under a no-grad guard.
+pub(super) fn prefill(
     policy: &Policy,
     prompts: &[Vec<i64>],
     cfg: &SamplingConfig,
-    runs: &mut [Running],
-) -> Result<(), RolloutError> {
-    let _guard = tch::no_grad_guard();
+) -> Result<Prefilled, RolloutError> {
     let model = policy.model.as_ref();
-    // LoRA adapters decode merged into their weights (faster than the extra matmuls).
-    let _merged = MergedAdapters::new(model);
     let device = model.device();
     let b = prompts.len() as i64;
     let p_max = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
@@ -168,6 +175,28 @@ fn decode(
         attn = attn.index_select(0, &rep);
         last = last.index_select(0, &rep);
     }
+    Ok(Prefilled { cache, attn, last })
+}
+
+fn decode(
+    policy: &Policy,
+    prompts: &[Vec<i64>],
+    cfg: &SamplingConfig,
+    runs: &mut [Running],
+) -> Result<(), RolloutError> {
+    let _guard = tch::no_grad_guard();
+    let model = policy.model.as_ref();
+    // LoRA adapters decode merged into their weights (faster than the extra matmuls).
+    let _merged = MergedAdapters::new(model);
+    let device = model.device();
+    let to = |v: &[i64], rows: i64, cols: i64| {
+        Tensor::from_slice(v).view([rows, cols]).to_device(device)
+    };
+    let Prefilled {
+        mut cache,
+        mut attn,
+        mut last,
+    } = prefill(policy, prompts, cfg)?;
     let mut active: Vec<usize> = (0..runs.len()).collect();
     let mut next_pos: Vec<i64> = active
         .iter()

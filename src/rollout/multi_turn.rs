@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use std::thread::{Scope, ScopedJoinHandle};
 use tch::{Kind, Tensor};
 
+use super::local::{Prefilled, prefill};
 use super::sampler::sample_step;
 use super::{
     Episode, FinishReason, RolloutEngine, RolloutError, RolloutRequest, SamplingConfig, Trajectory,
@@ -176,38 +177,13 @@ impl<E: Environment> MultiTurnEngine<E> {
         let to = |v: &[i64], rows: i64, cols: i64| {
             Tensor::from_slice(v).view([rows, cols]).to_device(device)
         };
-        // The prefill, as the local engine does it: left-padded prompts, one per prompt,
-        // expanded to its n samples.
-        let b = prompts.len() as i64;
-        let p_max = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        let mut ids = vec![policy.pad_token_id; (b * p_max) as usize];
-        let mut mask = vec![0i64; (b * p_max) as usize];
-        let mut pos = vec![0i64; (b * p_max) as usize];
-        for (row, p) in prompts.iter().enumerate() {
-            let off = row * p_max as usize + (p_max as usize - p.len());
-            for (j, &t) in p.iter().enumerate() {
-                ids[off + j] = t;
-                mask[off + j] = 1;
-                pos[off + j] = j as i64;
-            }
-        }
-        let mut attn = to(&mask, b, p_max);
-        let mut cache = model.new_cache(b, p_max + cfg.max_new_tokens as i64);
-        let logits = model.forward(
-            &to(&ids, b, p_max),
-            &to(&pos, b, p_max),
-            &attn,
-            Some(&mut cache),
-        )?;
-        let mut last = logits.select(1, p_max - 1).to_kind(Kind::Float);
-        if n > 1 {
-            let n = n as i64;
-            let rep =
-                Tensor::arange(b, (Kind::Int64, device)).repeat_interleave_self_int(n, 0, b * n);
-            cache.select_rows(&rep);
-            attn = attn.index_select(0, &rep);
-            last = last.index_select(0, &rep);
-        }
+        // The local engine's prefill: left-padded prompts, one per prompt, expanded to
+        // its n samples.
+        let Prefilled {
+            mut cache,
+            mut attn,
+            mut last,
+        } = prefill(policy, prompts, cfg)?;
         // Cache row r holds episode rows[r].
         let mut rows: Vec<usize> = (0..runs.len()).collect();
         for step in 0.. {
