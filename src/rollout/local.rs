@@ -178,6 +178,15 @@ pub(super) fn prefill(
     Ok(Prefilled { cache, attn, last })
 }
 
+/// Keeps the batch rows `keep` (in order) of a decoding state's cache and attention mask:
+/// finished samples leave the batch.
+pub(super) fn keep_rows(cache: &mut KvCache, attn: &mut Tensor, keep: &[usize]) {
+    let idx: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
+    let idx = Tensor::from_slice(&idx).to_device(attn.device());
+    cache.select_rows(&idx);
+    *attn = attn.index_select(0, &idx);
+}
+
 fn decode(
     policy: &Policy,
     prompts: &[Vec<i64>],
@@ -240,10 +249,7 @@ fn decode(
             break;
         }
         if keep.len() < active.len() {
-            let idx: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
-            let idx = Tensor::from_slice(&idx).to_device(device);
-            cache.select_rows(&idx);
-            attn = attn.index_select(0, &idx);
+            keep_rows(&mut cache, &mut attn, &keep);
         }
         let input: Vec<i64> = keep.iter().map(|&r| tok[r]).collect();
         let positions: Vec<i64> = keep.iter().map(|&r| next_pos[r]).collect();

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use std::thread::{Scope, ScopedJoinHandle};
 use tch::{Kind, Tensor};
 
-use super::local::{Prefilled, prefill};
+use super::local::{Prefilled, keep_rows, prefill};
 use super::sampler::sample_step;
 use super::{
     Episode, FinishReason, RolloutEngine, RolloutError, RolloutRequest, SamplingConfig, Trajectory,
@@ -233,10 +233,7 @@ impl<E: Environment> MultiTurnEngine<E> {
                 break;
             }
             if keep.len() < rows.len() {
-                let idx: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
-                let idx = Tensor::from_slice(&idx).to_device(device);
-                cache.select_rows(&idx);
-                attn = attn.index_select(0, &idx);
+                keep_rows(&mut cache, &mut attn, &keep);
                 rows = keep.iter().map(|&r| rows[r]).collect();
             }
             // Feed every row its pending tokens, right-aligned in one chunk.

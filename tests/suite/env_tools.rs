@@ -4,9 +4,7 @@
 
 use crate::learner_common::{Digits, dataset, small_config};
 use cove::env::code_interpreter::PythonSession;
-use cove::env::{
-    CodeInterpreter, Environment, Observation, Placement, Reply, SingleTurn, ToolCall,
-};
+use cove::env::{CodeInterpreter, Environment, Observation, Placement, Reply, SingleTurn};
 use cove::model::{LogprobOptions, Policy, response_logprobs};
 use cove::rollout::{
     EpisodeLimits, FinishReason, LocalEngine, MultiTurnEngine, RolloutEngine, RolloutRequest,
@@ -462,19 +460,38 @@ fn hostile_programs_in_tool_calls_end_the_call_with_an_error_and_keep_the_sessio
     }
 }
 
-/// Calls the tool on every turn with a program that counts the calls in the session.
-struct Counter(CodeInterpreter<Digits>);
+/// The program every [`Forced`] turn calls: it counts the calls of its session.
+const COUNT: &str = "n = globals().get('n', 0) + 1\nprint(f'call {n}')";
 
-impl Environment for Counter {
+/// Every turn of `chars` characters stands for `call` (a tool call in the tool's format)
+/// and gets the tool's reply: the tiny policy writes no programs of its own.
+struct Forced {
+    tool: CodeInterpreter<Digits>,
+    call: String,
+    chars: usize,
+}
+
+impl Forced {
+    /// [`COUNT`] as a fenced program.
+    fn fenced() -> Self {
+        Forced {
+            tool: interpreter(),
+            call: format!("```python\n{COUNT}\n```"),
+            chars: 2,
+        }
+    }
+}
+
+impl Environment for Forced {
     type Task = ();
     type Session = PythonSession;
 
     fn name(&self) -> &str {
-        "counter"
+        "forced"
     }
 
     fn turn_ends(&self, turn: &str) -> bool {
-        turn.chars().count() >= 2
+        turn.chars().count() >= self.chars
     }
 
     fn start(&self, _task: &()) -> PythonSession {
@@ -483,29 +500,16 @@ impl Environment for Counter {
 
     fn reply(
         &self,
-        _task: &(),
+        task: &(),
         session: &mut PythonSession,
         _turn: &str,
         calls_left: usize,
     ) -> Reply {
-        if calls_left == 0 {
-            return Reply::OverBudget;
-        }
-        let (text, error) = self
-            .0
-            .call(session, "n = globals().get('n', 0) + 1\nprint(f'call {n}')");
-        Reply::Observe(Observation {
-            text: format!("[{}]", text.trim()),
-            placement: Placement::Inline,
-            tool_call: Some(ToolCall {
-                error,
-                seconds: 0.0,
-            }),
-        })
+        self.tool.reply(task, session, &self.call, calls_left)
     }
 
     fn score(&self, _task: &(), _session: &PythonSession, transcript: &str) -> Score {
-        let calls = transcript.matches("[call ").count();
+        let calls = transcript.matches("call ").count();
         Score {
             reward: calls as f64,
             correct: calls == 3,
@@ -526,7 +530,7 @@ fn sixty_four_episodes_in_flight_each_with_its_own_session() {
     };
     let tasks: Vec<usize> = (0..8).collect();
     let keys: Vec<u64> = (0..8).collect();
-    let mut engine = MultiTurnEngine::new(Counter(interpreter()), vec![(); 8], LIMITS);
+    let mut engine = MultiTurnEngine::new(Forced::fenced(), vec![(); 8], LIMITS);
     let episodes = engine
         .generate(&policy, &request(&prompts, &tasks, &keys, &sampling))
         .unwrap();
@@ -542,7 +546,9 @@ fn sixty_four_episodes_in_flight_each_with_its_own_session() {
             .filter(|m| m.role == "tool")
             .map(|m| m.content.as_str())
             .collect();
-        let expected: Vec<String> = (1..=calls.len()).map(|k| format!("[call {k}]")).collect();
+        let expected: Vec<String> = (1..=calls.len())
+            .map(|k| format!("\n```output\ncall {k}\n```\n"))
+            .collect();
         assert_eq!(calls, expected);
         assert_eq!(episode.tool_calls, calls.len());
         assert_eq!(episode.tool_errors, 0);
@@ -566,7 +572,7 @@ fn sixty_four_episodes_in_flight_each_with_its_own_session() {
 
 const CHILD_ENV: &str = "COVE_TOOL_CRASH_CHILD";
 
-/// A trainer whose rollouts are [`Counter`] episodes (real sandbox calls, stateful
+/// A trainer whose rollouts are [`Forced`] episodes (real sandbox calls, stateful
 /// sessions), checkpointing every step.
 fn tool_trainer(out: &Path) -> Trainer<Digits> {
     let mut cfg = small_config(out);
@@ -574,7 +580,7 @@ fn tool_trainer(out: &Path) -> Trainer<Digits> {
     cfg.checkpoint.every = 1;
     cfg.checkpoint.keep = 10;
     cfg.rollout.max_new_tokens = 4;
-    let engine = MultiTurnEngine::new(Counter(interpreter()), vec![(); dataset().len()], LIMITS);
+    let engine = MultiTurnEngine::new(Forced::fenced(), vec![(); dataset().len()], LIMITS);
     Trainer::new(cfg, tiny(), Digits, dataset())
         .unwrap()
         .with_engine(Box::new(engine))
@@ -696,45 +702,18 @@ fn the_tool_call_format_is_the_templates_and_answers_with_a_tool_message() {
     assert_eq!(tool.reply(&(), &mut session, turn, 0), Reply::OverBudget);
 }
 
-/// Every turn of the tiny policy stands for a `<tool_call>` of a counting program.
-struct ForcedCall(CodeInterpreter<Digits>);
-
-impl Environment for ForcedCall {
-    type Task = ();
-    type Session = PythonSession;
-    fn name(&self) -> &str {
-        "forced-call"
-    }
-    fn turn_ends(&self, turn: &str) -> bool {
-        turn.chars().count() >= 3
-    }
-    fn start(&self, _task: &()) -> PythonSession {
-        PythonSession::default()
-    }
-    fn reply(
-        &self,
-        task: &(),
-        session: &mut PythonSession,
-        _turn: &str,
-        calls_left: usize,
-    ) -> Reply {
-        let call = "<tool_call>{\"name\": \"python\", \"arguments\": {\"code\": \"n = globals().get('n', 0) + 1\\nn\"}}</tool_call>";
-        self.0.reply(task, session, call, calls_left)
-    }
-    fn score(&self, _task: &(), _session: &PythonSession, _transcript: &str) -> Score {
-        Score {
-            reward: 0.0,
-            correct: false,
-            details: String::new(),
-        }
-    }
-}
-
 #[test]
 fn tool_call_episodes_read_tool_messages_through_the_template() {
     use cove::env::ToolFormat;
     let policy = tiny_with_tool_calls();
-    let env = ForcedCall(interpreter().with_format(ToolFormat::ToolCall));
+    let code = serde_json::to_string(COUNT).unwrap();
+    let env = Forced {
+        tool: interpreter().with_format(ToolFormat::ToolCall),
+        call: format!(
+            "<tool_call>{{\"name\": \"python\", \"arguments\": {{\"code\": {code}}}}}</tool_call>"
+        ),
+        chars: 3,
+    };
     let episodes = check_against_one_forward(&policy, env, 1.0);
     let t = episodes
         .iter()
@@ -751,10 +730,10 @@ fn tool_call_episodes_read_tool_messages_through_the_template() {
             false,
         )
         .unwrap();
-    assert!(text.ends_with("<|im_end|>\n<|im_start|>user\n<tool_response>\n2\n</tool_response><|im_end|>\n<|im_start|>assistant\n"), "{text:?}");
+    assert!(text.ends_with("<|im_end|>\n<|im_start|>user\n<tool_response>\ncall 2\n</tool_response><|im_end|>\n<|im_start|>assistant\n"), "{text:?}");
     let messages = &t.episode.as_ref().unwrap().messages;
     assert_eq!(
         (messages[1].role.as_str(), messages[1].content.as_str()),
-        ("tool", "1")
+        ("tool", "call 1")
     );
 }
