@@ -282,16 +282,7 @@ impl RolloutEngine for LocalEngine {
         policy: &Policy,
         request: &RolloutRequest,
     ) -> Result<Vec<Trajectory>, RolloutError> {
-        if request.tasks.len() != request.prompts.len() {
-            return Err(RolloutError::Config {
-                field: "tasks".into(),
-                message: format!(
-                    "{} tasks for {} prompts",
-                    request.tasks.len(),
-                    request.prompts.len()
-                ),
-            });
-        }
+        request.check_tasks()?;
         let samples = generate_keyed(policy, request.prompts, request.keys, request.sampling)?;
         Ok(samples
             .into_iter()

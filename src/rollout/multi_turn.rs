@@ -115,16 +115,7 @@ impl<E: Environment> RolloutEngine for MultiTurnEngine<E> {
                 message: "a multi-turn episode needs at least 1".into(),
             });
         }
-        if request.tasks.len() != request.prompts.len() {
-            return Err(RolloutError::Config {
-                field: "tasks".into(),
-                message: format!(
-                    "{} tasks for {} prompts",
-                    request.tasks.len(),
-                    request.prompts.len()
-                ),
-            });
-        }
+        request.check_tasks()?;
         if let Some(&bad) = request.tasks.iter().find(|&&t| t >= self.tasks.len()) {
             return Err(RolloutError::Config {
                 field: "tasks".into(),

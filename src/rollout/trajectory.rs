@@ -125,6 +125,23 @@ pub struct RolloutRequest<'a> {
     pub policy_version: u64,
 }
 
+impl RolloutRequest<'_> {
+    /// Checks that there is one task per prompt; the error names `tasks`.
+    pub fn check_tasks(&self) -> Result<(), RolloutError> {
+        if self.tasks.len() == self.prompts.len() {
+            return Ok(());
+        }
+        Err(RolloutError::Config {
+            field: "tasks".into(),
+            message: format!(
+                "{} tasks for {} prompts",
+                self.tasks.len(),
+                self.prompts.len()
+            ),
+        })
+    }
+}
+
 /// Makes trajectories: the in-process sampler ([`super::LocalEngine`]), the multi-turn
 /// loop with an environment and its tools ([`super::MultiTurnEngine`]). Returns prompt-major order (all
 /// trajectories of prompt 0, then prompt 1, ...), `group` set to the prompt's index in

@@ -306,20 +306,17 @@ fn smollm2_episode_logprobs_equal_one_forward() {
         .find(|t| !t.episode.as_ref().unwrap().resumes.is_empty())
         .unwrap();
     let resume = t.episode.as_ref().unwrap().resumes[0];
-    let text = policy
-        .tokenizer
-        .decode(
-            &t.response()[..resume]
-                .iter()
-                .map(|&i| i as u32)
-                .collect::<Vec<_>>(),
-            false,
-        )
-        .unwrap();
+    let text = text_before(&policy, t, resume);
     assert!(
         text.ends_with("<|im_start|>user\nobs 1: 12+3<|im_end|>\n<|im_start|>assistant\n"),
         "{text:?}"
     );
+}
+
+/// The response of `t` up to `resume`, special tokens included.
+fn text_before(policy: &Policy, t: &Trajectory, resume: usize) -> String {
+    let ids: Vec<u32> = t.response()[..resume].iter().map(|&i| i as u32).collect();
+    policy.tokenizer.decode(&ids, false).unwrap()
 }
 
 #[test]
@@ -720,16 +717,7 @@ fn tool_call_episodes_read_tool_messages_through_the_template() {
         .find(|t| t.episode.as_ref().unwrap().resumes.len() >= 2)
         .unwrap();
     let resume = t.episode.as_ref().unwrap().resumes[1];
-    let text = policy
-        .tokenizer
-        .decode(
-            &t.response()[..resume]
-                .iter()
-                .map(|&i| i as u32)
-                .collect::<Vec<_>>(),
-            false,
-        )
-        .unwrap();
+    let text = text_before(&policy, t, resume);
     assert!(text.ends_with("<|im_end|>\n<|im_start|>user\n<tool_response>\ncall 2\n</tool_response><|im_end|>\n<|im_start|>assistant\n"), "{text:?}");
     let messages = &t.episode.as_ref().unwrap().messages;
     assert_eq!(
