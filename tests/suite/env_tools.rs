@@ -725,3 +725,104 @@ fn tool_call_episodes_read_tool_messages_through_the_template() {
         ("tool", "call 1")
     );
 }
+
+/// `train-math` trains with the Python tool from the command line: its sandbox workers are
+/// the binary itself, and the step's metrics carry the tool metrics.
+#[test]
+fn train_math_runs_episodes_with_the_python_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, text) = crate::test_util::run_binary(
+        env!("CARGO_BIN_EXE_train-math"),
+        [
+            "--steps",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "model.path=\"tiny\"",
+            "--set",
+            "env.kind=\"code-interpreter\"",
+            "--set",
+            "data.eval_limit=4",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("episodes with the Python tool (up to 4 turns, 3 calls)"),
+        "{text}"
+    );
+    let line = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert!(m["tools"]["call_rate"].is_number(), "{m}");
+    let bad = crate::test_util::run_binary(
+        env!("CARGO_BIN_EXE_train-math"),
+        [
+            "--steps",
+            "1",
+            "--out",
+            dir.path().join("refused").to_str().unwrap(),
+            "--set",
+            "env.max_turns=0",
+            "--set",
+            "model.path=\"tiny\"",
+        ],
+    );
+    assert!(!bad.0 && bad.1.contains("env.max_turns"), "{}", bad.1);
+}
+
+/// `cove rollout` writes one line per episode with the fields scripted checks read.
+#[test]
+fn cove_rollout_writes_one_line_per_episode() {
+    let dir = tempfile::tempdir().unwrap();
+    for env in ["code-interpreter", "single-turn"] {
+        let out = dir.path().join(format!("{env}.jsonl"));
+        let (ok, text) = crate::test_util::run_binary(
+            env!("CARGO_BIN_EXE_cove"),
+            [
+                "rollout",
+                "--env",
+                env,
+                "--model",
+                "tiny",
+                "--input",
+                "datasets/math/test.jsonl",
+                "--limit",
+                "2",
+                "--samples",
+                "3",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{text}");
+        assert!(text.contains("6 episodes (2 problems x 3)"), "{text}");
+        let lines = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(lines.lines().count(), 6, "{env}");
+        for line in lines.lines() {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            let messages = e["messages"].as_array().unwrap();
+            assert!(
+                messages
+                    .iter()
+                    .all(|m| m["role"].is_string() && m["content"].is_string())
+            );
+            assert_eq!(messages.last().unwrap()["role"], "assistant", "{e}");
+            assert!(e["tool_calls"].is_u64() && e["reward"].is_number(), "{e}");
+            let (ids, mask) = (
+                e["token_ids"].as_array().unwrap(),
+                e["loss_mask"].as_array().unwrap(),
+            );
+            assert_eq!(ids.len(), mask.len());
+            let prompt = e["prompt_len"].as_u64().unwrap() as usize;
+            assert!(mask[..prompt].iter().all(|m| m == 0) && mask[prompt..].iter().all(|m| m == 1));
+        }
+        // With the tool, the system prompt explains it.
+        let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        let has_system = first["messages"][0]["role"] == "system";
+        assert_eq!(has_system, env == "code-interpreter", "{first}");
+    }
+}
