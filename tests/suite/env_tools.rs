@@ -283,16 +283,7 @@ fn episode_logprobs_equal_one_forward_over_the_finished_sequence() {
 /// The same on SmolLM2, whose chat template renders the observation as a user turn.
 #[test]
 fn smollm2_episode_logprobs_equal_one_forward() {
-    let policy = cove::model::ModelSpec {
-        path: "smollm2-135m-instruct".into(),
-        dtype: cove::model::Dtype::F32,
-        device: "cpu".into(),
-        tiny_seed: 0,
-        weights: None,
-        lora: None,
-    }
-    .load(&cove::dist::Launch::from_env().unwrap())
-    .unwrap();
+    let policy = crate::model_smollm2::policy();
     let episodes = check_against_one_forward(
         &policy,
         Scripted {

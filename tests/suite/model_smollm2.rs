@@ -69,7 +69,7 @@ fn model_dir() -> PathBuf {
 }
 
 /// The converted model in f32 on the CPU.
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     Policy::from_hf_dir(&model_dir(), Dtype::F32, Device::Cpu).unwrap()
 }
 
