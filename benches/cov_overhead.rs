@@ -144,6 +144,7 @@ fn tiny_step_benches(c: &mut Criterion) {
                     &tokens,
                     Some(&out.entropies),
                     None,
+                    None,
                 );
                 m.loss.backward();
                 opt.clip_grad_norm();

@@ -18,6 +18,10 @@ pub struct PhaseSeconds {
     pub old_logprob: f64,
     /// PPO epochs over mini- and micro-batches, optimizer steps included.
     pub update: f64,
+    /// Pushing the updated weights to an inference server and probing it (0 for an
+    /// in-process engine).
+    #[serde(default)]
+    pub weight_sync: f64,
     /// The whole step.
     pub total: f64,
 }
@@ -95,6 +99,20 @@ pub struct StepMetrics {
     /// Tool use of the step's episodes, when a multi-turn engine sampled them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolMetrics>,
+    /// Mean k3 estimate of `KL(behaviour || old)` over the step's tokens: the gap between
+    /// the log-probs the rollout engine sampled with and the trainer's recomputed old
+    /// ones (`None` when they are not both known: `reuse_rollout_logprobs`, or an engine
+    /// without log-probs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_mismatch_kl: Option<f64>,
+    /// Largest token ratio `pi_old / pi_behaviour` of the step (same `None` case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_ratio_max: Option<f64>,
+    /// How many policy versions (training steps) the policy that sampled the step's
+    /// batch is behind the one it trains: 0 when synchronous, at most
+    /// `trainer.async.max_staleness`.
+    #[serde(default)]
+    pub policy_lag: u64,
 }
 
 /// What the step's multi-turn episodes did with their tools, and the entropy where the
@@ -173,8 +191,17 @@ impl StepMetrics {
             ),
             None => String::new(),
         };
+        let mismatch = match (self.rollout_mismatch_kl, self.rollout_ratio_max) {
+            (Some(kl), Some(max)) => format!(" | mismatch {kl:.2e} max {max:.2}"),
+            _ => String::new(),
+        };
+        let lag = if self.policy_lag > 0 {
+            format!(" | lag {}", self.policy_lag)
+        } else {
+            String::new()
+        };
         format!(
-            "step {:>5} | reward {:.3} acc {:.3} | H {:.4} | cov mean {:.2e} p99.9 {:.2e} | sel {:.2e} clip {:.3} kl {:+.2e} | loss {:+.4} gnorm {:.3} lr {:.2e} | len {:.1}/{} trunc {:.2}{tools} | {:.2}s {:.0} tok/s",
+            "step {:>5} | reward {:.3} acc {:.3} | H {:.4} | cov mean {:.2e} p99.9 {:.2e} | sel {:.2e} clip {:.3} kl {:+.2e} | loss {:+.4} gnorm {:.3} lr {:.2e} | len {:.1}/{} trunc {:.2}{tools}{mismatch}{lag} | {:.2}s {:.0} tok/s",
             self.step,
             self.reward_mean,
             self.accuracy,

@@ -383,6 +383,16 @@ impl MathRun {
             trainer = trainer.with_evaluation(evaluation);
         }
         if let Some(env) = interpreter {
+            if self.trainer.rollout.engine != crate::rollout::EngineKind::Local {
+                return Err(ConfigError::Invalid {
+                    path: "<config>".into(),
+                    field: "trainer.rollout.engine",
+                    why: "[env] episodes (several turns, tools) run on the local engine; a \
+                          vLLM server samples single-turn rollouts"
+                        .into(),
+                }
+                .into());
+            }
             let engine = MultiTurnEngine::new(env, answers, self.env.episode_limits());
             trainer = trainer.with_engine(Box::new(engine));
         }

@@ -1,15 +1,22 @@
 //! The run folder's layout, spelled here only: `config.toml` (the resolved
 //! configuration), `metrics.jsonl` (one line per step), `checkpoints/`, `plots/` and, with
-//! `logging.tensorboard`, TensorBoard's `events.out.tfevents.*` files; and
+//! `logging.tensorboard`, TensorBoard's `events.out.tfevents.*` files; with
+//! `trainer.rollout.engine = "vllm"`, `weights/` (the versions pushed to the server) and
+//! `vllm.log` (a launched server's output); and
 //! the rule for starting in one ([`RunDir::check_start`]): a new run needs a folder that
 //! holds no run, a resumed run the configuration it was started with.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The configuration fields a resumed run may change: how far it trains, and whether it
-/// also writes TensorBoard events.
-pub const RESUMABLE_FIELDS: &[&str] = &["trainer.steps", "logging.tensorboard"];
+/// The configuration fields a resumed run may change: how far it trains, whether it
+/// also writes TensorBoard events, and the address of its vLLM server (a restarted
+/// server has a new one).
+pub const RESUMABLE_FIELDS: &[&str] = &[
+    "trainer.steps",
+    "logging.tensorboard",
+    "trainer.rollout.vllm.url",
+];
 
 /// Why a run cannot start in a folder.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +184,16 @@ impl RunDir {
     /// The checkpoint folder.
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+
+    /// `weights/`: the policy versions written for an inference server to load.
+    pub fn weights(&self) -> PathBuf {
+        self.root.join("weights")
+    }
+
+    /// `vllm.log`: the output of a vLLM server the run launched.
+    pub fn vllm_log(&self) -> PathBuf {
+        self.root.join("vllm.log")
     }
 
     /// The plot folder.

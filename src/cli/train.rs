@@ -311,6 +311,9 @@ where
     } else {
         RunDir::new(&out_dir)
     };
+    if trainer.config().rollout.engine == crate::rollout::EngineKind::Vllm {
+        trainer = trainer.with_vllm()?;
+    }
     let outcome = train_loop(
         &mut trainer,
         &LoopOptions {

@@ -29,6 +29,11 @@ pub struct RolloutConfig {
     pub max_new_tokens: usize,
     /// Strings that end a response.
     pub stop: Vec<String>,
+    /// Which engine samples: `local` (Cove's own, in process) or `vllm` (a vLLM server,
+    /// `[trainer.rollout.vllm]`).
+    pub engine: crate::rollout::EngineKind,
+    /// The vLLM server, when `engine = "vllm"`.
+    pub vllm: crate::rollout::VllmConfig,
 }
 
 impl RolloutConfig {
@@ -54,6 +59,8 @@ impl Default for RolloutConfig {
             top_p: 1.0,
             max_new_tokens: 8192,
             stop: Vec::new(),
+            engine: crate::rollout::EngineKind::Local,
+            vllm: crate::rollout::VllmConfig::default(),
         }
     }
 }
@@ -96,6 +103,17 @@ impl Default for DynamicSampling {
             max_rounds: 3,
         }
     }
+}
+
+/// Asynchronous training: `[trainer.async]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsyncConfig {
+    /// How many policy versions (training steps) a trajectory may lag behind the policy
+    /// it trains: the rollouts of the next `max_staleness` steps are sampled while the
+    /// current step trains, step `s`'s by the policy of step `s - max_staleness`. 0:
+    /// synchronous. Needs an engine with weights of its own (`rollout.engine = "vllm"`).
+    pub max_staleness: u64,
 }
 
 /// Checkpointing.
@@ -170,6 +188,9 @@ pub struct TrainConfig {
     pub rollout: RolloutConfig,
     /// Dynamic sampling.
     pub dynamic_sampling: DynamicSampling,
+    /// Asynchronous training (rollouts ahead of the update).
+    #[serde(rename = "async")]
+    pub asynchronous: AsyncConfig,
     /// Reference-model KL penalty (`None`: off).
     pub ref_kl: Option<RefKlConfig>,
     /// Checkpointing.
@@ -203,6 +224,7 @@ impl Default for TrainConfig {
             optim: OptimConfig::default(),
             rollout: RolloutConfig::default(),
             dynamic_sampling: DynamicSampling::default(),
+            asynchronous: AsyncConfig::default(),
             ref_kl: None,
             checkpoint: CheckpointConfig::default(),
             dist: DistConfig::default(),
@@ -350,8 +372,71 @@ impl TrainConfig {
         {
             return bad("loss.clip.dual_clip", "must be > 1".into());
         }
+        if c.dual_clip.is_some() && self.loss.policy != crate::loss::PolicyLoss::Ppo {
+            return bad(
+                "loss.clip.dual_clip",
+                "is PPO's dual-clip: loss.policy = \"gspo\" and \"cispo\" have none".into(),
+            );
+        }
+        if let Some(rc) = &self.loss.rollout_correction {
+            if !(rc.cap > 1.0 && rc.cap.is_finite()) {
+                return bad("loss.rollout_correction.cap", "must be finite and > 1".into());
+            }
+            if self.reuse_rollout_logprobs {
+                return bad(
+                    "loss.rollout_correction",
+                    "weighs the trainer's old log-probs against the behaviour policy's, so \
+                     it needs them recomputed: set trainer.reuse_rollout_logprobs = false"
+                        .into(),
+                );
+            }
+        }
         if let Err(e) = self.loss.control.build() {
             return bad("loss.control", e.to_string());
+        }
+        let vllm = &self.rollout.vllm;
+        if self.rollout.engine == crate::rollout::EngineKind::Vllm {
+            if vllm.url.is_some() == vllm.launch {
+                return bad(
+                    "rollout.vllm",
+                    "set exactly one of `url` (a running server) and `launch = true`".into(),
+                );
+            }
+            if let Some(url) = &vllm.url
+                && !url.starts_with("http://")
+            {
+                return bad("rollout.vllm.url", format!("{url:?} is not an http:// URL"));
+            }
+            if vllm.max_concurrency == 0 {
+                return bad("rollout.vllm.max_concurrency", "must be at least 1".into());
+            }
+            for (field, v) in [
+                ("rollout.vllm.startup_timeout_s", vllm.startup_timeout_s),
+                ("rollout.vllm.request_timeout_s", vllm.request_timeout_s),
+                ("rollout.vllm.probe_tolerance", vllm.probe_tolerance),
+            ] {
+                if !(v > 0.0 && v.is_finite()) {
+                    return bad(field, "must be finite and > 0".into());
+                }
+            }
+        }
+        if self.asynchronous.max_staleness > 0 {
+            if self.rollout.engine == crate::rollout::EngineKind::Local {
+                return bad(
+                    "async.max_staleness",
+                    "needs an engine with weights of its own, sampling while the trainer \
+                     updates: set trainer.rollout.engine = \"vllm\""
+                        .into(),
+                );
+            }
+            if self.dynamic_sampling.enabled {
+                return bad(
+                    "async.max_staleness",
+                    "does not combine with dynamic_sampling (its refills depend on the \
+                     step's own scores)"
+                        .into(),
+                );
+            }
         }
         if self.dynamic_sampling.enabled && self.dynamic_sampling.max_rounds == 0 {
             return bad("dynamic_sampling.max_rounds", "must be at least 1".into());

@@ -11,9 +11,8 @@
 //! top-k are tensor ops and only scalar counts are read back.
 
 use super::cpu;
-use super::surrogate::{
-    PpoClip, Surrogate, masked_ratio, ppo_clipped, ppo_surrogate, ppo_surrogate_dropping,
-};
+use super::policy::{Objective, PolicyLoss};
+use super::surrogate::Surrogate;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -191,16 +190,17 @@ pub fn hash_keys(index: &Tensor, seed: u64) -> Tensor {
     x.bitwise_left_shift_tensor_scalar(31) + index.bitwise_and(0x7FFF_FFFF)
 }
 
-/// Clip-Cov candidates: valid tokens not clipped by PPO with `lb < cov < ub` (strict).
+/// Clip-Cov candidates: valid tokens not clipped by the policy objective (PPO's clipped
+/// term, GSPO's clipped sequence, CISPO's clipped weight) with `lb < cov < ub` (strict).
 pub fn clip_cov_candidates(
     scope: &TokenTensors,
     cov: &Tensor,
     lb: f64,
     ub: f64,
-    clip: &PpoClip,
+    objective: &Objective,
 ) -> Tensor {
     let _guard = tch::no_grad_guard();
-    let clipped = ppo_clipped(scope.logp, scope.old_logp, scope.adv, scope.valid, clip);
+    let clipped = objective.clipped(scope);
     cov.gt(lb)
         .logical_and(&cov.lt(ub))
         .logical_and(scope.valid)
@@ -210,22 +210,27 @@ pub fn clip_cov_candidates(
 /// Clip-Cov selection: `max(int(ratio * N), 1)` tokens drawn uniformly at random (keyed
 /// by `seed`) among the candidates, or all candidates if fewer; for a share, random
 /// candidates until they carry it ([`clip_cov_select_share`]). Returns a `[B, T]` bool
-/// on the scope's device (fused kernel for CPU tensors, tensor ops elsewhere).
+/// on the scope's device (fused kernel for CPU tensors under PPO, tensor ops elsewhere).
 pub fn clip_cov_select(
     scope: &TokenTensors,
     ratio: Ratio,
     lb: f64,
     ub: f64,
-    clip: &PpoClip,
+    objective: &Objective,
     seed: u64,
 ) -> Tensor {
     let ratio = match ratio {
         Ratio::Fraction(r) => r,
-        Ratio::Share { share } => return clip_cov_select_share(scope, share, lb, ub, clip, seed),
+        Ratio::Share { share } => {
+            return clip_cov_select_share(scope, share, lb, ub, objective, seed);
+        }
     };
-    if !cpu::applicable(scope.valid, &[scope.logp, scope.old_logp, scope.adv]) {
-        return clip_cov_select_tensor(scope, ratio, lb, ub, clip, seed);
+    if objective.policy != PolicyLoss::Ppo
+        || !cpu::applicable(scope.valid, &[scope.logp, scope.old_logp, scope.adv])
+    {
+        return clip_cov_select_tensor(scope, ratio, lb, ub, objective, seed);
     }
+    let clip = &objective.clip;
     let count = |n| selection_count(ratio, n);
     let (t, v) = (scope, scope.valid);
     let (chosen, _) = match scope.logp.kind() {
@@ -246,12 +251,12 @@ pub fn clip_cov_select_tensor(
     ratio: f64,
     lb: f64,
     ub: f64,
-    clip: &PpoClip,
+    objective: &Objective,
     seed: u64,
 ) -> Tensor {
     let _guard = tch::no_grad_guard();
     let cov = token_covariance(scope.logp, scope.adv, scope.valid);
-    let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
+    let candidates = clip_cov_candidates(scope, &cov, lb, ub, objective).flatten(0, -1);
     let n_valid = scope.valid.sum(Kind::Int64).int64_value(&[]);
     let n = selection_count(ratio, n_valid).min(candidates.size()[0]);
     let positions = Tensor::arange(candidates.size()[0], (Kind::Int64, candidates.device()));
@@ -273,12 +278,12 @@ pub fn clip_cov_select_share(
     share: f64,
     lb: f64,
     ub: f64,
-    clip: &PpoClip,
+    objective: &Objective,
     seed: u64,
 ) -> Tensor {
     let _guard = tch::no_grad_guard();
     let cov = token_covariance(scope.logp, scope.adv, scope.valid).to_kind(Kind::Double);
-    let candidates = clip_cov_candidates(scope, &cov, lb, ub, clip).flatten(0, -1);
+    let candidates = clip_cov_candidates(scope, &cov, lb, ub, objective).flatten(0, -1);
     let positive = cov.clamp_min(0.0).flatten(0, -1);
     let [total, n_candidates] = read_sums(&positive, &candidates);
     let positions = Tensor::arange(candidates.size()[0], (Kind::Int64, candidates.device()));
@@ -353,25 +358,28 @@ pub fn kl_cov_select_share(scope: &TokenTensors, share: f64) -> Tensor {
         .view_as(scope.valid)
 }
 
-/// Clip-Cov loss: the PPO surrogate with the selected tokens' terms multiplied by 0
-/// (their gradient is exactly zero).
-pub fn clip_cov_loss(t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
-    ppo_surrogate_dropping(t.logp, t.old_logp, t.adv, t.valid, Some(selected), clip)
+/// Clip-Cov loss: the objective's clipped loss with the selected tokens' terms
+/// multiplied by 0 (their gradient is exactly zero).
+pub fn clip_cov_loss(t: &TokenTensors, selected: &Tensor, objective: &Objective) -> Surrogate {
+    objective.surrogate(t, Some(selected))
 }
 
-/// KL-Cov loss: `-A * ratio` everywhere (no PPO clipping), plus
-/// `beta * |logp - old_logp|` on the selected tokens.
-pub fn kl_cov_loss(t: &TokenTensors, selected: &Tensor, beta: f64) -> Surrogate {
-    let ratio = masked_ratio(t.logp, t.old_logp, t.valid);
-    let pg = -t.adv * &ratio;
+/// KL-Cov loss: the objective's unclipped term everywhere (`-A * ratio` under PPO; no
+/// clipping in this mode), plus `beta * |logp - old_logp|` on the selected tokens.
+pub fn kl_cov_loss(
+    t: &TokenTensors,
+    selected: &Tensor,
+    beta: f64,
+    objective: &Objective,
+) -> Surrogate {
+    let policy = objective.unclipped(t);
     let kl = (t.logp - t.old_logp)
         .masked_fill(&selected.logical_not(), 0.0)
         .abs()
         * beta;
     Surrogate {
-        loss: (pg + kl).masked_fill(&t.valid.logical_not(), 0.0),
-        ratio,
-        clipped: t.valid.zeros_like(),
+        loss: (policy.loss + kl).masked_fill(&t.valid.logical_not(), 0.0),
+        ..policy
     }
 }
 
@@ -407,9 +415,11 @@ pub trait EntropyControl: Send {
     fn selects(&self) -> bool;
     /// Chooses, over one selection scope, the tokens whose loss term changes; a `[B, T]`
     /// bool on the scope's device. `seed` keys any random choice.
-    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor;
-    /// The per-token loss of some rows of a scope given their slice of the selection.
-    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate;
+    fn select(&self, scope: &TokenTensors, objective: &Objective, seed: u64) -> Tensor;
+    /// The per-token loss of some rows of a scope given their slice of the selection,
+    /// built from `objective` (PPO, GSPO or CISPO).
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective)
+    -> Surrogate;
     /// Coefficient of the entropy bonus subtracted from the loss (0: none).
     fn entropy_coef(&self) -> f64 {
         0.0
@@ -606,11 +616,16 @@ impl EntropyControl for NoControl {
     fn selects(&self) -> bool {
         false
     }
-    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _objective: &Objective, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
-    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
-        ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip)
+    fn token_loss(
+        &self,
+        t: &TokenTensors,
+        _selected: &Tensor,
+        objective: &Objective,
+    ) -> Surrogate {
+        objective.surrogate(t, None)
     }
     fn strength(&self) -> f64 {
         0.0
@@ -635,11 +650,11 @@ impl EntropyControl for ClipCov {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor {
-        clip_cov_select(scope, self.ratio, self.lb, self.ub, clip, seed)
+    fn select(&self, scope: &TokenTensors, objective: &Objective, seed: u64) -> Tensor {
+        clip_cov_select(scope, self.ratio, self.lb, self.ub, objective, seed)
     }
-    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
-        clip_cov_loss(t, selected, clip)
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective) -> Surrogate {
+        clip_cov_loss(t, selected, objective)
     }
     fn strength(&self) -> f64 {
         self.ratio.value()
@@ -664,11 +679,11 @@ impl EntropyControl for KlCov {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _objective: &Objective, _seed: u64) -> Tensor {
         kl_cov_select(scope, self.ratio)
     }
-    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, _clip: &PpoClip) -> Surrogate {
-        kl_cov_loss(t, selected, self.beta)
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective) -> Surrogate {
+        kl_cov_loss(t, selected, self.beta, objective)
     }
     fn strength(&self) -> f64 {
         self.beta
@@ -691,11 +706,16 @@ impl EntropyControl for EntropyBonus {
     fn selects(&self) -> bool {
         false
     }
-    fn select(&self, scope: &TokenTensors, _clip: &PpoClip, _seed: u64) -> Tensor {
+    fn select(&self, scope: &TokenTensors, _objective: &Objective, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
-    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, clip: &PpoClip) -> Surrogate {
-        ppo_surrogate(t.logp, t.old_logp, t.adv, t.valid, clip)
+    fn token_loss(
+        &self,
+        t: &TokenTensors,
+        _selected: &Tensor,
+        objective: &Objective,
+    ) -> Surrogate {
+        objective.surrogate(t, None)
     }
     fn entropy_coef(&self) -> f64 {
         self.coef
@@ -731,11 +751,11 @@ impl EntropyControl for Adaptive {
     fn selects(&self) -> bool {
         true
     }
-    fn select(&self, scope: &TokenTensors, clip: &PpoClip, seed: u64) -> Tensor {
-        self.inner.select(scope, clip, seed)
+    fn select(&self, scope: &TokenTensors, objective: &Objective, seed: u64) -> Tensor {
+        self.inner.select(scope, objective, seed)
     }
-    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, clip: &PpoClip) -> Surrogate {
-        self.inner.token_loss(t, selected, clip)
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective) -> Surrogate {
+        self.inner.token_loss(t, selected, objective)
     }
     fn observe_entropy(&mut self, entropy: f64) {
         if !entropy.is_finite() {

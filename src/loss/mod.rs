@@ -3,6 +3,9 @@
 //!
 //! Pure tensor functions selected by name (verl `core_algos.py` style):
 //! - [`surrogate`]: the clipped surrogate with Clip-higher and dual-clip;
+//! - [`policy`]: the policy objective, PPO, GSPO or CISPO ([`Objective`]);
+//! - [`rollout_correction`]: TIS / MIS / sequence-mask weights between the trainer's
+//!   and the behaviour policy's log-probs;
 //! - [`control`]: the [`EntropyControl`] trait, covariance, Clip-Cov / KL-Cov selection
 //!   and their per-token losses;
 //! - [`aggregate`](mod@aggregate): the four aggregation modes;
@@ -18,10 +21,14 @@ pub mod aggregate;
 pub mod compare;
 pub mod control;
 pub mod cpu;
+pub mod policy;
+pub mod rollout_correction;
 pub mod surrogate;
 
 pub use aggregate::{AggNorm, LossAgg, aggregate};
 pub use control::{ControlConfig, EntropyControl, TokenTensors};
+pub use policy::{Objective, PolicyLoss};
+pub use rollout_correction::{CorrectionKind, RolloutCorrection};
 pub use surrogate::{PpoClip, Surrogate, ppo_surrogate};
 
 use serde::{Deserialize, Serialize};
@@ -59,8 +66,13 @@ pub enum SelectionLogp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
-    /// PPO clipping.
+    /// The policy objective: `ppo` (default), `gspo` or `cispo`.
+    pub policy: PolicyLoss,
+    /// Clip ranges of the objective (PPO's and GSPO's ratio, CISPO's weight).
     pub clip: PpoClip,
+    /// Importance weights between the trainer's old log-probs and the behaviour
+    /// policy's (`None`: the loss takes the old log-probs as the behaviour's).
+    pub rollout_correction: Option<RolloutCorrection>,
     /// Aggregation mode.
     pub agg: LossAgg,
     /// Entropy control.
@@ -72,6 +84,16 @@ pub struct LossConfig {
     /// The constant length of `seq-mean-token-sum-norm` (Dr.GRPO uses the maximum
     /// response length); `None`: the padded width of the batch.
     pub seq_norm_len: Option<usize>,
+}
+
+impl LossConfig {
+    /// The policy objective the controls build their loss from.
+    pub fn objective(&self) -> Objective {
+        Objective {
+            policy: self.policy,
+            clip: self.clip,
+        }
+    }
 }
 
 /// The selection and normaliser of one optimizer mini-batch.
@@ -116,7 +138,7 @@ pub fn plan_mini_batch(
         SelectionScope::MiniBatch => MiniBatchPlan {
             selected: control.selects().then(|| {
                 let detached = scope.logp.detach();
-                control.select(&scope.with_logp(&detached), &cfg.clip, seed)
+                control.select(&scope.with_logp(&detached), &cfg.objective(), seed)
             }),
             norm: Some(AggNorm::of(scope.valid, cfg.seq_norm_len)),
             micro_batches,
@@ -170,9 +192,10 @@ pub struct MicroLoss {
 }
 
 /// The loss of micro-batch number `index`, whose rows are `rows` (i64 indices into the
-/// mini-batch, in the order of `t`'s rows). `entropy` (per-token, with grad) is needed for the entropy bonus and
-/// the entropy metric; `extra` (per-token, e.g. a reference-KL penalty) is added to
-/// the policy loss before aggregation.
+/// mini-batch, in the order of `t`'s rows). `entropy` (per-token, with grad) is needed
+/// for the entropy bonus and the entropy metric; `weight` (per-token, detached: the
+/// rollout correction's) multiplies the policy loss; `extra` (per-token, e.g. a
+/// reference-KL penalty) is added to it before aggregation.
 #[allow(clippy::too_many_arguments)]
 pub fn micro_batch_loss(
     cfg: &LossConfig,
@@ -182,6 +205,7 @@ pub fn micro_batch_loss(
     rows: &Tensor,
     t: &TokenTensors,
     entropy: Option<&Tensor>,
+    weight: Option<&Tensor>,
     extra: Option<&Tensor>,
 ) -> MicroLoss {
     let (selected, norm, scale) = match cfg.scope {
@@ -197,7 +221,7 @@ pub fn micro_batch_loss(
             let sel = if control.selects() {
                 let detached = t.logp.detach();
                 let scope = t.with_logp(&detached);
-                control.select(&scope, &cfg.clip, micro_seed(plan.seed, index))
+                control.select(&scope, &cfg.objective(), micro_seed(plan.seed, index))
             } else {
                 t.valid.zeros_like()
             };
@@ -208,10 +232,14 @@ pub fn micro_batch_loss(
             )
         }
     };
-    let s = control.token_loss(t, &selected, &cfg.clip);
-    let per_token = match extra {
-        Some(e) => &s.loss + e,
+    let s = control.token_loss(t, &selected, &cfg.objective());
+    let policy = match weight {
+        Some(w) => &s.loss * w,
         None => s.loss.shallow_clone(),
+    };
+    let per_token = match extra {
+        Some(e) => &policy + e,
+        None => policy.shallow_clone(),
     };
     let mut loss = aggregate(&per_token, t.valid, cfg.agg, &norm);
     let coef = control.entropy_coef();
@@ -237,7 +265,7 @@ pub fn micro_batch_loss(
     });
     MicroLoss {
         loss,
-        token_loss: s.loss,
+        token_loss: policy,
         selected,
         sums,
     }
@@ -254,7 +282,7 @@ pub fn single_batch_loss(
 ) -> MicroLoss {
     let plan = plan_mini_batch(cfg, control, t, 1, seed);
     let rows = Tensor::arange(t.valid.size()[0], (Kind::Int64, t.valid.device()));
-    micro_batch_loss(cfg, control, &plan, 0, &rows, t, entropy, None)
+    micro_batch_loss(cfg, control, &plan, 0, &rows, t, entropy, None, None)
 }
 
 /// The seed of micro-batch `index` in `micro_batch` scope.

@@ -5,6 +5,11 @@
 //! The learner ([`crate::trainer`]) consumes trajectories only, so a new engine (an
 //! inference server, a multi-turn loop with tools) is a new file beside [`local`].
 //!
+//! [`vllm::VllmEngine`] samples on a vLLM server over HTTP (token ids in and out, with
+//! the behaviour log-probs); as a [`RemoteEngine`] it holds weights of its own, which
+//! the trainer pushes as [`WeightUpdate`]s, and can sample ahead of the trainer
+//! (`trainer.async.max_staleness`).
+//!
 //! [`multi_turn::MultiTurnEngine`] runs episodes of a [`crate::env::Environment`] (tools,
 //! several turns) on the same KV-cached decoding.
 //!
@@ -24,11 +29,15 @@
 
 pub mod local;
 pub mod multi_turn;
+pub mod remote;
 pub mod sampler;
 mod trajectory;
+pub mod vllm;
 
 pub use local::{LocalEngine, generate, generate_keyed};
 pub use multi_turn::{EpisodeLimits, MultiTurnEngine};
+pub use remote::{RemoteEngine, WeightUpdate};
+pub use vllm::{EngineKind, VllmConfig, VllmEngine};
 pub use sampler::sample_step;
 pub use trajectory::{Episode, RolloutEngine, RolloutRequest, Trajectory};
 
@@ -154,6 +163,14 @@ pub enum RolloutError {
     /// The model or tokenizer failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// An inference server failed, could not be reached or disagreed with the trainer.
+    #[error("inference server {url}: {message}")]
+    Server {
+        /// The server's address (or the folder an update was written to).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// An environment failed (not a tool call's program: those fail into the episode).
     #[error("environment `{name}`: {message}")]
     Environment {

@@ -37,12 +37,14 @@ impl<'a> Seqs<'a> {
 }
 
 /// Per-token tensors `[rows, width]` of a step or a mini-batch of it: old log-probs,
-/// the loss mask (`valid`), advantages and the reference policy's log-probs.
+/// the loss mask (`valid`), advantages, the reference policy's log-probs and the rollout
+/// correction's weights.
 pub(crate) struct StepTokens {
     pub old: Tensor,
     pub valid: Tensor,
     pub adv: Tensor,
     pub reference: Option<Tensor>,
+    pub weight: Option<Tensor>,
 }
 
 impl StepTokens {
@@ -53,6 +55,7 @@ impl StepTokens {
             valid: take(&self.valid),
             adv: take(&self.adv),
             reference: self.reference.as_ref().map(&take),
+            weight: self.weight.as_ref().map(&take),
         }
     }
 

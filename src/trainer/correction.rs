@@ -19,7 +19,8 @@ use tch::{Kind, Tensor};
 /// backward ran before the selection was known) change in the loss: the selected
 /// per-token loss minus the unselected one, over the same normaliser. Each sequence with
 /// a selected token is run up to its last selected token (a log-prob depends on nothing
-/// after it). Returns the loss change and the number of selected tokens.
+/// after it), or whole under a sequence-level objective (GSPO). Returns the loss change
+/// and the number of selected tokens.
 pub(crate) fn correct_selection(
     l: &mut Learner,
     seqs: &Seqs,
@@ -35,7 +36,14 @@ pub(crate) fn correct_selection(
     // Per row: one past its last selected token (0: none selected).
     let positions = Tensor::arange(width, (Kind::Int64, device)).unsqueeze(0);
     let ends = (selected.to_kind(Kind::Int64) * (&positions + 1)).amax([1], false);
-    let ends = Vec::<i64>::try_from(&ends).map_err(ModelError::Torch)?;
+    let mut ends = Vec::<i64>::try_from(&ends).map_err(ModelError::Torch)?;
+    if l.cfg.loss.policy.is_sequence_level() {
+        for (end, response) in ends.iter_mut().zip(&seqs.responses) {
+            if *end > 0 {
+                *end = response.len() as i64;
+            }
+        }
+    }
     let touched: Vec<usize> = rows.iter().copied().filter(|&r| ends[r] > 0).collect();
     if touched.is_empty() {
         return Ok((0.0, 0.0));
@@ -67,12 +75,16 @@ pub(crate) fn correct_selection(
         let inside = positions.lt_tensor(&cut_ends.unsqueeze(1));
         let logp = fwd.logprobs.where_self(&inside, &rows.old);
         let tokens = rows.with_logp(&logp);
-        let with = l.control.token_loss(&tokens, &sel, &l.cfg.loss.clip).loss;
+        let objective = l.cfg.loss.objective();
+        let with = l.control.token_loss(&tokens, &sel, &objective).loss;
         let without = l
             .control
-            .token_loss(&tokens, &sel.zeros_like(), &l.cfg.loss.clip)
+            .token_loss(&tokens, &sel.zeros_like(), &objective)
             .loss;
-        let change = (with - without).masked_fill(&sel.logical_not(), 0.0);
+        let mut change = (with - without).masked_fill(&sel.logical_not(), 0.0);
+        if let Some(weight) = &rows.weight {
+            change = change * weight;
+        }
         let loss = aggregate(&change, &rows.valid, l.cfg.loss.agg, &norm);
         fwd.backward(&loss);
         l.opt.accumulate_grads();

@@ -1,8 +1,11 @@
 //! Experience: the data order, the rollout engine's call, parallel scoring and the
-//! dynamic-sampling filter, which together turn a step's seed into scored trajectories.
+//! dynamic-sampling filter, which together turn a step's seed into scored trajectories;
+//! with an engine of its own weights ([`Sampler::Remote`]), the weight updates it loads
+//! and, asynchronously, the batches it samples ahead ([`super::pipeline`]).
 
 use super::TrainError;
 use super::learner::Learner;
+use super::pipeline::{InFlight, Pipeline, Request};
 use super::shard::global_prompt;
 use crate::checkpoint::TrainState;
 use crate::data::Prompt;
@@ -27,6 +30,14 @@ pub struct Example<T> {
     pub task: T,
 }
 
+/// What samples the rollouts.
+pub(crate) enum Sampler {
+    /// An engine on the trainer's thread, sampling from the policy being trained.
+    InProcess(Box<dyn RolloutEngine>),
+    /// An engine with weights of its own on its own thread.
+    Remote(Pipeline),
+}
+
 /// Where experience comes from: the dataset with its prompts' token ids, the reward
 /// that scores it (and the trajectory-level terms added after it), the engine that
 /// samples it, and the data order.
@@ -36,7 +47,7 @@ pub(crate) struct Experience<R: Reward> {
     pub data: Vec<Example<R::Task>>,
     /// Token ids of every example's prompt.
     pub prompt_ids: Vec<Vec<i64>>,
-    pub engine: Box<dyn RolloutEngine>,
+    pub sampler: Sampler,
     /// The epoch whose shuffle `order.1` is.
     order: (u64, Vec<usize>),
 }
@@ -54,7 +65,7 @@ impl<R: Reward> Experience<R> {
             shaping: None,
             data,
             prompt_ids,
-            engine,
+            sampler: Sampler::InProcess(engine),
             order: (u64::MAX, Vec::new()),
         }
     }
@@ -108,7 +119,6 @@ impl<R: Reward> Experience<R> {
         let g = l.cfg.group_size;
         let ds = l.cfg.dynamic_sampling;
         let rounds = if ds.enabled { ds.max_rounds } else { 1 };
-        let (world, rank) = (l.comm.world_size(), l.comm.rank());
         let mut kept: Vec<Trajectory> = Vec::new();
         let mut groups = 0;
         let mut dropped = 0;
@@ -117,30 +127,34 @@ impl<R: Reward> Experience<R> {
             if need == 0 {
                 break;
             }
-            // This rank's share of the round's prompts, by single-process position.
-            let keys: Vec<u64> = (0..need / world)
-                .map(|q| global_prompt(&l.cfg, world, rank, q, need) as u64)
-                .collect();
-            let base = state.data_cursor;
-            let tasks: Vec<usize> = keys
-                .iter()
-                .map(|&p| self.example_at(l.cfg.seed, base + p))
-                .collect();
-            state.data_cursor = base + need as u64;
-            let prompts: Vec<Vec<i64>> =
-                tasks.iter().map(|&i| self.prompt_ids[i].clone()).collect();
-            let sampling = l.cfg.rollout.sampling(g, mix_seed(step_seed, round as u64));
+            let request = self.plan(l, state, state.data_cursor, need, step_seed, round);
+            state.data_cursor += need as u64;
+            let tasks = request.tasks.clone();
             let t = Instant::now();
-            let mut sampled = self.engine.generate(
-                &l.policy,
-                &RolloutRequest {
-                    prompts: &prompts,
-                    tasks: &tasks,
-                    keys: &keys,
-                    sampling: &sampling,
-                    policy_version: state.optimizer_step,
-                },
-            )?;
+            let mut sampled = match &mut self.sampler {
+                Sampler::InProcess(engine) => engine.generate(
+                    &l.policy,
+                    &RolloutRequest {
+                        prompts: &request.prompts,
+                        tasks: &request.tasks,
+                        keys: &request.keys,
+                        sampling: &request.sampling,
+                        policy_version: request.policy_version,
+                    },
+                )?,
+                Sampler::Remote(pipeline) => {
+                    secs.weight_sync += pipeline.publish(&l.policy, state.optimizer_step)?;
+                    let in_flight = InFlight {
+                        step: state.step,
+                        cursor_after: state.data_cursor,
+                        policy_step: state.step,
+                    };
+                    pipeline.send(request, in_flight)?;
+                    let (_, sampled) = pipeline.take()?;
+                    secs.weight_sync += sampled.load_seconds;
+                    sampled.trajectories
+                }
+            };
             secs.rollout += t.elapsed().as_secs_f64();
             let t = Instant::now();
             self.score(&mut sampled, true)?;
@@ -161,5 +175,97 @@ impl<R: Reward> Experience<R> {
             }
         }
         Ok((kept, dropped))
+    }
+
+    /// The request of one sampling round: `need` prompts from data position `cursor` on
+    /// (this rank's share, by single-process position), sampled with the round's seed
+    /// by the policy of `state`.
+    fn plan(
+        &mut self,
+        l: &Learner,
+        state: &TrainState,
+        cursor: u64,
+        need: usize,
+        step_seed: u64,
+        round: usize,
+    ) -> Request {
+        let (world, rank) = (l.comm.world_size(), l.comm.rank());
+        let keys: Vec<u64> = (0..need / world)
+            .map(|q| global_prompt(&l.cfg, world, rank, q, need) as u64)
+            .collect();
+        let tasks: Vec<usize> = keys
+            .iter()
+            .map(|&p| self.example_at(l.cfg.seed, cursor + p))
+            .collect();
+        Request {
+            prompts: tasks.iter().map(|&i| self.prompt_ids[i].clone()).collect(),
+            tasks,
+            keys,
+            sampling: l
+                .cfg
+                .rollout
+                .sampling(l.cfg.group_size, mix_seed(step_seed, round as u64)),
+            policy_version: state.optimizer_step,
+        }
+    }
+
+    /// Asynchronous experience (`trainer.async.max_staleness = k > 0`, a remote engine):
+    /// publishes the current policy, keeps the batches of steps up to `state.step + k`
+    /// in flight (each sampled by the newest policy published when it was sent), and
+    /// takes this step's batch, scored. Returns it with its policy lag in steps.
+    pub fn collect_ahead(
+        &mut self,
+        l: &Learner,
+        state: &mut TrainState,
+        secs: &mut PhaseSeconds,
+    ) -> Result<(Vec<Trajectory>, u64), TrainError> {
+        let k = l.cfg.asynchronous.max_staleness;
+        let need = l.cfg.prompts_per_step;
+        secs.weight_sync += self.pipeline()?.publish(&l.policy, state.optimizer_step)?;
+        let last = (state.step + k).min(l.cfg.steps.saturating_sub(1));
+        loop {
+            let pipeline = self.pipeline()?;
+            let next = state.step + pipeline.in_flight.len() as u64;
+            if next > last {
+                break;
+            }
+            let cursor = pipeline
+                .in_flight
+                .back()
+                .map_or(state.data_cursor, |job| job.cursor_after);
+            let step_seed = mix_seed(l.cfg.seed, next);
+            let request = self.plan(l, state, cursor, need, step_seed, 0);
+            let in_flight = InFlight {
+                step: next,
+                cursor_after: cursor + need as u64,
+                policy_step: state.step,
+            };
+            self.pipeline()?.send(request, in_flight)?;
+        }
+        let t = Instant::now();
+        let (job, sampled) = self.pipeline()?.take()?;
+        secs.rollout += t.elapsed().as_secs_f64();
+        secs.weight_sync += sampled.load_seconds;
+        debug_assert_eq!(job.step, state.step);
+        state.data_cursor = job.cursor_after;
+        let mut trajectories = sampled.trajectories;
+        let t = Instant::now();
+        self.score(&mut trajectories, true)?;
+        secs.reward += t.elapsed().as_secs_f64();
+        Ok((trajectories, state.step - job.policy_step))
+    }
+
+    /// The remote engine's pipeline (asynchronous training needs one; the configuration
+    /// refuses it with the local engine).
+    fn pipeline(&mut self) -> Result<&mut Pipeline, TrainError> {
+        match &mut self.sampler {
+            Sampler::Remote(pipeline) => Ok(pipeline),
+            Sampler::InProcess(_) => Err(TrainError::Config(crate::config::ConfigError::Invalid {
+                path: "<config>".into(),
+                field: "trainer.async.max_staleness",
+                why: "needs an engine with weights of its own (Trainer::with_remote_engine)"
+                    .into(),
+            })),
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::model::lora::AdaptersOff;
 use crate::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
 };
+use crate::loss::rollout_correction::{Mismatch, mismatch, rollout_weights};
 use crate::rollout::Trajectory;
 use tch::{Kind, Tensor};
 
@@ -84,16 +85,26 @@ pub(crate) fn logprobs_no_grad(
     Ok((logp, entropy))
 }
 
+/// What [`step_tokens`] computes: the step's per-token tensors, the old policy's
+/// entropies, and the gap between the recomputed old log-probs and the behaviour
+/// policy's when both are known.
+pub(crate) struct StepInputs {
+    pub tokens: StepTokens,
+    pub entropy: Tensor,
+    pub mismatch: Option<Mismatch>,
+}
+
 /// The step's per-token tensors (old log-probs: the behaviour policy's when configured
 /// and every trajectory has them, else recomputed; the loss mask; advantages; reference
-/// log-probs) and the old policy's entropies.
+/// log-probs; the rollout correction's weights), the old policy's entropies and the
+/// behaviour mismatch.
 pub(crate) fn step_tokens(
     l: &Learner,
     trajectories: &[Trajectory],
     seqs: &Seqs,
     adv: &[f64],
     width: i64,
-) -> Result<(StepTokens, Tensor), TrainError> {
+) -> Result<StepInputs, TrainError> {
     let device = l.device();
     let n = trajectories.len() as i64;
     let w = width as usize;
@@ -116,14 +127,34 @@ pub(crate) fn step_tokens(
     let behaviour_known = trajectories
         .iter()
         .all(|t| t.logprobs.is_some() && t.entropies.is_some());
-    let (old, entropy) = if l.cfg.reuse_rollout_logprobs && behaviour_known {
+    let behaviour = || padded(&|t| t.logprobs.as_deref().unwrap_or_default());
+    let reused = l.cfg.reuse_rollout_logprobs && behaviour_known;
+    let (old, entropy) = if reused {
         (
-            padded(&|t| t.logprobs.as_deref().unwrap_or_default()),
+            behaviour(),
             padded(&|t| t.entropies.as_deref().unwrap_or_default()),
         )
     } else {
         logprobs_no_grad(l, &l.policy, seqs, width)?
     };
+    let behaviour = (!reused && trajectories.iter().all(|t| t.logprobs.is_some()))
+        .then(behaviour);
+    let weight = match (&l.cfg.loss.rollout_correction, &behaviour) {
+        (Some(rc), Some(b)) => Some(rollout_weights(&old, b, &valid, rc)),
+        (Some(_), None) => {
+            return Err(TrainError::Batch {
+                index: trajectories
+                    .iter()
+                    .position(|t| t.logprobs.is_none())
+                    .unwrap_or_default(),
+                why: "trainer.loss.rollout_correction needs the behaviour log-probs, and \
+                      the rollout engine gave this trajectory none"
+                    .into(),
+            });
+        }
+        (None, _) => None,
+    };
+    let mismatch = behaviour.as_ref().map(|b| mismatch(&old, b, &valid));
     let reference = match (&l.cfg.ref_kl, &l.reference) {
         (Some(_), Some(Reference::Policy(r))) => Some(logprobs_no_grad(l, r, seqs, width)?.0),
         (Some(_), Some(Reference::AdapterBase)) => {
@@ -138,13 +169,15 @@ pub(crate) fn step_tokens(
         .view([n, 1])
         .expand([n, width], false)
         .contiguous();
-    Ok((
-        StepTokens {
+    Ok(StepInputs {
+        tokens: StepTokens {
             old,
             valid,
             adv,
             reference,
+            weight,
         },
         entropy,
-    ))
+        mismatch,
+    })
 }

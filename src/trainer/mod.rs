@@ -56,6 +56,7 @@ mod evaluation;
 mod experience;
 mod forward;
 mod learner;
+mod pipeline;
 mod shard;
 mod update;
 
@@ -72,11 +73,14 @@ use crate::metrics::{MetricsFile, PhaseSeconds, StepMetrics, ToolMetrics};
 use crate::model::Policy;
 use crate::optim::{AdamW, Precision, cast_variables};
 use crate::reward::Shaping;
-use crate::rollout::{LocalEngine, RolloutEngine, Trajectory};
+use crate::rollout::{
+    LocalEngine, RemoteEngine, RolloutEngine, Trajectory, VllmEngine, WeightUpdate,
+};
 use crate::run_dir::RunDir;
 use crate::seed::mix_seed;
 use cove_verifiers::Reward;
-use experience::Experience;
+use experience::{Experience, Sampler};
+use pipeline::Pipeline;
 use learner::{Learner, Reference};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -194,8 +198,76 @@ impl<R: Reward> Trainer<R> {
 
     /// Samples with `engine` instead of the in-process [`LocalEngine`].
     pub fn with_engine(mut self, engine: Box<dyn RolloutEngine>) -> Self {
-        self.experience.engine = engine;
+        self.experience.sampler = Sampler::InProcess(engine);
         self
+    }
+
+    /// Samples with `engine`, which holds weights of its own (an inference server), on
+    /// its own thread: before the first rollout of every policy version the trainer
+    /// writes the policy into `weights/` of the run folder and the engine loads it and
+    /// checks its probe log-probs (those of the first prompt) against the trainer's.
+    /// With `trainer.async.max_staleness = k`, the rollouts of the next `k` steps are
+    /// sampled while the current step trains. One process only (no data parallelism).
+    pub fn with_remote_engine(self, engine: Box<dyn RemoteEngine>) -> Result<Self, TrainError> {
+        self.with_pipeline(engine, None)
+    }
+
+    /// Puts `engine` on its pipeline; `first` is the update of the current policy when
+    /// already written.
+    fn with_pipeline(
+        mut self,
+        engine: Box<dyn RemoteEngine>,
+        first: Option<WeightUpdate>,
+    ) -> Result<Self, TrainError> {
+        if self.learner.comm.world_size() > 1 {
+            return Err(TrainError::Config(ConfigError::Invalid {
+                path: "<config>".into(),
+                field: "trainer.rollout.engine",
+                why: "an inference server samples for one process; data-parallel runs use \
+                      the local engine"
+                    .into(),
+            }));
+        }
+        self.experience.sampler = Sampler::Remote(Pipeline::start(
+            engine,
+            self.run_dir.weights(),
+            self.probe(),
+            first,
+        ));
+        Ok(self)
+    }
+
+    /// The tokens an inference server's log-probs are checked on after each weight
+    /// load: the first example's prompt, at most 64 tokens.
+    fn probe(&self) -> Vec<i64> {
+        self.experience.prompt_ids[0]
+            .iter()
+            .take(64)
+            .copied()
+            .collect()
+    }
+
+    /// [`Trainer::with_remote_engine`] with the vLLM server of
+    /// `trainer.rollout.vllm`: at its URL, or launched for the policy's current weights
+    /// (written to `weights/v0` of the run folder; the server's log is `vllm.log`
+    /// there).
+    pub fn with_vllm(self) -> Result<Self, TrainError> {
+        let cfg = &self.learner.cfg.rollout.vllm;
+        let policy = &self.learner.policy;
+        let version = self.state.optimizer_step;
+        let first = WeightUpdate::publish(policy, &self.run_dir.weights(), version, &self.probe())?;
+        let dtype = match policy.model.kind() {
+            Kind::BFloat16 => "bfloat16",
+            _ => "float32",
+        };
+        let engine = VllmEngine::start(
+            cfg,
+            &first.dir,
+            dtype,
+            &self.run_dir.vllm_log(),
+            policy.eos_token_ids.clone(),
+        )?;
+        self.with_pipeline(Box::new(engine), Some(first))
     }
 
     /// Replaces the advantage estimator chosen by the configuration.
@@ -281,8 +353,13 @@ impl<R: Reward> Trainer<R> {
         checkpointing::named_params(&self.learner)
     }
 
-    /// Loads the newest checkpoint of the run folder, if any; returns its step.
+    /// Loads the newest checkpoint of the run folder, if any; returns its step. Batches
+    /// an asynchronous run sampled ahead are discarded (sampled again from the
+    /// checkpoint's policy).
     pub fn resume(&mut self) -> Result<Option<u64>, TrainError> {
+        if let Sampler::Remote(pipeline) = &mut self.experience.sampler {
+            pipeline.discard()?;
+        }
         let resumed = checkpointing::resume(&mut self.learner, &self.run_dir)?;
         Ok(resumed.map(|state| {
             self.state = state;
@@ -355,10 +432,20 @@ impl<R: Reward> Trainer<R> {
         let t_step = Instant::now();
         let mut secs = PhaseSeconds::default();
         let step_seed = mix_seed(self.learner.cfg.seed, self.state.step);
-        let (trajectories, dropped) =
-            self.experience
-                .collect(&self.learner, &mut self.state, step_seed, &mut secs)?;
-        self.learn_step(&trajectories, dropped, step_seed, secs, t_step)
+        let (trajectories, dropped, lag) = if self.learner.cfg.asynchronous.max_staleness > 0 {
+            let (trajectories, lag) =
+                self.experience
+                    .collect_ahead(&self.learner, &mut self.state, &mut secs)?;
+            (trajectories, 0, lag)
+        } else {
+            let (trajectories, dropped) =
+                self.experience
+                    .collect(&self.learner, &mut self.state, step_seed, &mut secs)?;
+            (trajectories, dropped, 0)
+        };
+        let mut m = self.learn_step(&trajectories, dropped, step_seed, secs, t_step)?;
+        m.policy_lag = lag;
+        Ok(m)
     }
 
     /// Runs one training step on trajectories sampled elsewhere (another engine, a

@@ -93,8 +93,18 @@ pub(crate) fn update(
 ) -> Result<(), TrainError> {
     let seqs = Seqs::of(rows);
     let t = Instant::now();
-    let (tokens, entropy) = step_tokens(l, rows, &seqs, adv, width)?;
+    let inputs = step_tokens(l, rows, &seqs, adv, width)?;
+    let (tokens, entropy) = (inputs.tokens, inputs.entropy);
     secs.old_logprob += t.elapsed().as_secs_f64();
+    if let Some(gap) = inputs.mismatch {
+        let comm = l.comm.as_ref();
+        let mut sums = Tensor::from_slice(&[gap.kl_sum, gap.tokens]);
+        comm.all_reduce(&mut sums, ReduceOp::Sum, "summing the rollout mismatch")?;
+        let mut max = Tensor::from_slice(&[gap.ratio_max]);
+        comm.all_reduce(&mut max, ReduceOp::Max, "the largest rollout ratio")?;
+        m.rollout_mismatch_kl = Some(sums.double_value(&[0]) / sums.double_value(&[1]).max(1.0));
+        m.rollout_ratio_max = Some(max.double_value(&[0]));
+    }
     // The whole step's tokens (every rank's, in single-process order): what the
     // selection, the normalisers and the step's statistics are taken over.
     let order = Tensor::from_slice(&batch.order.iter().map(|&i| i as i64).collect::<Vec<_>>())
@@ -105,6 +115,7 @@ pub(crate) fn update(
         valid: gather_rows(comm, &tokens.valid, &order, "gathering token masks")?,
         adv: gather_rows(comm, &tokens.adv, &order, "gathering advantages")?,
         reference: None,
+        weight: None,
     };
     let entropy = gather_rows(comm, &entropy, &order, "gathering entropies")?;
     let n_tok = global.valid.sum(Kind::Double).double_value(&[]);
@@ -287,6 +298,7 @@ fn optimize_mini_batch(
             &idx,
             &rows.with_logp(&logp),
             Some(&fwd.entropies),
+            rows.weight.as_ref(),
             extra.as_ref(),
         );
         fwd.backward(&micro_loss.loss);

@@ -4,6 +4,7 @@
 //! computation of the covariance; and the step metrics that report the share.
 
 use crate::learner_common::{small_config, trainer};
+use cove::loss::Objective;
 use cove::loss::control::{
     Ratio, clip_cov_candidates, clip_cov_select, covariance_share, hash_keys, kl_cov_select,
     token_covariance,
@@ -134,7 +135,7 @@ fn clip_cov_share_takes_random_candidates_until_they_carry_it() {
         let total = mass(&cov, 0..cov.len());
         let tensor_cov = token_covariance(&x.logp, &x.adv, &x.valid);
         let candidates =
-            flat_selected(&clip_cov_candidates(&x.scope(), &tensor_cov, lb, ub, &clip));
+            flat_selected(&clip_cov_candidates(&x.scope(), &tensor_cov, lb, ub, &Objective::ppo(clip)));
         let n_candidates = candidates.iter().filter(|&&c| c).count();
         assert!(n_candidates > 10, "the batch has candidates");
         for key_seed in [0u64, 9, 1 << 40] {
@@ -145,7 +146,7 @@ fn clip_cov_share_takes_random_candidates_until_they_carry_it() {
             order.sort_by_key(|&i| keys[i]);
             for share in [0.05, 0.3, 1.0] {
                 let selected =
-                    clip_cov_select(&x.scope(), Ratio::Share { share }, lb, ub, &clip, key_seed);
+                    clip_cov_select(&x.scope(), Ratio::Share { share }, lb, ub, &Objective::ppo(clip), key_seed);
                 let chosen = flat_selected(&selected);
                 let n = chosen.iter().filter(|&&c| c).count();
                 let mut expect = vec![false; cov.len()];
@@ -185,7 +186,7 @@ fn a_batch_without_covariance_selects_nothing_by_share() {
         0
     );
     let clip = PpoClip::default();
-    let selected = clip_cov_select(&x.scope(), share, -1.0, 5.0, &clip, 3);
+    let selected = clip_cov_select(&x.scope(), share, -1.0, 5.0, &Objective::ppo(clip), 3);
     assert_eq!(selected.sum(Kind::Int64).int64_value(&[]), 0);
     // A token fraction still takes its max(int(r * N), 1) tokens.
     assert!(

@@ -3,6 +3,7 @@
 //! of verl's code) and small hand-checked cases.
 
 use cove::advantage::{Advantage, AdvantageEstimator};
+use cove::loss::Objective;
 use cove::loss::compare::{LossInputs, compute_loss};
 use cove::loss::control::{
     clip_cov_candidates, clip_cov_select, clip_cov_select_tensor, hash_keys, kl_cov_select,
@@ -127,7 +128,7 @@ fn clip_cov_candidates_and_selection_match_golden() {
         );
         let clip = PpoClip::default();
         let cov = token_covariance(&x.logp, &x.adv, &x.valid);
-        let cand = to_rows(&clip_cov_candidates(&scope, &cov, lb, ub, &clip));
+        let cand = to_rows(&clip_cov_candidates(&scope, &cov, lb, ub, &Objective::ppo(clip)));
         assert_eq!(cand, rows(&case["candidates"]), "candidates r={r}");
         let count = case["count"].as_i64().unwrap();
         assert_eq!(
@@ -136,7 +137,7 @@ fn clip_cov_candidates_and_selection_match_golden() {
             count
         );
         for seed in [0u64, 1, 77, u64::MAX] {
-            let sel = to_rows(&clip_cov_select(&scope, r.into(), lb, ub, &clip, seed));
+            let sel = to_rows(&clip_cov_select(&scope, r.into(), lb, ub, &Objective::ppo(clip), seed));
             let mut n = 0;
             for (sr, cr) in sel.iter().zip(&cand) {
                 for (s, c) in sr.iter().zip(cr) {
@@ -197,11 +198,11 @@ fn clip_cov_selection_is_seeded() {
         valid: &x.valid,
     };
     let clip = PpoClip::default();
-    let a = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, 9));
-    let b = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, 9));
+    let a = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), 9));
+    let b = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), 9));
     assert_eq!(a, b, "same seed, same selection");
     let differs =
-        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &clip, s)) != a);
+        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), s)) != a);
     assert!(differs, "the seed changes the selection");
 }
 
@@ -351,7 +352,7 @@ fn clip_cov_bounds_are_strict() {
     };
     let cov = token_covariance(&lp, &adv, &valid);
     assert_eq!(to_rows(&cov), vec![vec![1.0, 1.0, 5.0, 5.0]]);
-    let cand = clip_cov_candidates(&scope, &cov, 1.0, 5.0, &PpoClip::default());
+    let cand = clip_cov_candidates(&scope, &cov, 1.0, 5.0, &Objective::ppo(PpoClip::default()));
     assert_eq!(
         cand.sum(Kind::Int64).int64_value(&[]),
         0,
@@ -369,7 +370,7 @@ fn clip_cov_bounds_are_strict() {
         valid: &valid,
     };
     let cov = token_covariance(&lp, &adv, &valid);
-    let cand = clip_cov_candidates(&scope, &cov, 1.0, 5.0, &PpoClip::default());
+    let cand = clip_cov_candidates(&scope, &cov, 1.0, 5.0, &Objective::ppo(PpoClip::default()));
     assert_eq!(cand.sum(Kind::Int64).int64_value(&[]), 4);
 }
 
@@ -393,7 +394,7 @@ fn clip_cov_excludes_ppo_clipped_tokens() {
         &cov,
         1.0,
         5.0,
-        &PpoClip::default(),
+        &Objective::ppo(PpoClip::default()),
     ));
     assert_eq!(cand, vec![vec![0.0, 1.0, 1.0, 1.0]]);
 }
@@ -503,8 +504,8 @@ fn fused_cpu_selection_equals_tensor_ops() {
         let clip = PpoClip::default();
         for (r, lb, ub) in [(2e-4, 1.0, 5.0), (0.01, 0.5, 5.0), (0.9, 0.1, 2.0)] {
             for seed in [0u64, 5, 1 << 40] {
-                let fused = clip_cov_select(&scope, r.into(), lb, ub, &clip, seed);
-                let ops = clip_cov_select_tensor(&scope, r, lb, ub, &clip, seed);
+                let fused = clip_cov_select(&scope, r.into(), lb, ub, &Objective::ppo(clip), seed);
+                let ops = clip_cov_select_tensor(&scope, r, lb, ub, &Objective::ppo(clip), seed);
                 assert!(fused.equal(&ops), "{kind:?} clip-cov r={r} seed={seed}");
                 assert!(fused.sum(Kind::Int64).int64_value(&[]) > 0);
             }

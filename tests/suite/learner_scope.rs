@@ -79,6 +79,7 @@ fn accumulated_grad(b: &Batch, cfg: &LossConfig, m: i64) -> (Tensor, f64) {
             &t,
             Some(&ent),
             None,
+            None,
         );
         micro.loss.backward();
         selected += micro.sums.selected;

@@ -28,6 +28,7 @@ mod model_smollm2;
 mod serve;
 mod tch_smoke;
 mod test_util;
+mod vllm_engine;
 
 /// Serialises the tests that seed and draw from libtorch's process-global generator
 /// (`tch::manual_seed`), which would otherwise race now that they share a process.

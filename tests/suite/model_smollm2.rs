@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
 }
 
 /// The installed model folder; set-up (`scripts/test.sh` runs it) must have written it.
-fn model_dir() -> PathBuf {
+pub fn model_dir() -> PathBuf {
     match named::resolve(DEFAULT_MODEL) {
         Ok(ModelSource::Folder(dir)) => dir,
         other => panic!("{DEFAULT_MODEL} must be installed by scripts/setup.sh: {other:?}"),
