@@ -413,7 +413,10 @@ impl TrainConfig {
             for (field, v) in [
                 ("rollout.vllm.startup_timeout_s", vllm.startup_timeout_s),
                 ("rollout.vllm.request_timeout_s", vllm.request_timeout_s),
-                ("rollout.vllm.probe_tolerance", vllm.probe_tolerance),
+                (
+                    "rollout.vllm.probe_tolerance",
+                    vllm.probe_tolerance.unwrap_or(1.0),
+                ),
             ] {
                 if !(v > 0.0 && v.is_finite()) {
                     return bad(field, "must be finite and > 0".into());

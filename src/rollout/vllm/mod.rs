@@ -13,10 +13,12 @@
 //!   weight load catches a server that does not.
 //! - **Weights** ([`RemoteEngine::load`]): the trainer writes the policy as a Hugging Face
 //!   folder ([`super::WeightUpdate::publish`]); the engine asks the server to reload
-//!   from it in place (vLLM's own `reload_weights` through `/collective_rpc`, which needs
-//!   `VLLM_SERVER_DEV_MODE=1`), resets its prefix cache (cached prompts hold the old
-//!   weights' keys and values), then scores the probe tokens and compares them with the
-//!   trainer's log-probs.
+//!   from it in place through `/collective_rpc` (which needs `VLLM_SERVER_DEV_MODE=1`):
+//!   vLLM's own `reload_weights`, wrapped by the worker extension Cove ships
+//!   (`python/cove_vllm_worker.py`), which re-ties and re-packs a tied output head that
+//!   the reload leaves stale on the CPU backend. It then resets the prefix cache (cached
+//!   prompts hold the old weights' keys and values), scores the probe tokens and
+//!   compares them with the trainer's log-probs.
 
 pub mod config;
 pub mod server;
@@ -100,7 +102,10 @@ impl VllmEngine {
             url,
             agent,
             max_concurrency: cfg.max_concurrency.max(1),
-            probe_tolerance: cfg.probe_tolerance,
+            probe_tolerance: cfg.probe_tolerance.unwrap_or(match dtype {
+                "float32" => 1e-3,
+                _ => 5e-2,
+            }),
             max_model_len: None,
             eos,
             loaded: None,
@@ -184,8 +189,10 @@ impl VllmEngine {
             .map_err(|e| self.error(format!("{method} {path}: reading the reply: {e}")))?;
         if status != 200 {
             let excerpt: String = text.chars().take(400).collect();
-            let hint = if status == 404 && path == "/collective_rpc" {
-                " (weight reloads need the server started with VLLM_SERVER_DEV_MODE=1)"
+            let hint = if path == "/collective_rpc" {
+                " (weight reloads need a server started with VLLM_SERVER_DEV_MODE=1, \
+                 PYTHONPATH holding Cove's python/ folder and --worker-extension-cls \
+                 cove_vllm_worker.CoveWorkerExtension)"
             } else {
                 ""
             };
@@ -320,7 +327,7 @@ impl RemoteEngine for VllmEngine {
             "POST",
             "/collective_rpc",
             Some(json!({
-                "method": "reload_weights",
+                "method": "cove_reload_weights",
                 "kwargs": {"weights_path": dir.to_string_lossy()},
             })),
         )?;

@@ -1,5 +1,6 @@
 //! A `vllm serve` child process (`[trainer.rollout.vllm] launch = true`): started for a
-//! model folder on a free local port, waited on until healthy, logged to a file, and
+//! model folder on a free local port with Cove's worker extension, waited on until
+//! healthy, logged to a file, and
 //! stopped with its whole process group when dropped. It also receives SIGTERM if the
 //! trainer dies without dropping it (Linux's parent-death signal), so no server outlives
 //! a crashed or killed run.
@@ -13,6 +14,13 @@ use std::time::{Duration, Instant};
 
 /// The served model's name in requests.
 pub const SERVED_MODEL: &str = "policy";
+
+/// The worker extension Cove ships (`python/cove_vllm_worker.py`), written beside the
+/// log of a launched server and put on its `PYTHONPATH`.
+pub const WORKER_EXTENSION: &str = include_str!("../../../python/cove_vllm_worker.py");
+
+/// The `--worker-extension-cls` value naming [`WORKER_EXTENSION`]'s class.
+pub const WORKER_EXTENSION_CLASS: &str = "cove_vllm_worker.CoveWorkerExtension";
 
 /// A running `vllm serve` child.
 pub struct VllmServer {
@@ -43,6 +51,18 @@ impl VllmServer {
         let err = out
             .try_clone()
             .map_err(|e| fail(format!("{}: {e}", log.display())))?;
+        let ext_dir = log.with_file_name("vllm-extension");
+        std::fs::create_dir_all(&ext_dir)
+            .and_then(|()| std::fs::write(ext_dir.join("cove_vllm_worker.py"), WORKER_EXTENSION))
+            .map_err(|e| fail(format!("writing the worker extension: {e}")))?;
+        let python_path = match std::env::var_os("PYTHONPATH") {
+            Some(rest) => {
+                let mut paths = vec![ext_dir.clone()];
+                paths.extend(std::env::split_paths(&rest));
+                std::env::join_paths(paths).map_err(|e| fail(format!("PYTHONPATH: {e}")))?
+            }
+            None => ext_dir.clone().into_os_string(),
+        };
         let mut command = Command::new(&python);
         command
             .args(["-m", "vllm.entrypoints.openai.api_server", "--model"])
@@ -51,9 +71,11 @@ impl VllmServer {
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--dtype", dtype])
             .args(["--logprobs-mode", "processed_logprobs"])
+            .args(["--worker-extension-cls", WORKER_EXTENSION_CLASS])
             .args(&cfg.args)
             .env("VLLM_SERVER_DEV_MODE", "1")
             .env("HF_HUB_OFFLINE", "1")
+            .env("PYTHONPATH", python_path)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
