@@ -380,7 +380,10 @@ impl TrainConfig {
         }
         if let Some(rc) = &self.loss.rollout_correction {
             if !(rc.cap > 1.0 && rc.cap.is_finite()) {
-                return bad("loss.rollout_correction.cap", "must be finite and > 1".into());
+                return bad(
+                    "loss.rollout_correction.cap",
+                    "must be finite and > 1".into(),
+                );
             }
             if self.reuse_rollout_logprobs {
                 return bad(

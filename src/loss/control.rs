@@ -418,8 +418,7 @@ pub trait EntropyControl: Send {
     fn select(&self, scope: &TokenTensors, objective: &Objective, seed: u64) -> Tensor;
     /// The per-token loss of some rows of a scope given their slice of the selection,
     /// built from `objective` (PPO, GSPO or CISPO).
-    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective)
-    -> Surrogate;
+    fn token_loss(&self, t: &TokenTensors, selected: &Tensor, objective: &Objective) -> Surrogate;
     /// Coefficient of the entropy bonus subtracted from the loss (0: none).
     fn entropy_coef(&self) -> f64 {
         0.0
@@ -619,12 +618,7 @@ impl EntropyControl for NoControl {
     fn select(&self, scope: &TokenTensors, _objective: &Objective, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
-    fn token_loss(
-        &self,
-        t: &TokenTensors,
-        _selected: &Tensor,
-        objective: &Objective,
-    ) -> Surrogate {
+    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, objective: &Objective) -> Surrogate {
         objective.surrogate(t, None)
     }
     fn strength(&self) -> f64 {
@@ -709,12 +703,7 @@ impl EntropyControl for EntropyBonus {
     fn select(&self, scope: &TokenTensors, _objective: &Objective, _seed: u64) -> Tensor {
         scope.valid.zeros_like()
     }
-    fn token_loss(
-        &self,
-        t: &TokenTensors,
-        _selected: &Tensor,
-        objective: &Objective,
-    ) -> Surrogate {
+    fn token_loss(&self, t: &TokenTensors, _selected: &Tensor, objective: &Objective) -> Surrogate {
         objective.surrogate(t, None)
     }
     fn entropy_coef(&self) -> f64 {

@@ -142,7 +142,9 @@ pub fn gspo_surrogate(t: &TokenTensors, dropped: Option<&Tensor>, clip: &PpoClip
     let pg2 = &neg_adv * ratio.clamp(1.0 - clip.eps_low, 1.0 + clip.eps_high);
     let clipped = pg2.gt_tensor(&pg1).logical_and(t.valid);
     Surrogate {
-        loss: pg1.maximum(&pg2).masked_fill(&zeroed(t.valid, dropped), 0.0),
+        loss: pg1
+            .maximum(&pg2)
+            .masked_fill(&zeroed(t.valid, dropped), 0.0),
         ratio,
         clipped,
     }

@@ -37,9 +37,9 @@ pub mod vllm;
 pub use local::{LocalEngine, generate, generate_keyed};
 pub use multi_turn::{EpisodeLimits, MultiTurnEngine};
 pub use remote::{RemoteEngine, WeightUpdate};
-pub use vllm::{EngineKind, VllmConfig, VllmEngine};
 pub use sampler::sample_step;
 pub use trajectory::{Episode, RolloutEngine, RolloutRequest, Trajectory};
+pub use vllm::{EngineKind, VllmConfig, VllmEngine};
 
 use crate::model::ModelError;
 use serde::{Deserialize, Serialize};

@@ -263,8 +263,7 @@ impl<R: Reward> Experience<R> {
             Sampler::InProcess(_) => Err(TrainError::Config(crate::config::ConfigError::Invalid {
                 path: "<config>".into(),
                 field: "trainer.async.max_staleness",
-                why: "needs an engine with weights of its own (Trainer::with_remote_engine)"
-                    .into(),
+                why: "needs an engine with weights of its own (Trainer::with_remote_engine)".into(),
             })),
         }
     }

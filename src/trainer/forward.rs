@@ -6,11 +6,11 @@ use super::TrainError;
 use super::batch::{Seqs, StepTokens, pad_to, row_index};
 use super::learner::{Learner, Reference};
 use crate::batching::{MicroBatch, SeqShape, plan_micro_batches};
+use crate::loss::rollout_correction::{Mismatch, mismatch, rollout_weights};
 use crate::model::lora::AdaptersOff;
 use crate::model::{
     LogprobOptions, PackedItem, Policy, ResponseLogprobs, packed_response_logprobs,
 };
-use crate::loss::rollout_correction::{Mismatch, mismatch, rollout_weights};
 use crate::rollout::Trajectory;
 use tch::{Kind, Tensor};
 
@@ -137,8 +137,7 @@ pub(crate) fn step_tokens(
     } else {
         logprobs_no_grad(l, &l.policy, seqs, width)?
     };
-    let behaviour = (!reused && trajectories.iter().all(|t| t.logprobs.is_some()))
-        .then(behaviour);
+    let behaviour = (!reused && trajectories.iter().all(|t| t.logprobs.is_some())).then(behaviour);
     let weight = match (&l.cfg.loss.rollout_correction, &behaviour) {
         (Some(rc), Some(b)) => Some(rollout_weights(&old, b, &valid, rc)),
         (Some(_), None) => {

@@ -137,7 +137,10 @@ impl Pipeline {
             update: self.pending.take(),
             request,
         };
-        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
         if !sent {
             return Err(self.gone());
         }

@@ -134,8 +134,13 @@ fn clip_cov_share_takes_random_candidates_until_they_carry_it() {
         let cov = plain_covariance(&x);
         let total = mass(&cov, 0..cov.len());
         let tensor_cov = token_covariance(&x.logp, &x.adv, &x.valid);
-        let candidates =
-            flat_selected(&clip_cov_candidates(&x.scope(), &tensor_cov, lb, ub, &Objective::ppo(clip)));
+        let candidates = flat_selected(&clip_cov_candidates(
+            &x.scope(),
+            &tensor_cov,
+            lb,
+            ub,
+            &Objective::ppo(clip),
+        ));
         let n_candidates = candidates.iter().filter(|&&c| c).count();
         assert!(n_candidates > 10, "the batch has candidates");
         for key_seed in [0u64, 9, 1 << 40] {
@@ -145,8 +150,14 @@ fn clip_cov_share_takes_random_candidates_until_they_carry_it() {
             let mut order: Vec<usize> = (0..cov.len()).filter(|&i| candidates[i]).collect();
             order.sort_by_key(|&i| keys[i]);
             for share in [0.05, 0.3, 1.0] {
-                let selected =
-                    clip_cov_select(&x.scope(), Ratio::Share { share }, lb, ub, &Objective::ppo(clip), key_seed);
+                let selected = clip_cov_select(
+                    &x.scope(),
+                    Ratio::Share { share },
+                    lb,
+                    ub,
+                    &Objective::ppo(clip),
+                    key_seed,
+                );
                 let chosen = flat_selected(&selected);
                 let n = chosen.iter().filter(|&&c| c).count();
                 let mut expect = vec![false; cov.len()];

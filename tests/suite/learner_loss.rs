@@ -128,7 +128,13 @@ fn clip_cov_candidates_and_selection_match_golden() {
         );
         let clip = PpoClip::default();
         let cov = token_covariance(&x.logp, &x.adv, &x.valid);
-        let cand = to_rows(&clip_cov_candidates(&scope, &cov, lb, ub, &Objective::ppo(clip)));
+        let cand = to_rows(&clip_cov_candidates(
+            &scope,
+            &cov,
+            lb,
+            ub,
+            &Objective::ppo(clip),
+        ));
         assert_eq!(cand, rows(&case["candidates"]), "candidates r={r}");
         let count = case["count"].as_i64().unwrap();
         assert_eq!(
@@ -137,7 +143,14 @@ fn clip_cov_candidates_and_selection_match_golden() {
             count
         );
         for seed in [0u64, 1, 77, u64::MAX] {
-            let sel = to_rows(&clip_cov_select(&scope, r.into(), lb, ub, &Objective::ppo(clip), seed));
+            let sel = to_rows(&clip_cov_select(
+                &scope,
+                r.into(),
+                lb,
+                ub,
+                &Objective::ppo(clip),
+                seed,
+            ));
             let mut n = 0;
             for (sr, cr) in sel.iter().zip(&cand) {
                 for (s, c) in sr.iter().zip(cr) {
@@ -198,11 +211,33 @@ fn clip_cov_selection_is_seeded() {
         valid: &x.valid,
     };
     let clip = PpoClip::default();
-    let a = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), 9));
-    let b = to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), 9));
+    let a = to_rows(&clip_cov_select(
+        &scope,
+        0.02.into(),
+        1.0,
+        5.0,
+        &Objective::ppo(clip),
+        9,
+    ));
+    let b = to_rows(&clip_cov_select(
+        &scope,
+        0.02.into(),
+        1.0,
+        5.0,
+        &Objective::ppo(clip),
+        9,
+    ));
     assert_eq!(a, b, "same seed, same selection");
-    let differs =
-        (0..20u64).any(|s| to_rows(&clip_cov_select(&scope, 0.02.into(), 1.0, 5.0, &Objective::ppo(clip), s)) != a);
+    let differs = (0..20u64).any(|s| {
+        to_rows(&clip_cov_select(
+            &scope,
+            0.02.into(),
+            1.0,
+            5.0,
+            &Objective::ppo(clip),
+            s,
+        )) != a
+    });
     assert!(differs, "the seed changes the selection");
 }
 

@@ -308,6 +308,28 @@ fn clip_cov_selection_does_not_depend_on_micro_batches_packing_or_sharing() {
 }
 
 #[test]
+fn gspo_with_clip_cov_does_not_depend_on_micro_batches() {
+    // GSPO's token loss reads its whole sequence's ratio, so the correction pass of the
+    // late selection runs selected sequences whole, not up to their last selected token.
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlConfig::ClipCov {
+        ratio: 0.2.into(),
+        lb: -100.0,
+        ub: 100.0,
+    };
+    let mut base = selecting_config(dir.path(), control);
+    base.loss.policy = cove::loss::PolicyLoss::Gspo;
+    let variants = vec![(
+        "4 rows per micro-batch",
+        TrainConfig {
+            micro_batch_size: 4,
+            ..base.clone()
+        },
+    )];
+    assert_same_updates("GSPO + Clip-Cov", base, variants);
+}
+
+#[test]
 fn kl_cov_selection_does_not_depend_on_micro_batches() {
     // KL-Cov's |logp - old_logp| has gradient ±beta at a difference of float noise, so
     // on a step's first mini-batch (where logp = old_logp in exact arithmetic) its

@@ -17,6 +17,7 @@ mod learner_loss;
 mod learner_memory;
 mod learner_on_policy;
 mod learner_packing;
+mod learner_policy_loss;
 mod learner_resume;
 mod learner_scope;
 mod learner_trajectories;

@@ -29,7 +29,10 @@ fn server() -> MutexGuard<'static, VllmEngine> {
     static SERVER: OnceLock<Mutex<VllmEngine>> = OnceLock::new();
     static LOG_DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let engine = SERVER.get_or_init(|| {
-        let log = LOG_DIR.get_or_init(|| tempfile::tempdir().unwrap()).path().join("vllm.log");
+        let log = LOG_DIR
+            .get_or_init(|| tempfile::tempdir().unwrap())
+            .path()
+            .join("vllm.log");
         // Launched from a thread that lives as long as the test process: the server gets
         // SIGTERM when the thread that started it ends.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -51,7 +54,9 @@ fn server() -> MutexGuard<'static, VllmEngine> {
             .unwrap_or_else(|e| panic!("launching the test's vLLM server: {e}"));
         Mutex::new(engine)
     });
-    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The chat-templated ids of `text`.
@@ -150,7 +155,10 @@ fn vllm_samples_token_ids_with_coves_logprobs() {
             "vLLM vs Cove log-probs at T = {temperature}: {tokens} tokens, max gap {worst:.2e}, \
              mean gap {mean:.2e} nats"
         );
-        assert!(worst < 5e-4 && mean < 5e-5, "max {worst:.2e}, mean {mean:.2e}");
+        assert!(
+            worst < 5e-4 && mean < 5e-5,
+            "max {worst:.2e}, mean {mean:.2e}"
+        );
         // Same seeds, same samples.
         let again = engine.generate(&request).unwrap();
         let tokens_of = |v: &[Trajectory]| v.iter().map(|t| t.tokens.clone()).collect::<Vec<_>>();
@@ -230,7 +238,10 @@ fn after_a_step_and_a_sync_the_server_holds_the_updated_policy() {
     let kl = m.rollout_mismatch_kl.expect("the mismatch is measured");
     let max = m.rollout_ratio_max.unwrap();
     eprintln!("rollout_mismatch_kl {kl:.2e}, rollout_ratio_max {max:.4}");
-    assert!((0.0..1e-3).contains(&kl) && (1.0..1.1).contains(&max), "{kl} {max}");
+    assert!(
+        (0.0..1e-3).contains(&kl) && (1.0..1.1).contains(&max),
+        "{kl} {max}"
+    );
     assert!(m.seconds.weight_sync > 0.0, "{:?}", m.seconds);
     // Push the updated policy as the next step would, then read the server's log-probs.
     let weights = tempfile::tempdir().unwrap();
@@ -242,7 +253,10 @@ fn after_a_step_and_a_sync_the_server_holds_the_updated_policy() {
     let (_, moved) = gaps(&update.probe_logprobs, &before);
     eprintln!("after the sync: server vs trainer {gap:.2e} nats, the step moved them {moved:.2e}");
     assert!(gap < 2e-4, "{gap}");
-    assert!(moved > 20.0 * gap, "the step changed the policy too little to tell: {moved}");
+    assert!(
+        moved > 20.0 * gap,
+        "the step changed the policy too little to tell: {moved}"
+    );
     assert_eq!(engine.loaded().map(|(v, _)| v), Some(1));
 }
 
@@ -308,15 +322,24 @@ fn train_math_trains_two_steps_on_a_vllm_server() {
     let m = metrics(&out);
     assert_eq!(m.len(), 2, "{text}");
     for line in &m {
-        assert!(line["seconds"]["weight_sync"].as_f64().unwrap() > 0.0, "{line}");
-        assert!(line["rollout_mismatch_kl"].as_f64().unwrap() < 1e-3, "{line}");
+        assert!(
+            line["seconds"]["weight_sync"].as_f64().unwrap() > 0.0,
+            "{line}"
+        );
+        assert!(
+            line["rollout_mismatch_kl"].as_f64().unwrap() < 1e-3,
+            "{line}"
+        );
         assert_eq!(line["policy_lag"], 0, "{line}");
     }
 }
 
 /// The pids of the processes whose command line contains `pattern`.
 fn pids_of(pattern: &str) -> Vec<i32> {
-    let out = Command::new("pgrep").args(["-f", pattern]).output().unwrap();
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().parse().ok())
@@ -338,19 +361,30 @@ fn an_async_run_lags_one_version_and_resumes_after_its_server_is_killed() {
     let log = dir.path().join("first.log");
     let mut child = train_math(&out, 4, &sets, false)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(dir.path().join("first.err")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("first.err")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     // Kill the server once the first step is in the metrics.
     let pattern = out.join("weights").display().to_string();
     let start = Instant::now();
     while metrics(&out).is_empty() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first step");
-        assert!(start.elapsed() < Duration::from_secs(900), "no step in 15 minutes");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first step"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "no step in 15 minutes"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let pids = pids_of(&pattern);
-    assert!(!pids.is_empty(), "no server process has {pattern} in its command line");
+    assert!(
+        !pids.is_empty(),
+        "no server process has {pattern} in its command line"
+    );
     for pid in pids {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
@@ -372,11 +406,17 @@ fn an_async_run_lags_one_version_and_resumes_after_its_server_is_killed() {
     assert!(output.status.success(), "{text}");
     let m = metrics(&out);
     assert_eq!(m.len(), 4, "{text}");
-    let lags: Vec<u64> = m.iter().map(|l| l["policy_lag"].as_u64().unwrap()).collect();
+    let lags: Vec<u64> = m
+        .iter()
+        .map(|l| l["policy_lag"].as_u64().unwrap())
+        .collect();
     eprintln!("policy_lag per step {lags:?} (killed after step {done})");
     assert_eq!(lags[0], 0);
     assert!(lags.iter().all(|&l| l <= 1), "{lags:?}");
     // Every step but the first of each process lags exactly one version.
     assert!(lags.iter().filter(|&&l| l == 1).count() >= 2, "{lags:?}");
-    assert!(pids_of(&pattern).is_empty(), "the resumed run left its server running");
+    assert!(
+        pids_of(&pattern).is_empty(),
+        "the resumed run left its server running"
+    );
 }
