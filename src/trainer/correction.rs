@@ -83,7 +83,7 @@ pub(crate) fn correct_selection(
             .loss;
         let mut change = (with - without).masked_fill(&sel.logical_not(), 0.0);
         if let Some(weight) = &rows.weight {
-            change = change * weight;
+            change *= weight;
         }
         let loss = aggregate(&change, &rows.valid, l.cfg.loss.agg, &norm);
         fwd.backward(&loss);

@@ -35,7 +35,7 @@ pub(crate) enum Sampler {
     /// An engine on the trainer's thread, sampling from the policy being trained.
     InProcess(Box<dyn RolloutEngine>),
     /// An engine with weights of its own on its own thread.
-    Remote(Pipeline),
+    Remote(Box<Pipeline>),
 }
 
 /// Where experience comes from: the dataset with its prompts' token ids, the reward
@@ -259,7 +259,7 @@ impl<R: Reward> Experience<R> {
     /// refuses it with the local engine).
     fn pipeline(&mut self) -> Result<&mut Pipeline, TrainError> {
         match &mut self.sampler {
-            Sampler::Remote(pipeline) => Ok(pipeline),
+            Sampler::Remote(pipeline) => Ok(pipeline.as_mut()),
             Sampler::InProcess(_) => Err(TrainError::Config(crate::config::ConfigError::Invalid {
                 path: "<config>".into(),
                 field: "trainer.async.max_staleness",

@@ -228,12 +228,12 @@ impl<R: Reward> Trainer<R> {
                     .into(),
             }));
         }
-        self.experience.sampler = Sampler::Remote(Pipeline::start(
+        self.experience.sampler = Sampler::Remote(Box::new(Pipeline::start(
             engine,
             self.run_dir.weights(),
             self.probe(),
             first,
-        ));
+        )));
         Ok(self)
     }
 

@@ -2,6 +2,8 @@
 //! independent plain-Rust transcription of the published formulas: values, gradients,
 //! and the on-policy case where every weight is 1; their composition with Clip-Cov and
 //! KL-Cov; and a trainer step with each.
+// The transcriptions index rows and tokens as the papers' formulas do.
+#![allow(clippy::needless_range_loop)]
 
 use crate::learner_common::{small_config, trainer};
 use cove::loss::policy::{cispo_surrogate, gspo_surrogate};

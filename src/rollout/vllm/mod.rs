@@ -52,6 +52,9 @@ pub struct VllmEngine {
     server: Option<VllmServer>,
 }
 
+/// The trajectories of one prompt, or why they are missing.
+type Sampled = Result<Vec<Trajectory>, RolloutError>;
+
 /// One sample of a `/v1/completions` reply.
 #[derive(Deserialize)]
 struct Choice {
@@ -339,7 +342,7 @@ impl RemoteEngine for VllmEngine {
             .map(|(a, b)| (a - b).abs() as f64)
             .sum::<f64>()
             / served.len().max(1) as f64;
-        if !(gap <= self.probe_tolerance) {
+        if gap.is_nan() || gap > self.probe_tolerance {
             return Err(self.error(format!(
                 "after loading the weights of version {} from {}, its log-probs of the \
                  {} probe tokens differ from the trainer's by {gap:.3e} nats on average \
@@ -359,8 +362,7 @@ impl RemoteEngine for VllmEngine {
     fn generate(&mut self, request: &RolloutRequest) -> Result<Vec<Trajectory>, RolloutError> {
         self.check(request)?;
         let n = request.prompts.len();
-        let results: Vec<Mutex<Option<Result<Vec<Trajectory>, RolloutError>>>> =
-            (0..n).map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Option<Sampled>>> = (0..n).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let engine = &*self;
         std::thread::scope(|scope| {
