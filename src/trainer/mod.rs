@@ -254,6 +254,15 @@ impl<R: Reward> Trainer<R> {
     pub fn with_vllm(self) -> Result<Self, TrainError> {
         let cfg = &self.learner.cfg.rollout.vllm;
         let policy = &self.learner.policy;
+        if policy.model.lora().is_some() {
+            return Err(TrainError::Config(ConfigError::Invalid {
+                path: "<config>".into(),
+                field: "trainer.rollout.engine",
+                why: "the vLLM engine pushes full weights; a policy with LoRA adapters \
+                      samples on the local engine"
+                    .into(),
+            }));
+        }
         let version = self.state.optimizer_step;
         let first = WeightUpdate::publish(policy, &self.run_dir.weights(), version, &self.probe())?;
         let dtype = match policy.model.kind() {

@@ -49,7 +49,8 @@ pub struct VllmEngine {
     eos: Vec<i64>,
     /// The version last loaded, and the gap its probe showed.
     loaded: Option<(u64, f64)>,
-    server: Option<VllmServer>,
+    /// A launched server, held so that dropping the engine stops it.
+    _server: Option<VllmServer>,
 }
 
 /// The trajectories of one prompt, or why they are missing.
@@ -112,7 +113,7 @@ impl VllmEngine {
             max_model_len: None,
             eos,
             loaded: None,
-            server,
+            _server: server,
         };
         let models = engine.call("GET", "/v1/models", None)?;
         engine.max_model_len = models["data"][0]["max_model_len"]
@@ -124,11 +125,6 @@ impl VllmEngine {
     /// The server's base URL.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// The launched server's process id (`None` for a server at a URL).
-    pub fn server_pid(&self) -> Option<u32> {
-        self.server.as_ref().map(VllmServer::pid)
     }
 
     /// The version last loaded and the mean absolute gap (nats) between the server's

@@ -113,11 +113,6 @@ impl VllmServer {
         &self.url
     }
 
-    /// The server's process id (its process group's too).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     fn wait_healthy(&mut self, timeout: Duration) -> Result<(), RolloutError> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
