@@ -109,9 +109,9 @@ pub struct StepMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_ratio_max: Option<f64>,
     /// How many policy versions (training steps) the policy that sampled the step's
-    /// batch is behind the one it trains: 0 when synchronous, at most
-    /// `trainer.async.max_staleness`.
-    #[serde(default)]
+    /// batch is behind the one it trains: 0 when synchronous (then left out of the
+    /// JSON line), at most `trainer.async.max_staleness`.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub policy_lag: u64,
 }
 
@@ -179,6 +179,10 @@ impl ToolMetrics {
             entropy_elsewhere: mean(s[6], s[7]),
         })
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StepMetrics {

@@ -142,16 +142,17 @@ impl RolloutRequest<'_> {
     }
 }
 
-/// Makes trajectories: the in-process sampler ([`super::LocalEngine`]), the multi-turn
-/// loop with an environment and its tools ([`super::MultiTurnEngine`]). Returns prompt-major order (all
+/// Makes trajectories from the trainer's policy, on the trainer's thread: the in-process
+/// sampler ([`super::LocalEngine`]), the multi-turn loop with an environment and its
+/// tools ([`super::MultiTurnEngine`]). Returns prompt-major order (all
 /// trajectories of prompt 0, then prompt 1, ...), `group` set to the prompt's index in
 /// the request and `score` unset.
 pub trait RolloutEngine: Send {
     /// A short name for logs and errors.
     fn name(&self) -> &str;
 
-    /// Samples the request from `policy` (an engine with weights of its own receives
-    /// them from the trainer before this call; it may ignore `policy`).
+    /// Samples the request from `policy`. (An engine with weights of its own is a
+    /// [`super::RemoteEngine`] instead.)
     fn generate(
         &mut self,
         policy: &Policy,

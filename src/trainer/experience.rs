@@ -131,6 +131,7 @@ impl<R: Reward> Experience<R> {
             state.data_cursor += need as u64;
             let tasks = request.tasks.clone();
             let t = Instant::now();
+            let mut sync = 0.0;
             let mut sampled = match &mut self.sampler {
                 Sampler::InProcess(engine) => engine.generate(
                     &l.policy,
@@ -143,7 +144,7 @@ impl<R: Reward> Experience<R> {
                     },
                 )?,
                 Sampler::Remote(pipeline) => {
-                    secs.weight_sync += pipeline.publish(&l.policy, state.optimizer_step)?;
+                    sync += pipeline.publish(&l.policy, state.optimizer_step)?;
                     let in_flight = InFlight {
                         step: state.step,
                         cursor_after: state.data_cursor,
@@ -151,11 +152,12 @@ impl<R: Reward> Experience<R> {
                     };
                     pipeline.send(request, in_flight)?;
                     let (_, sampled) = pipeline.take()?;
-                    secs.weight_sync += sampled.load_seconds;
+                    sync += sampled.load_seconds;
                     sampled.trajectories
                 }
             };
-            secs.rollout += t.elapsed().as_secs_f64();
+            secs.weight_sync += sync;
+            secs.rollout += t.elapsed().as_secs_f64() - sync;
             let t = Instant::now();
             self.score(&mut sampled, true)?;
             secs.reward += t.elapsed().as_secs_f64();

@@ -204,8 +204,9 @@ impl<R: Reward> Trainer<R> {
 
     /// Samples with `engine`, which holds weights of its own (an inference server), on
     /// its own thread: before the first rollout of every policy version the trainer
-    /// writes the policy into `weights/` of the run folder and the engine loads it and
-    /// checks its probe log-probs (those of the first prompt) against the trainer's.
+    /// writes the policy into `trainer.rollout.vllm.sync_dir` (default `weights/` of the
+    /// run folder) and the engine loads it and checks its probe log-probs (those of the
+    /// first prompt) against the trainer's.
     /// With `trainer.async.max_staleness = k`, the rollouts of the next `k` steps are
     /// sampled while the current step trains. One process only (no data parallelism).
     pub fn with_remote_engine(self, engine: Box<dyn RemoteEngine>) -> Result<Self, TrainError> {
@@ -230,11 +231,18 @@ impl<R: Reward> Trainer<R> {
         }
         self.experience.sampler = Sampler::Remote(Box::new(Pipeline::start(
             engine,
-            self.run_dir.weights(),
+            self.sync_dir(),
             self.probe(),
             first,
         )));
         Ok(self)
+    }
+
+    /// Where policy versions are written for an inference server:
+    /// `trainer.rollout.vllm.sync_dir`, or `weights/` of the run folder.
+    fn sync_dir(&self) -> PathBuf {
+        let configured = &self.learner.cfg.rollout.vllm.sync_dir;
+        configured.clone().unwrap_or_else(|| self.run_dir.weights())
     }
 
     /// The tokens an inference server's log-probs are checked on after each weight
@@ -264,7 +272,7 @@ impl<R: Reward> Trainer<R> {
             }));
         }
         let version = self.state.optimizer_step;
-        let first = WeightUpdate::publish(policy, &self.run_dir.weights(), version, &self.probe())?;
+        let first = WeightUpdate::publish(policy, &self.sync_dir(), version, &self.probe())?;
         let dtype = match policy.model.kind() {
             Kind::BFloat16 => "bfloat16",
             _ => "float32",

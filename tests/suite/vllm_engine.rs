@@ -267,7 +267,7 @@ fn vllm_sets(engine: &str) -> Vec<String> {
         "trainer.group_size=4",
         "trainer.mini_batch_size=8",
         "trainer.micro_batch_size=8",
-        "trainer.rollout.max_new_tokens=24",
+        "trainer.rollout.max_new_tokens=16",
         "trainer.reuse_rollout_logprobs=false",
         "trainer.loss.rollout_correction={kind=\"tis\",cap=2.0}",
         "trainer.checkpoint.every=1",
@@ -330,7 +330,10 @@ fn train_math_trains_two_steps_on_a_vllm_server() {
             line["rollout_mismatch_kl"].as_f64().unwrap() < 1e-3,
             "{line}"
         );
-        assert_eq!(line["policy_lag"], 0, "{line}");
+        assert!(
+            line.get("policy_lag").is_none(),
+            "synchronous: no lag, {line}"
+        );
     }
 }
 
@@ -359,7 +362,7 @@ fn an_async_run_lags_one_version_and_resumes_after_its_server_is_killed() {
     sets.push(format!("trainer.rollout.vllm.args=[{args}]"));
     sets.push("trainer.async.max_staleness=1".into());
     let log = dir.path().join("first.log");
-    let mut child = train_math(&out, 4, &sets, false)
+    let mut child = train_math(&out, 3, &sets, false)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(
             std::fs::File::create(dir.path().join("first.err")).unwrap(),
@@ -396,8 +399,8 @@ fn an_async_run_lags_one_version_and_resumes_after_its_server_is_killed() {
         "the error does not name the server:\n{err}"
     );
     let done = metrics(&out).len();
-    assert!((1..4).contains(&done), "{done} steps before the kill");
-    let output = train_math(&out, 4, &sets, true).output().unwrap();
+    assert!((1..3).contains(&done), "{done} steps before the kill");
+    let output = train_math(&out, 3, &sets, true).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -405,16 +408,24 @@ fn an_async_run_lags_one_version_and_resumes_after_its_server_is_killed() {
     );
     assert!(output.status.success(), "{text}");
     let m = metrics(&out);
-    assert_eq!(m.len(), 4, "{text}");
+    assert_eq!(m.len(), 3, "{text}");
     let lags: Vec<u64> = m
         .iter()
-        .map(|l| l["policy_lag"].as_u64().unwrap())
+        .map(|l| l["policy_lag"].as_u64().unwrap_or(0))
         .collect();
     eprintln!("policy_lag per step {lags:?} (killed after step {done})");
     assert_eq!(lags[0], 0);
     assert!(lags.iter().all(|&l| l <= 1), "{lags:?}");
     // Every step but the first of each process lags exactly one version.
-    assert!(lags.iter().filter(|&&l| l == 1).count() >= 2, "{lags:?}");
+    let firsts = [0, done];
+    for (i, &lag) in lags.iter().enumerate() {
+        assert_eq!(
+            lag,
+            u64::from(!firsts.contains(&i)),
+            "step {}: {lags:?}",
+            i + 1
+        );
+    }
     assert!(
         pids_of(&pattern).is_empty(),
         "the resumed run left its server running"
