@@ -397,34 +397,10 @@ impl TrainConfig {
         if let Err(e) = self.loss.control.build() {
             return bad("loss.control", e.to_string());
         }
-        let vllm = &self.rollout.vllm;
-        if self.rollout.engine == crate::rollout::EngineKind::Vllm {
-            if vllm.url.is_some() == vllm.launch {
-                return bad(
-                    "rollout.vllm",
-                    "set exactly one of `url` (a running server) and `launch = true`".into(),
-                );
-            }
-            if let Some(url) = &vllm.url
-                && !url.starts_with("http://")
-            {
-                return bad("rollout.vllm.url", format!("{url:?} is not an http:// URL"));
-            }
-            if vllm.max_concurrency == 0 {
-                return bad("rollout.vllm.max_concurrency", "must be at least 1".into());
-            }
-            for (field, v) in [
-                ("rollout.vllm.startup_timeout_s", vllm.startup_timeout_s),
-                ("rollout.vllm.request_timeout_s", vllm.request_timeout_s),
-                (
-                    "rollout.vllm.probe_tolerance",
-                    vllm.probe_tolerance.unwrap_or(1.0),
-                ),
-            ] {
-                if !(v > 0.0 && v.is_finite()) {
-                    return bad(field, "must be finite and > 0".into());
-                }
-            }
+        if self.rollout.engine == crate::rollout::EngineKind::Vllm
+            && let Err((field, why)) = self.rollout.vllm.check()
+        {
+            return bad(field, why);
         }
         if self.asynchronous.max_staleness > 0 {
             if self.rollout.engine == crate::rollout::EngineKind::Local {

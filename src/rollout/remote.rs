@@ -34,10 +34,6 @@ impl WeightUpdate {
     ) -> Result<WeightUpdate, RolloutError> {
         let start = std::time::Instant::now();
         let dir = sync_dir.join(format!("v{version}"));
-        std::fs::create_dir_all(sync_dir).map_err(|e| RolloutError::Server {
-            url: sync_dir.display().to_string(),
-            message: format!("creating the weight folder: {e}"),
-        })?;
         policy.save_pretrained_replacing(&dir)?;
         let probe_logprobs = probe_logprobs(policy, probe)?;
         Ok(WeightUpdate {

@@ -11,7 +11,7 @@ use crate::checkpoint::TrainState;
 use crate::data::Prompt;
 use crate::metrics::PhaseSeconds;
 use crate::reward::Shaping;
-use crate::rollout::{RolloutEngine, RolloutRequest, Trajectory};
+use crate::rollout::{RolloutEngine, Trajectory};
 use crate::seed::mix_seed;
 use cove_verifiers::{Reward, Score};
 use rand::SeedableRng;
@@ -133,16 +133,7 @@ impl<R: Reward> Experience<R> {
             let t = Instant::now();
             let mut sync = 0.0;
             let mut sampled = match &mut self.sampler {
-                Sampler::InProcess(engine) => engine.generate(
-                    &l.policy,
-                    &RolloutRequest {
-                        prompts: &request.prompts,
-                        tasks: &request.tasks,
-                        keys: &request.keys,
-                        sampling: &request.sampling,
-                        policy_version: request.policy_version,
-                    },
-                )?,
+                Sampler::InProcess(engine) => engine.generate(&l.policy, &request.borrowed())?,
                 Sampler::Remote(pipeline) => {
                     sync += pipeline.publish(&l.policy, state.optimizer_step)?;
                     let in_flight = InFlight {

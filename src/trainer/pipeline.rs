@@ -27,7 +27,8 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    fn borrowed(&self) -> RolloutRequest<'_> {
+    /// The request as engines take it.
+    pub fn borrowed(&self) -> RolloutRequest<'_> {
         RolloutRequest {
             prompts: &self.prompts,
             tasks: &self.tasks,
@@ -67,9 +68,9 @@ pub(crate) struct Pipeline {
     results: mpsc::Receiver<Result<Sampled, RolloutError>>,
     name: String,
     /// Where weight updates are written.
-    pub sync_dir: PathBuf,
+    sync_dir: PathBuf,
     /// The probe tokens scored after each load.
-    pub probe: Vec<i64>,
+    probe: Vec<i64>,
     /// The update to send with the next job (published, not yet sent).
     pending: Option<WeightUpdate>,
     /// The version of the newest update published.

@@ -65,3 +65,37 @@ impl Default for VllmConfig {
         }
     }
 }
+
+impl VllmConfig {
+    /// Checks every field; the error names it (relative to `trainer`, as
+    /// `rollout.vllm.url`) and says what is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.url.is_some() == self.launch {
+            return Err((
+                "rollout.vllm",
+                "set exactly one of `url` (a running server) and `launch = true`".into(),
+            ));
+        }
+        if let Some(url) = &self.url
+            && !url.starts_with("http://")
+        {
+            return Err(("rollout.vllm.url", format!("{url:?} is not an http:// URL")));
+        }
+        if self.max_concurrency == 0 {
+            return Err(("rollout.vllm.max_concurrency", "must be at least 1".into()));
+        }
+        for (field, v) in [
+            ("rollout.vllm.startup_timeout_s", self.startup_timeout_s),
+            ("rollout.vllm.request_timeout_s", self.request_timeout_s),
+            (
+                "rollout.vllm.probe_tolerance",
+                self.probe_tolerance.unwrap_or(1.0),
+            ),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err((field, "must be finite and > 0".into()));
+            }
+        }
+        Ok(())
+    }
+}

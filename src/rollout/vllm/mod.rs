@@ -74,8 +74,8 @@ struct ChoiceLogprobs {
 
 impl VllmEngine {
     /// Connects to `cfg.url`, or launches a server for `model_dir` (`dtype`: `float32`
-    /// or `bfloat16`) logging to `log`; `eos` are the model's EOS token ids. Reads the
-    /// server's `max_model_len`.
+    /// or `bfloat16`) logging to `log`; `eos` are the model's EOS token ids. Checks `cfg`
+    /// first ([`VllmConfig::check`]) and reads the server's `max_model_len`.
     pub fn start(
         cfg: &VllmConfig,
         model_dir: &Path,
@@ -83,18 +83,16 @@ impl VllmEngine {
         log: &Path,
         eos: Vec<i64>,
     ) -> Result<VllmEngine, RolloutError> {
-        let (url, server) = match (&cfg.url, cfg.launch) {
-            (Some(url), false) => (url.trim_end_matches('/').to_string(), None),
-            (None, true) => {
+        cfg.check()
+            .map_err(|(field, message)| RolloutError::Config {
+                field: format!("trainer.{field}"),
+                message,
+            })?;
+        let (url, server) = match &cfg.url {
+            Some(url) => (url.trim_end_matches('/').to_string(), None),
+            None => {
                 let server = VllmServer::launch(cfg, model_dir, dtype, log)?;
                 (server.url().to_string(), Some(server))
-            }
-            _ => {
-                return Err(RolloutError::Config {
-                    field: "trainer.rollout.vllm".into(),
-                    message: "set exactly one of `url` (a running server) and `launch = true`"
-                        .into(),
-                });
             }
         };
         let agent = ureq::Agent::config_builder()
